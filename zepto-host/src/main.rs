@@ -1,0 +1,4 @@
+//! The `zepto` command line.
+fn main() {
+    println!("zepto: not yet implemented");
+}

@@ -1,0 +1,212 @@
+//! Hardware Abstraction Layer: the small traits an OS port implements
+//! (`reference-implementation/hal_interface.rst` and the HAL section of zepto-os.rst).
+//!
+//! Each trait covers one facility, so a port implements only what its board has;
+//! the pieces the main pump needs are gathered in [`Platform`].
+
+use crate::error::Error;
+
+/// Number of pins a [`WaitingFor`] can name (`NPINS` of zepto-os.rst).
+pub const MAX_PINS: usize = 32;
+
+/// Bytes of a pin bitmap in [`WaitingFor`].
+pub const PIN_BYTES: usize = MAX_PINS.div_ceil(8);
+
+/// What a waiting VM or plugin waits for (zepto-os.rst "Asynchronous Returns").
+///
+/// The conditions are alternatives: the wait ends at the timeout *or* when any of the
+/// named pins takes its value, whichever happens first. An incoming packet always ends
+/// a wait too (the pump handles packets first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitingFor {
+    /// Time to wait, in milliseconds; `None` waits for pins (or a packet) only.
+    pub timeout_ms: Option<u32>,
+    /// Bitmap of pins to watch (bit `n % 8` of byte `n / 8` is pin `n`).
+    pub pins_to_wait: [u8; PIN_BYTES],
+    /// Value each watched pin is waited for.
+    pub pin_values_to_wait: [u8; PIN_BYTES],
+}
+
+impl WaitingFor {
+    /// A wait for a time only.
+    pub const fn time(ms: u32) -> Self {
+        Self {
+            timeout_ms: Some(ms),
+            pins_to_wait: [0; PIN_BYTES],
+            pin_values_to_wait: [0; PIN_BYTES],
+        }
+    }
+
+    /// Adds "or until `pin` reads `value`". Pins beyond [`MAX_PINS`] are refused.
+    pub fn with_pin(mut self, pin: u8, value: bool) -> Result<Self, Error> {
+        let (byte, bit) = (usize::from(pin / 8), pin % 8);
+        let mask = self.pins_to_wait.get_mut(byte).ok_or(Error::Unsupported)?;
+        *mask |= 1 << bit;
+        let vals = self
+            .pin_values_to_wait
+            .get_mut(byte)
+            .ok_or(Error::Unsupported)?;
+        if value {
+            *vals |= 1 << bit;
+        } else {
+            *vals &= !(1 << bit);
+        }
+        Ok(self)
+    }
+
+    /// The pins waited for, with their values.
+    pub fn pins(&self) -> impl Iterator<Item = (u8, bool)> + '_ {
+        (0..MAX_PINS as u8).filter_map(move |p| {
+            let (byte, bit) = (usize::from(p / 8), p % 8);
+            let watched = self
+                .pins_to_wait
+                .get(byte)
+                .is_some_and(|m| m & (1 << bit) != 0);
+            watched.then(|| {
+                let v = self
+                    .pin_values_to_wait
+                    .get(byte)
+                    .is_some_and(|m| m & (1 << bit) != 0);
+                (p, v)
+            })
+        })
+    }
+
+    /// True if the wait names neither a time nor a pin.
+    pub fn is_empty(&self) -> bool {
+        self.timeout_ms.is_none() && self.pins_to_wait.iter().all(|b| *b == 0)
+    }
+
+    /// Combines two waits: the earlier timeout and the union of pins ("any of").
+    pub fn merge(&self, other: &WaitingFor) -> WaitingFor {
+        let timeout_ms = match (self.timeout_ms, other.timeout_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut out = WaitingFor {
+            timeout_ms,
+            ..*self
+        };
+        for (p, v) in other.pins() {
+            if let Ok(w) = out.with_pin(p, v) {
+                out = w;
+            }
+        }
+        out
+    }
+}
+
+/// Which event ended a [`Waiter::wait_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeReason {
+    /// The timeout expired.
+    Timeout,
+    /// The pin took the value waited for.
+    Pin(u8),
+    /// A packet arrived on a bus.
+    PacketArrived,
+}
+
+/// Identifies one bus (link) of a device; most devices have only bus 0.
+pub type BusId = u8;
+
+/// Monotonic time.
+pub trait Clock {
+    /// Milliseconds since an arbitrary start; never goes backwards.
+    fn now_ms(&self) -> u64;
+}
+
+/// Blocking wait for time, pins and packets (any of them).
+pub trait Waiter {
+    /// Waits until the first of: the timeout, a watched pin taking its value, or a
+    /// packet arriving. A wait with no timeout and no pins waits for a packet.
+    fn wait_for(&mut self, what: &WaitingFor) -> WakeReason;
+}
+
+/// Packet transport: one call moves one whole packet (framing is below this trait,
+/// in the port or in [`crate`]'s SADLP).
+pub trait PacketBus {
+    /// Receives one packet into `buf` if one is pending; returns its length, or
+    /// `Ok(None)` when none is waiting. A packet longer than `buf` is dropped and
+    /// reported as [`Error::BufferTooSmall`].
+    fn receive(&mut self, bus: BusId, buf: &mut [u8]) -> Result<Option<usize>, Error>;
+    /// Sends one packet.
+    fn send(&mut self, bus: BusId, packet: &[u8]) -> Result<(), Error>;
+}
+
+/// Radio (or line driver) power control (Zepto VM TRANSMITTER instruction).
+pub trait Transceiver {
+    /// Turns the receiver on or off.
+    fn set_receiver(&mut self, on: bool) -> Result<(), Error>;
+    /// Turns the transmitter on or off.
+    fn set_transmitter(&mut self, on: bool) -> Result<(), Error>;
+}
+
+/// Low-power sleep of the whole MCU (Zepto VM MCUSLEEP instruction).
+pub trait McuSleep {
+    /// Sleeps for `ms` milliseconds; RAM may or may not be preserved on real MCUs,
+    /// so a port that loses RAM must not return but reboot.
+    fn mcu_sleep(&mut self, ms: u32) -> Result<(), Error>;
+}
+
+/// EEPROM-like persistent storage, written in units of [`Storage::write_granularity`].
+pub trait Storage {
+    /// Total bytes addressable.
+    fn size(&self) -> usize;
+    /// Bytes physically written by any write (e.g. 4 for 32-bit EEPROM words). Writes
+    /// should be aligned to and sized in multiples of it to spare the cells.
+    fn write_granularity(&self) -> usize;
+    /// Reads `buf.len()` bytes at `addr`.
+    fn read(&mut self, addr: usize, buf: &mut [u8]) -> Result<(), Error>;
+    /// Writes `data` at `addr` (may be buffered until [`Storage::flush`]).
+    fn write(&mut self, addr: usize, data: &[u8]) -> Result<(), Error>;
+    /// Makes every previous write durable.
+    fn flush(&mut self) -> Result<(), Error>;
+}
+
+/// Digital pins.
+pub trait Pins {
+    /// Reads a digital pin.
+    fn read_pin(&mut self, pin: u8) -> Result<bool, Error>;
+    /// Drives a digital pin.
+    fn write_pin(&mut self, pin: u8, value: bool) -> Result<(), Error>;
+}
+
+/// Random bytes from the platform (hardware RNG or OS).
+pub trait Random {
+    /// Fills `buf` with random bytes.
+    fn fill_random(&mut self, buf: &mut [u8]) -> Result<(), Error>;
+}
+
+/// Watchdog.
+pub trait Watchdog {
+    /// Feeds the watchdog.
+    fn feed(&mut self);
+}
+
+/// Everything the main pump needs from a port.
+pub trait Platform: Clock + Waiter + PacketBus + Storage + Random + Watchdog {}
+
+impl<T: Clock + Waiter + PacketBus + Storage + Random + Watchdog> Platform for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_for_pins_and_merge() {
+        let a = WaitingFor::time(500).with_pin(2, true).unwrap();
+        let b = WaitingFor::time(100).with_pin(4, false).unwrap();
+        let m = a.merge(&b);
+        assert_eq!(m.timeout_ms, Some(100));
+        let pins: Vec<(u8, bool)> = m.pins().collect();
+        assert_eq!(pins, vec![(2, true), (4, false)]);
+        assert_eq!(m.pins_to_wait[0], 0b10100);
+        assert_eq!(m.pin_values_to_wait[0], 0b00100);
+        assert!(WaitingFor::default().is_empty());
+        assert_eq!(
+            WaitingFor::default().with_pin(32, true),
+            Err(Error::Unsupported)
+        );
+    }
+}

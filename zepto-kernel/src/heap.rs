@@ -1,0 +1,889 @@
+//! Zepto Heap: movable blocks behind handles
+//! (`reference-implementation/zepto-os.rst`, "Memory Architecture").
+//!
+//! One arena of `N` bytes holds at most `B` blocks (`ZEPTO_MAX_HEAP_BLOCKS`). Each
+//! block is owned by a [`Handle`] and holds a *request* part followed by a *reply*
+//! part. When an append or prepend needs room that is not free right after the block,
+//! the heap moves blocks (compacts them and opens a gap after the growing one), so
+//! byte positions change between calls.
+//!
+//! In C the rule "re-read pointers from handles after each call" is a convention; here
+//! it is enforced by the borrow checker: the slices [`Heap::request`] and
+//! [`Heap::reply`] borrow the heap, so they cannot outlive the next mutating call.
+//! [`Parser`]s hold offsets relative to their block, never addresses, and carry the
+//! block's generation so that a parser made before its request was replaced reports
+//! [`Error::StaleParser`] instead of reading the wrong bytes.
+//!
+//! "Two copies" rule: at any moment a packet exists only as the current request and
+//! the current reply of its block; [`Heap::convert_reply_to_request`] drops the
+//! request and turns the reply into the next layer's request in place.
+
+use crate::encoding;
+use crate::error::Error;
+use half::f16;
+
+/// An opaque reference to one heap block (REQUEST_REPLY_HANDLE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle(u8);
+
+impl Handle {
+    /// The slot index of this handle (for diagnostics).
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Block {
+    start: u16,
+    req: u16,
+    rep: u16,
+    used: bool,
+    generation: u8,
+}
+
+impl Block {
+    const fn len(&self) -> usize {
+        self.req as usize + self.rep as usize
+    }
+    const fn end(&self) -> usize {
+        self.start as usize + self.len()
+    }
+}
+
+/// The Zepto Heap: an arena of `N` bytes with at most `B` blocks.
+///
+/// `N` must be at most 65535 (block offsets are 16-bit, as on the MCUs this targets);
+/// `B` at most 255.
+#[derive(Debug, Clone)]
+pub struct Heap<const N: usize, const B: usize> {
+    arena: [u8; N],
+    blocks: [Block; B],
+}
+
+impl<const N: usize, const B: usize> Default for Heap<N, B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize, const B: usize> Heap<N, B> {
+    const CHECK: () = assert!(N <= u16::MAX as usize && B <= u8::MAX as usize);
+
+    /// Creates an empty heap.
+    pub const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CHECK;
+        Self {
+            arena: [0; N],
+            blocks: [Block {
+                start: 0,
+                req: 0,
+                rep: 0,
+                used: false,
+                generation: 0,
+            }; B],
+        }
+    }
+
+    /// Arena size in bytes.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// Bytes held by all blocks (requests plus replies).
+    pub fn used_bytes(&self) -> usize {
+        self.blocks.iter().filter(|b| b.used).map(Block::len).sum()
+    }
+
+    /// Bytes still available for appends.
+    pub fn free_bytes(&self) -> usize {
+        N - self.used_bytes()
+    }
+
+    /// Number of allocated handles.
+    pub fn handles_in_use(&self) -> usize {
+        self.blocks.iter().filter(|b| b.used).count()
+    }
+
+    fn block(&self, h: Handle) -> Result<&Block, Error> {
+        match self.blocks.get(h.index()) {
+            Some(b) if b.used => Ok(b),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    fn block_mut(&mut self, h: Handle) -> Result<&mut Block, Error> {
+        match self.blocks.get_mut(h.index()) {
+            Some(b) if b.used => Ok(b),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// Ensures `extra` free bytes directly after block `i`, moving blocks if needed.
+    fn make_room(&mut self, i: usize, extra: usize) -> Result<(), Error> {
+        if extra == 0 {
+            return Ok(());
+        }
+        let me = *self.blocks.get(i).ok_or(Error::InvalidHandle)?;
+        let new_len = me.len().checked_add(extra).ok_or(Error::OutOfMemory)?;
+        if new_len > u16::MAX as usize || self.used_bytes() + extra > N {
+            return Err(Error::OutOfMemory);
+        }
+        if me.len() == 0 {
+            // An empty block can live anywhere: put it after the highest block.
+            let top = self.top_excluding(i);
+            if N - top >= extra {
+                if let Some(b) = self.blocks.get_mut(i) {
+                    b.start = top as u16;
+                }
+                return Ok(());
+            }
+        } else if self.gap_after(i) >= extra {
+            return Ok(());
+        }
+        self.compact();
+        // After compaction everything is packed from 0; open the gap after block `i`
+        // by shifting every block that starts at or after its end.
+        let me = *self.blocks.get(i).ok_or(Error::InvalidHandle)?;
+        let end = if me.len() == 0 {
+            self.top_excluding(i)
+        } else {
+            me.end()
+        };
+        if me.len() == 0 {
+            if let Some(b) = self.blocks.get_mut(i) {
+                b.start = end as u16;
+            }
+            return Ok(());
+        }
+        let top = self.top_excluding(usize::MAX);
+        if top > end {
+            self.arena.copy_within(end..top, end + extra);
+        }
+        for (j, b) in self.blocks.iter_mut().enumerate() {
+            if j != i && b.used && b.len() > 0 && b.start as usize >= end {
+                b.start += extra as u16;
+            }
+        }
+        Ok(())
+    }
+
+    /// Free bytes between the end of block `i` and the next non-empty block (or the
+    /// end of the arena).
+    fn gap_after(&self, i: usize) -> usize {
+        let Some(me) = self.blocks.get(i) else {
+            return 0;
+        };
+        let end = me.end();
+        let next = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(j, b)| *j != i && b.used && b.len() > 0 && b.start as usize >= end)
+            .map(|(_, b)| b.start as usize)
+            .min()
+            .unwrap_or(N);
+        next.saturating_sub(end)
+    }
+
+    /// Highest end of any non-empty block other than `skip`.
+    fn top_excluding(&self, skip: usize) -> usize {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter(|(j, b)| *j != skip && b.used && b.len() > 0)
+            .map(|(_, b)| b.end())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Packs all non-empty blocks towards offset 0, keeping their order.
+    fn compact(&mut self) {
+        let mut pos = 0usize;
+        let mut last: Option<(usize, usize)> = None;
+        loop {
+            // Next block in (start, index) order after `last`.
+            let next = self
+                .blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.used && b.len() > 0)
+                .map(|(j, b)| (b.start as usize, j))
+                .filter(|k| last.is_none_or(|l| *k > l))
+                .min();
+            let Some((start, j)) = next else {
+                break;
+            };
+            let len = self.blocks.get(j).map_or(0, Block::len);
+            if start != pos {
+                self.arena.copy_within(start..start + len, pos);
+            }
+            if let Some(b) = self.blocks.get_mut(j) {
+                b.start = pos as u16;
+            }
+            pos += len;
+            last = Some((start, j));
+        }
+    }
+
+    /// Replaces the request with up to `capacity` bytes written by `fill`, which
+    /// returns how many it wrote. Used to receive a packet straight into the heap.
+    /// On error the block is left empty (request and reply dropped).
+    pub fn fill_request(
+        &mut self,
+        h: Handle,
+        capacity: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
+    ) -> Result<usize, Error> {
+        {
+            let b = self.block_mut(h)?;
+            b.req = 0;
+            b.rep = 0;
+            b.generation = b.generation.wrapping_add(1);
+        }
+        self.make_room(h.index(), capacity)?;
+        let s = self.block(h)?.start as usize;
+        let buf = self
+            .arena
+            .get_mut(s..s + capacity)
+            .ok_or(Error::OutOfMemory)?;
+        let n = fill(buf)?.min(capacity);
+        self.block_mut(h)?.req = n as u16;
+        Ok(n)
+    }
+}
+
+/// The Zepto Heap operations, usable through `&mut dyn HeapOps` (plugins receive the
+/// heap this way, whatever its size parameters).
+pub trait HeapOps {
+    /// Generation of a block: changes whenever its request is replaced.
+    fn generation(&self, h: Handle) -> Result<u8, Error>;
+
+    /// Allocates an empty block.
+    fn alloc(&mut self) -> Result<Handle, Error>;
+
+    /// Frees a block; its handle becomes invalid.
+    fn free(&mut self, h: Handle) -> Result<(), Error>;
+
+    /// Frees every block.
+    fn reset(&mut self);
+
+    /// The request bytes of a block.
+    fn request(&self, h: Handle) -> Result<&[u8], Error>;
+
+    /// The reply bytes of a block.
+    fn reply(&self, h: Handle) -> Result<&[u8], Error>;
+
+    /// The request and the reply of a block, both mutable (e.g. to encrypt in place).
+    fn split_mut(&mut self, h: Handle) -> Result<(&mut [u8], &mut [u8]), Error>;
+
+    /// Request length in bytes.
+    fn request_len(&self, h: Handle) -> Result<usize, Error>;
+
+    /// Reply length in bytes.
+    fn reply_len(&self, h: Handle) -> Result<usize, Error>;
+
+    /// Appends bytes to the reply.
+    fn append_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
+
+    /// Prepends bytes to the reply (lower layers add their headers this way).
+    fn prepend_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
+
+    /// Appends the whole reply of `src` to the reply of `dst` (`src` is unchanged).
+    fn append_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error>;
+
+    /// Shortens the reply to `len` bytes (no effect if it is already shorter).
+    fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error>;
+
+    /// Removes `n` bytes from the front of the reply.
+    fn drop_reply_front(&mut self, h: Handle, n: usize) -> Result<(), Error>;
+
+    /// Drops the request and makes the reply the request of the next layer
+    /// (`zepto_convert_reply_to_request`). Invalidates parsers over the old request.
+    fn convert_reply_to_request(&mut self, h: Handle) -> Result<(), Error>;
+
+    /// Replaces the request with `data` and drops the reply.
+    fn set_request(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
+
+    /// Creates a parser over the whole request of `h` (`zepto_create_parser`).
+    fn parser(&self, h: Handle) -> Result<Parser, Error>;
+
+    /// Appends one byte to the reply.
+    fn append_reply_u8(&mut self, h: Handle, v: u8) -> Result<(), Error> {
+        self.append_reply(h, &[v])
+    }
+
+    /// Appends a little-endian `u16` to the reply.
+    fn append_reply_u16(&mut self, h: Handle, v: u16) -> Result<(), Error> {
+        self.append_reply(h, &v.to_le_bytes())
+    }
+
+    /// Appends an Encoded-Unsigned-Int<max=`max`> to the reply.
+    fn append_reply_uint(&mut self, h: Handle, v: u64, max: u8) -> Result<(), Error> {
+        let (buf, n) = encoding::uint_to_array(v, max)?;
+        self.append_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
+    }
+
+    /// Prepends an Encoded-Unsigned-Int<max=`max`> to the reply.
+    fn prepend_reply_uint(&mut self, h: Handle, v: u64, max: u8) -> Result<(), Error> {
+        let (buf, n) = encoding::uint_to_array(v, max)?;
+        self.prepend_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
+    }
+
+    /// Appends an Encoded-Signed-Int<max=`max`> to the reply.
+    fn append_reply_sint(&mut self, h: Handle, v: i64, max: u8) -> Result<(), Error> {
+        let mut buf = [0u8; encoding::MAX_ENCODED_LEN];
+        let n = encoding::encode_sint(v, max, &mut buf)?;
+        self.append_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
+    }
+
+    /// Appends a SmartAnthill Half-Float to the reply.
+    fn append_reply_half(&mut self, h: Handle, v: f16) -> Result<(), Error> {
+        self.append_reply(h, &encoding::encode_half(v))
+    }
+
+    /// Drops the reply.
+    fn clear_reply(&mut self, h: Handle) -> Result<(), Error> {
+        self.truncate_reply(h, 0)
+    }
+}
+
+impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
+    fn generation(&self, h: Handle) -> Result<u8, Error> {
+        Ok(self.block(h)?.generation)
+    }
+
+    fn alloc(&mut self) -> Result<Handle, Error> {
+        let (i, b) = self
+            .blocks
+            .iter_mut()
+            .enumerate()
+            .find(|(_, b)| !b.used)
+            .ok_or(Error::NoFreeHandle)?;
+        *b = Block {
+            used: true,
+            generation: b.generation.wrapping_add(1),
+            ..Block::default()
+        };
+        Ok(Handle(i as u8))
+    }
+
+    fn free(&mut self, h: Handle) -> Result<(), Error> {
+        let b = self.block_mut(h)?;
+        b.used = false;
+        b.req = 0;
+        b.rep = 0;
+        b.generation = b.generation.wrapping_add(1);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        for b in self.blocks.iter_mut() {
+            b.used = false;
+            b.req = 0;
+            b.rep = 0;
+            b.generation = b.generation.wrapping_add(1);
+        }
+    }
+
+    fn request(&self, h: Handle) -> Result<&[u8], Error> {
+        let b = self.block(h)?;
+        let s = b.start as usize;
+        self.arena
+            .get(s..s + b.req as usize)
+            .ok_or(Error::InvalidHandle)
+    }
+
+    fn reply(&self, h: Handle) -> Result<&[u8], Error> {
+        let b = self.block(h)?;
+        let s = b.start as usize + b.req as usize;
+        self.arena
+            .get(s..s + b.rep as usize)
+            .ok_or(Error::InvalidHandle)
+    }
+
+    fn split_mut(&mut self, h: Handle) -> Result<(&mut [u8], &mut [u8]), Error> {
+        let b = *self.block(h)?;
+        let s = b.start as usize;
+        let whole = self
+            .arena
+            .get_mut(s..s + b.len())
+            .ok_or(Error::InvalidHandle)?;
+        Ok(whole.split_at_mut(b.req as usize))
+    }
+
+    fn request_len(&self, h: Handle) -> Result<usize, Error> {
+        Ok(self.block(h)?.req as usize)
+    }
+
+    fn reply_len(&self, h: Handle) -> Result<usize, Error> {
+        Ok(self.block(h)?.rep as usize)
+    }
+
+    fn append_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
+        self.block(h)?;
+        self.make_room(h.index(), data.len())?;
+        let b = self.block_mut(h)?;
+        let at = b.end();
+        b.rep += data.len() as u16;
+        self.arena
+            .get_mut(at..at + data.len())
+            .ok_or(Error::OutOfMemory)?
+            .copy_from_slice(data);
+        Ok(())
+    }
+
+    fn prepend_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
+        self.block(h)?;
+        self.make_room(h.index(), data.len())?;
+        let b = self.block_mut(h)?;
+        let rs = b.start as usize + b.req as usize;
+        let re = b.end();
+        b.rep += data.len() as u16;
+        self.arena.copy_within(rs..re, rs + data.len());
+        self.arena
+            .get_mut(rs..rs + data.len())
+            .ok_or(Error::OutOfMemory)?
+            .copy_from_slice(data);
+        Ok(())
+    }
+
+    fn append_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error> {
+        if dst == src {
+            return Err(Error::InvalidHandle);
+        }
+        let n = self.reply_len(src)?;
+        self.block(dst)?;
+        self.make_room(dst.index(), n)?;
+        let s = *self.block(src)?;
+        let from = s.start as usize + s.req as usize;
+        let d = self.block_mut(dst)?;
+        let to = d.end();
+        d.rep += n as u16;
+        self.arena.copy_within(from..from + n, to);
+        Ok(())
+    }
+
+    fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error> {
+        let b = self.block_mut(h)?;
+        b.rep = b.rep.min(len as u16);
+        Ok(())
+    }
+
+    fn drop_reply_front(&mut self, h: Handle, n: usize) -> Result<(), Error> {
+        let b = *self.block(h)?;
+        let n = n.min(b.rep as usize);
+        let rs = b.start as usize + b.req as usize;
+        self.arena.copy_within(rs + n..b.end(), rs);
+        self.block_mut(h)?.rep -= n as u16;
+        Ok(())
+    }
+
+    fn convert_reply_to_request(&mut self, h: Handle) -> Result<(), Error> {
+        let b = *self.block(h)?;
+        let s = b.start as usize;
+        let rs = s + b.req as usize;
+        self.arena.copy_within(rs..b.end(), s);
+        let b = self.block_mut(h)?;
+        b.req = b.rep;
+        b.rep = 0;
+        b.generation = b.generation.wrapping_add(1);
+        Ok(())
+    }
+
+    fn set_request(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
+        self.fill_request(h, data.len(), |buf| {
+            buf.copy_from_slice(data);
+            Ok(data.len())
+        })
+        .map(|_| ())
+    }
+
+    fn parser(&self, h: Handle) -> Result<Parser, Error> {
+        let b = self.block(h)?;
+        Ok(Parser {
+            handle: h,
+            generation: b.generation,
+            pos: 0,
+            end: b.req,
+        })
+    }
+}
+
+/// A cursor over (part of) the request of one heap block (ZEPTO_PARSER).
+///
+/// A parser is a few bytes of offsets; every read takes the heap by reference, so it
+/// stays valid while blocks move. Reads past its end fail with
+/// [`Error::UnexpectedEnd`] and leave the parser where it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parser {
+    handle: Handle,
+    generation: u8,
+    pos: u16,
+    end: u16,
+}
+
+impl Parser {
+    /// The handle whose request this parser reads.
+    pub const fn handle(&self) -> Handle {
+        self.handle
+    }
+
+    /// Offset of the next byte within the request.
+    pub const fn position(&self) -> usize {
+        self.pos as usize
+    }
+
+    /// Offset just past the last byte this parser may read.
+    pub const fn end(&self) -> usize {
+        self.end as usize
+    }
+
+    /// Bytes left to read.
+    pub const fn remaining(&self) -> usize {
+        (self.end - self.pos) as usize
+    }
+
+    /// True when nothing is left to read.
+    pub const fn is_empty(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    /// Moves to absolute offset `pos` within the request (must not pass the end).
+    pub fn set_position(&mut self, pos: usize) -> Result<(), Error> {
+        if pos > self.end as usize {
+            return Err(Error::UnexpectedEnd);
+        }
+        self.pos = pos as u16;
+        Ok(())
+    }
+
+    /// The unread bytes, borrowed from the heap.
+    pub fn rest<'h, H: HeapOps + ?Sized>(&self, heap: &'h H) -> Result<&'h [u8], Error> {
+        if heap.generation(self.handle)? != self.generation {
+            return Err(Error::StaleParser);
+        }
+        heap.request(self.handle)?
+            .get(self.pos as usize..self.end as usize)
+            .ok_or(Error::StaleParser)
+    }
+
+    /// Reads `n` bytes, borrowed from the heap.
+    pub fn bytes<'h, H: HeapOps + ?Sized>(
+        &mut self,
+        heap: &'h H,
+        n: usize,
+    ) -> Result<&'h [u8], Error> {
+        let out = self.rest(heap)?.get(..n).ok_or(Error::UnexpectedEnd)?;
+        self.pos += n as u16;
+        Ok(out)
+    }
+
+    /// Copies `out.len()` bytes into `out`.
+    pub fn read_into<H: HeapOps + ?Sized>(
+        &mut self,
+        heap: &H,
+        out: &mut [u8],
+    ) -> Result<(), Error> {
+        out.copy_from_slice(self.bytes(heap, out.len())?);
+        Ok(())
+    }
+
+    /// Skips `n` bytes.
+    pub fn skip<H: HeapOps + ?Sized>(&mut self, heap: &H, n: usize) -> Result<(), Error> {
+        self.bytes(heap, n).map(|_| ())
+    }
+
+    /// Reads one byte.
+    pub fn u8<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<u8, Error> {
+        let b = *self.rest(heap)?.first().ok_or(Error::UnexpectedEnd)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// Returns the next byte without consuming it.
+    pub fn peek_u8<H: HeapOps + ?Sized>(&self, heap: &H) -> Result<u8, Error> {
+        self.rest(heap)?
+            .first()
+            .copied()
+            .ok_or(Error::UnexpectedEnd)
+    }
+
+    /// Reads a little-endian `u16`.
+    pub fn u16_le<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<u16, Error> {
+        let v = encoding::read_u16_le(self.rest(heap)?)?;
+        self.pos += 2;
+        Ok(v)
+    }
+
+    /// Reads a little-endian `u32`.
+    pub fn u32_le<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<u32, Error> {
+        let v = encoding::read_u32_le(self.rest(heap)?)?;
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// Reads an Encoded-Unsigned-Int<max=`max`>.
+    pub fn uint<H: HeapOps + ?Sized>(&mut self, heap: &H, max: u8) -> Result<u64, Error> {
+        let (v, n) = encoding::decode_uint(self.rest(heap)?, max)?;
+        self.pos += n as u16;
+        Ok(v)
+    }
+
+    /// Reads an Encoded-Signed-Int<max=`max`>.
+    pub fn sint<H: HeapOps + ?Sized>(&mut self, heap: &H, max: u8) -> Result<i64, Error> {
+        let (v, n) = encoding::decode_sint(self.rest(heap)?, max)?;
+        self.pos += n as u16;
+        Ok(v)
+    }
+
+    /// Reads a SmartAnthill Half-Float.
+    pub fn half<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<f16, Error> {
+        let v = encoding::decode_half(self.rest(heap)?)?;
+        self.pos += 2;
+        Ok(v)
+    }
+
+    /// Splits off the next `len` bytes as a nested parser and skips them here
+    /// (`zepto_create_parser_from_parsed_block`).
+    pub fn sub_parser(&mut self, len: usize) -> Result<Parser, Error> {
+        if len > self.remaining() {
+            return Err(Error::UnexpectedEnd);
+        }
+        let sub = Parser {
+            handle: self.handle,
+            generation: self.generation,
+            pos: self.pos,
+            end: self.pos + len as u16,
+        };
+        self.pos += len as u16;
+        Ok(sub)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type H = Heap<64, 4>;
+
+    #[test]
+    fn request_reply_and_convert() {
+        let mut heap = H::new();
+        let h = heap.alloc().unwrap();
+        heap.set_request(h, &[1, 2, 3]).unwrap();
+        heap.append_reply(h, &[9, 8]).unwrap();
+        heap.prepend_reply(h, &[7]).unwrap();
+        heap.append_reply_uint(h, 128, 2).unwrap();
+        assert_eq!(heap.request(h).unwrap(), &[1, 2, 3]);
+        assert_eq!(heap.reply(h).unwrap(), &[7, 9, 8, 0x80, 0x00]);
+        heap.convert_reply_to_request(h).unwrap();
+        assert_eq!(heap.request(h).unwrap(), &[7, 9, 8, 0x80, 0x00]);
+        assert_eq!(heap.reply(h).unwrap(), &[] as &[u8]);
+        // Two copies rule: only the current request (and reply) occupy the arena.
+        assert_eq!(heap.used_bytes(), 5);
+    }
+
+    #[test]
+    fn parser_reads_all_field_kinds() {
+        let mut heap = H::new();
+        let h = heap.alloc().unwrap();
+        heap.set_request(
+            h,
+            &[
+                0x05, 0x34, 0x12, 0x90, 0x04, 0x01, 0x00, 0x3c, 0xaa, 0xbb, 0xcc,
+            ],
+        )
+        .unwrap();
+        let mut p = heap.parser(h).unwrap();
+        assert_eq!(p.u8(&heap), Ok(5));
+        assert_eq!(p.u16_le(&heap), Ok(0x1234));
+        assert_eq!(p.uint(&heap, 2), Ok(656));
+        assert_eq!(p.sint(&heap, 1), Ok(-1));
+        assert_eq!(p.half(&heap), Ok(f16::from_f32(1.0)));
+        assert_eq!(p.remaining(), 3);
+        let mut sub = p.sub_parser(2).unwrap();
+        assert_eq!(p.remaining(), 1);
+        assert_eq!(sub.u8(&heap), Ok(0xaa));
+        assert_eq!(sub.u8(&heap), Ok(0xbb));
+        assert_eq!(sub.u8(&heap), Err(Error::UnexpectedEnd));
+        assert_eq!(p.u8(&heap), Ok(0xcc));
+        assert_eq!(p.u16_le(&heap), Err(Error::UnexpectedEnd));
+        assert_eq!(p.sub_parser(1), Err(Error::UnexpectedEnd));
+    }
+
+    #[test]
+    fn parser_goes_stale_after_convert() {
+        let mut heap = H::new();
+        let h = heap.alloc().unwrap();
+        heap.set_request(h, &[1, 2]).unwrap();
+        heap.append_reply(h, &[3, 4]).unwrap();
+        let mut p = heap.parser(h).unwrap();
+        heap.convert_reply_to_request(h).unwrap();
+        assert_eq!(p.u8(&heap), Err(Error::StaleParser));
+    }
+
+    #[test]
+    fn blocks_move_to_make_room() {
+        let mut heap = Heap::<16, 3>::new();
+        let a = heap.alloc().unwrap();
+        let b = heap.alloc().unwrap();
+        heap.append_reply(a, &[1; 4]).unwrap();
+        heap.append_reply(b, &[2; 4]).unwrap();
+        // `a` is followed directly by `b`: growing it must move `b`.
+        heap.append_reply(a, &[3; 6]).unwrap();
+        assert_eq!(heap.reply(a).unwrap(), &[1, 1, 1, 1, 3, 3, 3, 3, 3, 3]);
+        assert_eq!(heap.reply(b).unwrap(), &[2; 4]);
+        assert_eq!(heap.free_bytes(), 2);
+        assert_eq!(heap.append_reply(b, &[0; 3]), Err(Error::OutOfMemory));
+        // The failed append lost nothing.
+        assert_eq!(heap.reply(b).unwrap(), &[2; 4]);
+        assert_eq!(heap.reply(a).unwrap().len(), 10);
+        let c = heap.alloc().unwrap();
+        assert_eq!(heap.alloc(), Err(Error::NoFreeHandle));
+        heap.append_reply(c, &[5, 5]).unwrap();
+        heap.free(a).unwrap();
+        assert_eq!(heap.reply(a), Err(Error::InvalidHandle));
+        heap.append_reply(c, &[6; 10]).unwrap();
+        assert_eq!(heap.reply(b).unwrap(), &[2; 4]);
+        assert_eq!(heap.reply(c).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn append_reply_of_copies_between_blocks() {
+        let mut heap = H::new();
+        let a = heap.alloc().unwrap();
+        let b = heap.alloc().unwrap();
+        heap.append_reply(a, &[1, 2]).unwrap();
+        heap.append_reply(b, &[3, 4, 5]).unwrap();
+        heap.append_reply_of(a, b).unwrap();
+        assert_eq!(heap.reply(a).unwrap(), &[1, 2, 3, 4, 5]);
+        assert_eq!(heap.reply(b).unwrap(), &[3, 4, 5]);
+        assert_eq!(heap.append_reply_of(a, a), Err(Error::InvalidHandle));
+        heap.drop_reply_front(a, 2).unwrap();
+        assert_eq!(heap.reply(a).unwrap(), &[3, 4, 5]);
+    }
+
+    #[test]
+    fn fill_request_receives_in_place() {
+        let mut heap = H::new();
+        let h = heap.alloc().unwrap();
+        let n = heap
+            .fill_request(h, 32, |buf| {
+                buf[..3].copy_from_slice(&[7, 7, 7]);
+                Ok(3)
+            })
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(heap.request(h).unwrap(), &[7, 7, 7]);
+        assert_eq!(heap.fill_request(h, 65, |_| Ok(0)), Err(Error::OutOfMemory));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Alloc,
+        Free(usize),
+        Append(usize, Vec<u8>),
+        Prepend(usize, Vec<u8>),
+        SetRequest(usize, Vec<u8>),
+        Convert(usize),
+        Truncate(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let data = proptest::collection::vec(any::<u8>(), 0..20);
+        prop_oneof![
+            Just(Op::Alloc),
+            (0..5usize).prop_map(Op::Free),
+            (0..5usize, data.clone()).prop_map(|(h, d)| Op::Append(h, d)),
+            (0..5usize, data.clone()).prop_map(|(h, d)| Op::Prepend(h, d)),
+            (0..5usize, data).prop_map(|(h, d)| Op::SetRequest(h, d)),
+            (0..5usize).prop_map(Op::Convert),
+            (0..5usize, 0..30usize).prop_map(|(h, n)| Op::Truncate(h, n)),
+        ]
+    }
+
+    /// A block of the model: handle, request, reply.
+    type ModelBlock = (Handle, Vec<u8>, Vec<u8>);
+
+    proptest! {
+        /// Random heap operations agree with a simple model (a request and a reply
+        /// vector per handle) and never lose data, whatever blocks move.
+        #[test]
+        fn heap_matches_model(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut heap = Heap::<96, 4>::new();
+            let mut model: Vec<Option<ModelBlock>> = Vec::new();
+            for op in ops {
+                let live: Vec<usize> = (0..model.len()).filter(|i| model[*i].is_some()).collect();
+                let pick = |k: usize| live.get(k % live.len().max(1)).copied();
+                let used: usize = model.iter().flatten().map(|(_, q, r)| q.len() + r.len()).sum();
+                match op {
+                    Op::Alloc => match heap.alloc() {
+                        Ok(h) => model.push(Some((h, vec![], vec![]))),
+                        Err(e) => {
+                            prop_assert_eq!(e, Error::NoFreeHandle);
+                            prop_assert_eq!(live.len(), 4);
+                        }
+                    },
+                    Op::Free(k) => if let Some(i) = pick(k) {
+                        let (h, _, _) = model[i].take().unwrap();
+                        heap.free(h).unwrap();
+                        prop_assert_eq!(heap.reply(h), Err(Error::InvalidHandle));
+                    },
+                    Op::Append(k, d) | Op::Prepend(k, d) if pick(k).is_none() => { let _ = d; }
+                    Op::Append(k, d) => {
+                        let i = pick(k).unwrap();
+                        let entry = model[i].as_mut().unwrap();
+                        match heap.append_reply(entry.0, &d) {
+                            Ok(()) => entry.2.extend_from_slice(&d),
+                            Err(e) => {
+                                prop_assert_eq!(e, Error::OutOfMemory);
+                                prop_assert!(used + d.len() > 96);
+                            }
+                        }
+                    }
+                    Op::Prepend(k, d) => {
+                        let i = pick(k).unwrap();
+                        let entry = model[i].as_mut().unwrap();
+                        match heap.prepend_reply(entry.0, &d) {
+                            Ok(()) => { let mut v = d.clone(); v.extend_from_slice(&entry.2); entry.2 = v; }
+                            Err(e) => {
+                                prop_assert_eq!(e, Error::OutOfMemory);
+                                prop_assert!(used + d.len() > 96);
+                            }
+                        }
+                    }
+                    Op::SetRequest(k, d) => if let Some(i) = pick(k) {
+                        let entry = model[i].as_mut().unwrap();
+                        match heap.set_request(entry.0, &d) {
+                            Ok(()) => { entry.1 = d; entry.2.clear(); }
+                            Err(e) => {
+                                prop_assert_eq!(e, Error::OutOfMemory);
+                                entry.1.clear();
+                                entry.2.clear();
+                            }
+                        }
+                    },
+                    Op::Convert(k) => if let Some(i) = pick(k) {
+                        let entry = model[i].as_mut().unwrap();
+                        heap.convert_reply_to_request(entry.0).unwrap();
+                        entry.1 = core::mem::take(&mut entry.2);
+                    },
+                    Op::Truncate(k, n) => if let Some(i) = pick(k) {
+                        let entry = model[i].as_mut().unwrap();
+                        heap.truncate_reply(entry.0, n).unwrap();
+                        entry.2.truncate(n);
+                    },
+                }
+                for (h, q, r) in model.iter().flatten() {
+                    prop_assert_eq!(heap.request(*h).unwrap(), q.as_slice());
+                    prop_assert_eq!(heap.reply(*h).unwrap(), r.as_slice());
+                }
+                let used: usize = model.iter().flatten().map(|(_, q, r)| q.len() + r.len()).sum();
+                prop_assert_eq!(heap.used_bytes(), used);
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! # zepto-kernel
+//!
+//! The SmartAnthill "Zepto OS" device stack in Rust: `no_std`, no allocation, no
+//! panics on any input. It holds
+//!
+//! * [`encoding`]: Encoded-Unsigned/Signed-Int, Half-Float and little-endian fields;
+//! * [`heap`]: the Zepto Heap of movable request/reply blocks and its parsers;
+//! * [`hal`]: the traits an OS port implements;
+//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`].
+//!
+//! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
+//! and by the host simulator.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod encoding;
+pub mod error;
+pub mod hal;
+pub mod heap;
+#[cfg(feature = "test-hal")]
+pub mod testhal;
+
+pub use error::{Error, HandlerOutcome};
+pub use heap::{Handle, Heap, HeapOps, Parser};
