@@ -1,0 +1,49 @@
+//! Zepto OS as a Zephyr application.
+//!
+//! * [`uart`]: the UART chosen as `zepto,uart` in the devicetree: interrupt-driven
+//!   receive into a ring buffer that wakes the pump thread through a semaphore (or a
+//!   poll thread on drivers without an interrupt API), polled transmit;
+//! * [`hal`]: zepto-kernel's HAL traits on Zephyr (clock, waiter, random, watchdog,
+//!   storage placeholder);
+//! * [`pump`]: the pump thread's body, [`pump::zepto_main_pump`].
+#![no_std]
+// Zephyr's Kconfig options appear as `cfg(CONFIG_...)`; which exist depends on the build.
+#![allow(unexpected_cfgs)]
+
+pub mod hal;
+pub mod pump;
+pub mod uart;
+
+use core::ffi::c_int;
+
+use zephyr::kconfig;
+use zephyr::printkln;
+
+/// Stack of the pump thread (`CONFIG_ZEPTO_PUMP_STACK_SIZE`).
+const PUMP_STACK_SIZE: usize = kconfig::CONFIG_ZEPTO_PUMP_STACK_SIZE as usize;
+
+/// Entry point called by Zephyr's `main()`: announces the build and starts the pump.
+#[no_mangle]
+extern "C" fn rust_main() {
+    printkln!(
+        "zepto: Zepto OS on {} (VM level {}, heap {} B, max packet {} B)",
+        kconfig::CONFIG_BOARD,
+        kconfig::CONFIG_ZEPTO_VM_LEVEL,
+        kconfig::CONFIG_ZEPTO_HEAP_SIZE,
+        kconfig::CONFIG_ZEPTO_MAX_PACKET_SIZE,
+    );
+    let thread = pump_thread();
+    thread.set_priority(kconfig::CONFIG_ZEPTO_PUMP_PRIORITY as c_int);
+    thread.start();
+}
+
+/// The pump thread: opens the packet UART and the HAL, then runs the pump forever.
+#[zephyr::thread(stack_size = PUMP_STACK_SIZE)]
+fn pump_thread() {
+    let Some(port) = uart::UartPort::open() else {
+        printkln!("zepto: packet UART (chosen zepto,uart) is not ready; pump not started");
+        return;
+    };
+    let mut hal = hal::ZephyrHal::new(port);
+    pump::zepto_main_pump(&mut hal);
+}
