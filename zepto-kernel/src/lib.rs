@@ -6,7 +6,10 @@
 //! * [`encoding`]: Encoded-Unsigned/Signed-Int, Half-Float and little-endian fields;
 //! * [`heap`]: the Zepto Heap of movable request/reply blocks and its parsers;
 //! * [`hal`]: the traits an OS port implements;
-//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`].
+//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`];
+//! * [`sasp`]: the security layer (EAX over AES-128 or Speck-128/128);
+//! * [`nonce_store`]: SASP nonces persisted with few storage writes;
+//! * [`sadlp`]: framing for byte links (COBS + CRC-16).
 //!
 //! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
 //! and by the host simulator.
@@ -33,6 +36,9 @@ pub mod encoding;
 pub mod error;
 pub mod hal;
 pub mod heap;
+pub mod nonce_store;
+pub mod sadlp;
+pub mod sasp;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
 
