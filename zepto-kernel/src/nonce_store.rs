@@ -550,5 +550,13 @@ mod tests {
             let max_granule = *hal.granule_writes[..8].iter().max().unwrap();
             assert!(u32::from(max_granule) <= max_records / 2 + 2);
         }
+        // Request/response traffic: 1000 packets each way moves both marks.
+        let mut hal = fresh();
+        let mut s = NonceStore::open(&mut hal, 0, DEFAULT_RESERVE).unwrap();
+        for i in 1..=1000 {
+            s.next_send(&mut hal).unwrap();
+            assert_eq!(s.accept_received(&mut hal, i), Ok(true));
+        }
+        assert_eq!(s.writes(), 8);
     }
 }

@@ -321,9 +321,17 @@ impl<C: SaspCipher> Sasp<C> {
         if to_sasp {
             return self.receive_sasp_message(heap, h);
         }
-        if self.nonces.accept_received(hal, vp)? {
-            self.last_received = Some(vp);
-            return Ok(HandlerOutcome::Pass);
+        match self.nonces.accept_received(hal, vp) {
+            Ok(true) => {
+                self.last_received = Some(vp);
+                return Ok(HandlerOutcome::Pass);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // NLW could not be made durable: drop the packet, plaintext included.
+                heap.clear_reply(h)?;
+                return Err(e);
+            }
         }
         // Authentic but old: tell the peer the lowest nonce it may use next.
         let mut msg = [0u8; OLD_NONCE_MSG_LEN];
@@ -332,7 +340,10 @@ impl<C: SaspCipher> Sasp<C> {
             encoding::write_uint_le(self.nonces.nlw(), rest);
         }
         heap.clear_reply(h)?;
-        self.build(heap, h, hal, true, Source::Bytes(&msg), None)?;
+        if let Err(e) = self.build(heap, h, hal, true, Source::Bytes(&msg), None) {
+            heap.clear_reply(h)?;
+            return Err(e);
+        }
         self.stats.old_nonce_replies = self.stats.old_nonce_replies.saturating_add(1);
         Ok(HandlerOutcome::ReplyDown)
     }
@@ -390,7 +401,10 @@ impl<C: SaspCipher> Sasp<C> {
         pad_to: Option<usize>,
     ) -> Result<HandlerOutcome, Error> {
         heap.clear_reply(h)?;
-        self.build(heap, h, hal, false, Source::Request, pad_to)?;
+        if let Err(e) = self.build(heap, h, hal, false, Source::Request, pad_to) {
+            heap.clear_reply(h)?;
+            return Err(e);
+        }
         Ok(HandlerOutcome::Pass)
     }
 
@@ -429,13 +443,7 @@ impl<C: SaspCipher> Sasp<C> {
             return Err(Error::ValueOutOfRange);
         }
         append_zeros(heap, h, OVERHEAD + total)?;
-        let vp = match self.nonces.next_send(hal) {
-            Ok(vp) => vp,
-            Err(e) => {
-                heap.clear_reply(h)?;
-                return Err(e);
-            }
-        };
+        let vp = self.nonces.next_send(hal)?;
         let hdr = header(vp, to_sasp);
         let (req, rep) = heap.split_mut(h)?;
         let payload: &[u8] = match src {

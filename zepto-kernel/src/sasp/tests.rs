@@ -561,3 +561,26 @@ proptest! {
         prop_assert_eq!((dev.nonces().nfs(), dev.nonces().nlw()), (0, 0));
     }
 }
+
+#[test]
+fn storage_failure_on_receive_drops_the_plaintext() {
+    let (mut dev, mut dhal) = end::<Aes128>(Role::Device, 0, 0);
+    let (mut cli, mut chal) = end::<Aes128>(Role::Client, 0, 0);
+    let p = send(&mut cli, &mut chal, &[0x44, 1, 2]);
+    dhal.power_cut_after = Some(0);
+    let mut heap = TH::new();
+    let h = heap.alloc().unwrap();
+    heap.set_request(h, &p).unwrap();
+    assert_eq!(dev.receive(&mut heap, h, &mut dhal), Err(Error::Storage));
+    assert!(heap.reply(h).unwrap().is_empty());
+    assert_eq!(dev.nonces().nlw(), 0);
+    // After a reboot the packet is accepted once.
+    let mut dhal = dhal.rebooted();
+    let store = NonceStore::open(&mut dhal, 0, 16).unwrap();
+    let mut dev = Sasp::<Aes128>::new(&KEY, Role::Device, store).unwrap();
+    assert_eq!(
+        recv(&mut dev, &mut dhal, &p),
+        (HandlerOutcome::Pass, vec![0x44, 1, 2])
+    );
+    assert_eq!(recv(&mut dev, &mut dhal, &p).0, HandlerOutcome::ReplyDown);
+}
