@@ -6,6 +6,8 @@
 //! * [`encoding`]: Encoded-Unsigned/Signed-Int, Half-Float and little-endian fields;
 //! * [`heap`]: the Zepto Heap of movable request/reply blocks and its parsers;
 //! * [`hal`]: the traits an OS port implements;
+//! * [`sagdp`]: the guaranteed-delivery layer (chains, resends), device and client;
+//! * [`saccp`]: the command layer between SAGDP and the Zepto VM, device and client;
 //! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`].
 //!
 //! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
@@ -33,6 +35,8 @@ pub mod encoding;
 pub mod error;
 pub mod hal;
 pub mod heap;
+pub mod saccp;
+pub mod sagdp;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
 
