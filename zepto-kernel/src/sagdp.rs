@@ -1321,7 +1321,7 @@ mod tests {
                         };
                         if let Some((payload, st)) = answer {
                             assert_eq!(side.r.send(payload, st, now), HandlerOutcome::Pass);
-                            transmit(&mut wire, to_slave == false, side);
+                            transmit(&mut wire, !to_slave, side);
                         }
                     }
                     HandlerOutcome::ReplyDown => transmit(&mut wire, !to_slave, side),
