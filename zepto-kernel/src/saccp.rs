@@ -651,3 +651,541 @@ pub mod client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::client::{self, Fragment, Reply};
+    use super::*;
+    use crate::heap::Heap;
+    use proptest::prelude::*;
+
+    type H = Heap<1024, 6>;
+
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    /// OMAC-AES128 under 16 x 0xA5 (computed independently with `openssl mac CMAC`).
+    const SUM_EMPTY: [u8; 16] = [
+        0x62, 0x25, 0x78, 0x54, 0xD6, 0xAF, 0xB5, 0xCB, 0x30, 0x19, 0x14, 0xAE, 0x87, 0xED, 0xBC,
+        0x8A,
+    ];
+    const SUM_0802: [u8; 16] = [
+        0x65, 0x97, 0xA3, 0xC3, 0x95, 0x92, 0xA6, 0xCD, 0xCC, 0xF3, 0xDD, 0x51, 0x00, 0xCB, 0xAC,
+        0x37,
+    ];
+    const SUM_ALPHABET: [u8; 16] = [
+        0x23, 0x2C, 0x34, 0x53, 0xD1, 0xB8, 0xA6, 0xA5, 0x9A, 0xE6, 0x24, 0x47, 0x09, 0xA6, 0xD5,
+        0x65,
+    ];
+
+    struct Rig {
+        heap: H,
+        c: Saccp,
+        h: Handle,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let mut heap = H::new();
+            let mut c = Saccp::new();
+            c.init(&mut heap).unwrap();
+            let h = heap.alloc().unwrap();
+            Rig { heap, c, h }
+        }
+        fn recv(&mut self, bytes: &[u8], st: PacketStatus) -> HandlerOutcome {
+            self.heap.set_request(self.h, bytes).unwrap();
+            self.c.receive(&mut self.heap, self.h, st).unwrap()
+        }
+        fn reply(&self) -> Vec<u8> {
+            self.heap.reply(self.h).unwrap().to_vec()
+        }
+        fn old(&self) -> Option<Vec<u8>> {
+            self.c.old_program(&self.heap).unwrap().map(<[u8]>::to_vec)
+        }
+        fn build(&mut self, f: impl FnOnce(&mut H, Handle) -> Result<(), Error>) -> Vec<u8> {
+            self.heap.set_request(self.h, &[]).unwrap();
+            f(&mut self.heap, self.h).unwrap();
+            self.reply()
+        }
+    }
+
+    #[test]
+    fn checksum_matches_independent_cmac() {
+        assert_eq!(checksum(&[]), SUM_EMPTY);
+        assert_eq!(checksum(&[0x08, 0x02]), SUM_0802);
+        assert_eq!(checksum(ALPHABET), SUM_ALPHABET);
+    }
+
+    #[test]
+    fn new_program_becomes_vm_request() {
+        let mut r = Rig::new();
+        assert_eq!(
+            r.recv(&[0x02, 0x08, 0x02], PacketStatus::First),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(r.reply(), [0x08, 0x02]);
+        let f = r.c.exec_flags().unwrap();
+        assert!(f.is_first && !f.is_last);
+        assert_eq!(f.source, ProgramSource::New);
+        assert_eq!(f.headers, ExtraHeaders::default());
+        assert_eq!(f.reply_status(), PacketStatus::Terminating);
+        assert_eq!(r.old(), Some(vec![0x08, 0x02]));
+        assert_eq!(r.c.old_program_checksum(&r.heap).unwrap(), Some(SUM_0802));
+        // The pump's next step: the program is the VM's request.
+        r.heap.convert_reply_to_request(r.h).unwrap();
+        assert_eq!(r.heap.request(r.h).unwrap(), [0x08, 0x02]);
+        // A terminating command: the VM's reply must open a new chain.
+        assert_eq!(
+            r.recv(&[0x02, 0x01], PacketStatus::Terminating),
+            HandlerOutcome::Pass
+        );
+        let f = r.c.exec_flags().unwrap();
+        assert!(!f.is_first && f.is_last);
+        assert_eq!(f.reply_status(), PacketStatus::First);
+        assert_eq!(
+            r.recv(&[0x02], PacketStatus::Intermediate),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(r.reply(), [] as [u8; 0]);
+        assert_eq!(r.old(), Some(vec![]));
+    }
+
+    #[test]
+    fn extra_headers() {
+        let mut r = Rig::new();
+        // EXTRA-HEADERS flag; ENABLE_ZEPTOERR (type 1, length 1 -> 0x09) with
+        // TRUNCATE-MOST-RECENT; END_OF_HEADERS; program.
+        assert_eq!(
+            r.recv(&[0x0A, 0x09, 0x01, 0x00, 0x42], PacketStatus::First),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(r.reply(), [0x42]);
+        assert_eq!(
+            r.c.exec_flags().unwrap().headers.zeptoerr,
+            Some(ZeptoErr {
+                truncate_most_recent: true
+            })
+        );
+        // An unknown header type (5, length 2 -> 0x15) is skipped.
+        assert_eq!(
+            r.recv(&[0x0A, 0x15, 0xEE, 0xEE, 0x00, 0x43], PacketStatus::First),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(r.reply(), [0x43]);
+        assert_eq!(r.c.exec_flags().unwrap().headers, ExtraHeaders::default());
+        // Malformed header lists: END with a length, ZEPTOERR reserved bits, ZEPTOERR
+        // of length 2, missing END.
+        for bad in [
+            &[0x0A, 0x08, 0x00][..],
+            &[0x0A, 0x09, 0x02, 0x00],
+            &[0x0A, 0x11, 0x01, 0x00, 0x00],
+            &[0x0A, 0x09, 0x01],
+        ] {
+            assert_eq!(
+                r.recv(bad, PacketStatus::First),
+                HandlerOutcome::ReplyDown,
+                "{bad:x?}"
+            );
+            assert_eq!(r.reply(), [0x12], "{bad:x?}");
+        }
+        // The kept program is the last good one.
+        assert_eq!(r.old(), Some(vec![0x43]));
+    }
+
+    #[test]
+    fn errors_are_byte_exact_and_keep_state() {
+        let mut r = Rig::new();
+        r.recv(&[0x02, 0x08, 0x02], PacketStatus::First);
+        // INVALID_FORMAT (code 1): 2 | 1 << 4 = 0x12.
+        for bad in [
+            &[][..],
+            &[0x12, 0x00],
+            &[0x82],
+            &[0x00],
+            &[0x01],
+            &[0x05],
+            &[0x07],
+        ] {
+            assert_eq!(
+                r.recv(bad, PacketStatus::Intermediate),
+                HandlerOutcome::ReplyDown
+            );
+            assert_eq!(r.reply(), [0x12]);
+            assert_eq!(r.c.exec_flags(), None);
+            assert_eq!(r.c.error_reply_status(), PacketStatus::Terminating);
+        }
+        // CHECKSUM_DOESNT_MATCH (code 2): 0x22. An error to a terminating command
+        // starts a new chain.
+        assert_eq!(
+            r.recv(&[0x03, 0x04, 0, 0, 0, 0], PacketStatus::Terminating),
+            HandlerOutcome::ReplyDown
+        );
+        assert_eq!(r.reply(), [0x22]);
+        assert_eq!(r.c.error_reply_status(), PacketStatus::First);
+        assert_eq!(r.old(), Some(vec![0x08, 0x02]));
+    }
+
+    #[test]
+    fn repeat_old_program() {
+        let mut r = Rig::new();
+        // Nothing kept yet: the checksum cannot match.
+        assert_eq!(
+            r.recv(&[0x03, 0x04, 0x65, 0x97, 0xA3, 0xC3], PacketStatus::First),
+            HandlerOutcome::ReplyDown
+        );
+        assert_eq!(r.reply(), [0x22]);
+        r.recv(&[0x02, 0x08, 0x02], PacketStatus::First);
+        assert_eq!(
+            r.recv(&[0x03, 0x04, 0x65, 0x97, 0xA3, 0xC3], PacketStatus::First),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(r.reply(), [0x08, 0x02]);
+        assert_eq!(r.c.exec_flags().unwrap().source, ProgramSource::Repeat);
+        let mut full = vec![0x03, 16];
+        full.extend_from_slice(&SUM_0802);
+        assert_eq!(r.recv(&full, PacketStatus::First), HandlerOutcome::Pass);
+        assert_eq!(r.reply(), [0x08, 0x02]);
+        // Wrong checksum byte; lengths 3 and 17; trailing byte.
+        for (bad, code) in [
+            (&[0x03, 0x04, 0x65, 0x97, 0xA3, 0xC4][..], 0x22),
+            (&[0x03, 0x03, 0x65, 0x97, 0xA3], 0x12),
+            (&[0x03, 0x11, 0x65, 0x97, 0xA3, 0xC3], 0x12),
+            (&[0x03, 0x04, 0x65, 0x97, 0xA3, 0xC3, 0x00], 0x12),
+            (&[0x03, 0x05, 0x65, 0x97, 0xA3, 0xC3], 0x12),
+        ] {
+            assert_eq!(r.recv(bad, PacketStatus::First), HandlerOutcome::ReplyDown);
+            assert_eq!(r.reply(), [code], "{bad:x?}");
+        }
+        // With extra headers before the checksum.
+        assert_eq!(
+            r.recv(
+                &[0x0B, 0x09, 0x00, 0x00, 0x04, 0x65, 0x97, 0xA3, 0xC3],
+                PacketStatus::First
+            ),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(
+            r.c.exec_flags().unwrap().headers.zeptoerr,
+            Some(ZeptoErr {
+                truncate_most_recent: false
+            })
+        );
+    }
+
+    #[test]
+    fn reuse_old_program() {
+        let mut r = Rig::new();
+        let mut new = vec![0x02];
+        new.extend_from_slice(ALPHABET);
+        r.recv(&new, PacketStatus::First);
+        // REFERENCE(len 3, off 0) "ABC", VERBATIM "xy", REFERENCE(len 2, off 24) "YZ".
+        let cmd = [
+            0x04, 0x04, 0x23, 0x2C, 0x34, 0x53, 0x01, 0x03, 0x00, 0x00, 0x02, b'x', b'y', 0x01,
+            0x02, 0x18,
+        ];
+        assert_eq!(r.recv(&cmd, PacketStatus::First), HandlerOutcome::Pass);
+        assert_eq!(r.reply(), b"ABCxyYZ");
+        assert_eq!(r.c.exec_flags().unwrap().source, ProgramSource::Reuse);
+        assert_eq!(r.old(), Some(b"ABCxyYZ".to_vec()));
+        // The old checksum no longer matches.
+        assert_eq!(r.recv(&cmd, PacketStatus::First), HandlerOutcome::ReplyDown);
+        assert_eq!(r.reply(), [0x22]);
+        let sum = checksum(b"ABCxyYZ");
+        let head = [0x04, 0x04, sum[0], sum[1], sum[2], sum[3]];
+        for (tail, expect) in [
+            // Reference past the end (offset 5 + len 3 > 7).
+            (&[0x01, 0x03, 0x05][..], None),
+            (&[0x01, 0x02, 0x05], Some(&b"YZ"[..])),
+            // Verbatim longer than the packet.
+            (&[0x00, 0x05, b'a'], None),
+            // Unknown fragment tag.
+            (&[0x02, 0x00], None),
+            // Truncated fragment.
+            (&[0x01, 0x01], None),
+            // No fragments: an empty program.
+            (&[], Some(&b""[..])),
+        ] {
+            // Start each case from the same kept program.
+            let mut keep = vec![0x02];
+            keep.extend_from_slice(b"ABCxyYZ");
+            r.recv(&keep, PacketStatus::First);
+            let mut pkt = head.to_vec();
+            pkt.extend_from_slice(tail);
+            match expect {
+                Some(p) => {
+                    assert_eq!(r.recv(&pkt, PacketStatus::First), HandlerOutcome::Pass);
+                    assert_eq!(r.reply(), p);
+                }
+                None => {
+                    assert_eq!(r.recv(&pkt, PacketStatus::First), HandlerOutcome::ReplyDown);
+                    assert_eq!(r.reply(), [0x12], "{tail:x?}");
+                    assert_eq!(r.old(), Some(b"ABCxyYZ".to_vec()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn send_wraps_vm_reply() {
+        let mut r = Rig::new();
+        r.heap.set_request(r.h, &[1, 2, 3]).unwrap();
+        assert_eq!(
+            r.c.send(&mut r.heap, r.h, VmStatus::Ok { truncated: false }),
+            Ok(HandlerOutcome::Pass)
+        );
+        assert_eq!(r.reply(), [0x30, 1, 2, 3]);
+        r.heap.set_request(r.h, &[7; 8]).unwrap();
+        r.c.send(&mut r.heap, r.h, VmStatus::Ok { truncated: true })
+            .unwrap();
+        // 8 << 4 | TRUNCATED = 0x88 = 136 -> bijective 0x88 0x00.
+        assert_eq!(r.reply()[..2], [0x88, 0x00]);
+        assert_eq!(r.reply().len(), 10);
+        r.heap.set_request(r.h, &[0xE1, 0xE2]).unwrap();
+        r.c.send(&mut r.heap, r.h, VmStatus::Exception { truncated: false })
+            .unwrap();
+        // 2 | IS-EXCEPTION | 2 << 5 = 0x4A.
+        assert_eq!(r.reply(), [0x4A, 0xE1, 0xE2]);
+        r.heap.set_request(r.h, &[]).unwrap();
+        r.c.send(&mut r.heap, r.h, VmStatus::Exception { truncated: true })
+            .unwrap();
+        assert_eq!(r.reply(), [0x1A]);
+        r.c.send_error(&mut r.heap, r.h, ErrorCode::ENTROPY_RECOVERY_NEEDED)
+            .unwrap();
+        assert_eq!(r.reply(), [0x32]);
+        assert_eq!(
+            r.c.send_error(&mut r.heap, r.h, ErrorCode(0x1000)),
+            Err(Error::ValueOutOfRange)
+        );
+    }
+
+    #[test]
+    fn send_truncates_oversized_replies() {
+        let mut heap = Heap::<9000, 3>::new();
+        let mut c = Saccp::new();
+        c.init(&mut heap).unwrap();
+        let h = heap.alloc().unwrap();
+        heap.set_request(h, &[0x5A; MAX_OK_SIZE + 1]).unwrap();
+        c.send(&mut heap, h, VmStatus::Ok { truncated: false })
+            .unwrap();
+        match client::decode_reply(heap.reply(h).unwrap()).unwrap() {
+            Reply::Ok { truncated, data } => {
+                assert!(truncated);
+                assert_eq!(data.len(), MAX_OK_SIZE);
+            }
+            other => panic!("{other:?}"),
+        }
+        heap.set_request(h, &[0x5A; MAX_EXCEPTION_SIZE + 3])
+            .unwrap();
+        c.send(&mut heap, h, VmStatus::Exception { truncated: false })
+            .unwrap();
+        match client::decode_reply(heap.reply(h).unwrap()).unwrap() {
+            Reply::Exception { truncated, data } => {
+                assert!(truncated);
+                assert_eq!(data.len(), MAX_EXCEPTION_SIZE);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_builds_byte_exact_commands() {
+        let mut r = Rig::new();
+        let none = ExtraHeaders::default();
+        let zerr = ExtraHeaders {
+            zeptoerr: Some(ZeptoErr {
+                truncate_most_recent: true,
+            }),
+        };
+        assert_eq!(
+            r.build(|hp, h| client::build_new_program(hp, h, &none, &[0x08, 0x02])),
+            [0x02, 0x08, 0x02]
+        );
+        assert_eq!(
+            r.build(|hp, h| client::build_new_program(hp, h, &zerr, &[0x42])),
+            [0x0A, 0x09, 0x01, 0x00, 0x42]
+        );
+        assert_eq!(
+            r.build(|hp, h| client::build_repeat_old_program(hp, h, &none, &[0x08, 0x02], 4)),
+            [0x03, 0x04, 0x65, 0x97, 0xA3, 0xC3]
+        );
+        assert_eq!(
+            r.build(|hp, h| client::build_reuse_old_program(
+                hp,
+                h,
+                &none,
+                ALPHABET,
+                4,
+                &[
+                    Fragment::Reference { offset: 0, len: 3 },
+                    Fragment::Verbatim(b"xy"),
+                    Fragment::Reference { offset: 24, len: 2 },
+                ]
+            )),
+            [
+                0x04, 0x04, 0x23, 0x2C, 0x34, 0x53, 0x01, 0x03, 0x00, 0x00, 0x02, b'x', b'y', 0x01,
+                0x02, 0x18
+            ]
+        );
+        r.heap.set_request(r.h, &[]).unwrap();
+        for n in [3, 17] {
+            assert_eq!(
+                client::build_repeat_old_program(&mut r.heap, r.h, &none, &[], n),
+                Err(Error::ValueOutOfRange)
+            );
+        }
+    }
+
+    #[test]
+    fn client_decodes_replies() {
+        assert_eq!(
+            client::decode_reply(&[0x30, 1, 2, 3]),
+            Ok(Reply::Ok {
+                truncated: false,
+                data: &[1, 2, 3]
+            })
+        );
+        assert_eq!(
+            client::decode_reply(&[0x4A, 9, 9]),
+            Ok(Reply::Exception {
+                truncated: false,
+                data: &[9, 9]
+            })
+        );
+        assert_eq!(
+            client::decode_reply(&[0x12]),
+            Ok(Reply::Error(ErrorCode::INVALID_FORMAT))
+        );
+        assert_eq!(
+            client::decode_reply(&[0x22]),
+            Ok(Reply::Error(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH))
+        );
+        assert_eq!(
+            client::decode_reply(&[0x42]),
+            Ok(Reply::Error(ErrorCode::ENTROPY_RECOVERY_COMPLETED))
+        );
+        for bad in [
+            &[][..],
+            &[0x30, 1],
+            &[0x10, 1, 2],
+            &[0x12, 0],
+            &[0x01],
+            &[0x07],
+            &[0x80],
+        ] {
+            assert!(client::decode_reply(bad).is_err(), "{bad:x?}");
+        }
+    }
+
+    #[test]
+    fn uninitialised_or_error_status_is_rejected() {
+        let mut heap = H::new();
+        let h = heap.alloc().unwrap();
+        heap.set_request(h, &[0x02]).unwrap();
+        assert_eq!(
+            Saccp::new().receive(&mut heap, h, PacketStatus::First),
+            Err(Error::InvalidState)
+        );
+        let mut r = Rig::new();
+        r.heap.set_request(r.h, &[0x02]).unwrap();
+        assert_eq!(
+            r.c.receive(&mut r.heap, r.h, PacketStatus::ErrorMessage),
+            Err(Error::InvalidState)
+        );
+    }
+
+    fn fragments() -> impl Strategy<Value = Vec<(bool, Vec<u8>, u16, u16)>> {
+        proptest::collection::vec(
+            (
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..20),
+                0u16..40,
+                0u16..40,
+            ),
+            0..8,
+        )
+    }
+
+    proptest! {
+        /// Commands built by the client give the device exactly the program the client
+        /// meant, for all three forms.
+        #[test]
+        fn client_commands_round_trip(
+            old in proptest::collection::vec(any::<u8>(), 0..40),
+            frags in fragments(),
+            zerr in proptest::option::of(any::<bool>()),
+            sum_len in 4u8..=16,
+        ) {
+            let mut r = Rig::new();
+            let headers = ExtraHeaders {
+                zeptoerr: zerr.map(|t| ZeptoErr { truncate_most_recent: t }),
+            };
+            let pkt = r.build(|hp, h| client::build_new_program(hp, h, &headers, &old));
+            prop_assert_eq!(r.recv(&pkt, PacketStatus::First), HandlerOutcome::Pass);
+            prop_assert_eq!(r.reply(), old.clone());
+            prop_assert_eq!(r.c.exec_flags().unwrap().headers, headers);
+            let pkt = r.build(|hp, h| client::build_repeat_old_program(hp, h, &headers, &old, sum_len));
+            prop_assert_eq!(r.recv(&pkt, PacketStatus::Intermediate), HandlerOutcome::Pass);
+            prop_assert_eq!(r.reply(), old.clone());
+            // Only in-range references (the device rejects others).
+            let mut expect = Vec::new();
+            let list: Vec<Fragment<'_>> = frags
+                .iter()
+                .map(|(verbatim, bytes, off, len)| {
+                    let off = (*off).min(old.len() as u16);
+                    let len = (*len).min(old.len() as u16 - off);
+                    if *verbatim {
+                        expect.extend_from_slice(bytes);
+                        Fragment::Verbatim(bytes)
+                    } else {
+                        expect.extend_from_slice(&old[usize::from(off)..usize::from(off + len)]);
+                        Fragment::Reference { offset: off, len }
+                    }
+                })
+                .collect();
+            let pkt = r.build(|hp, h| client::build_reuse_old_program(hp, h, &headers, &old, sum_len, &list));
+            prop_assert_eq!(r.recv(&pkt, PacketStatus::Terminating), HandlerOutcome::Pass);
+            prop_assert_eq!(r.reply(), expect.clone());
+            prop_assert_eq!(r.old(), Some(expect));
+        }
+
+        /// Device replies decode to what the VM produced.
+        #[test]
+        fn replies_round_trip(data in proptest::collection::vec(any::<u8>(), 0..300), exc in any::<bool>(), t in any::<bool>(), code in 0u16..=ErrorCode::MAX) {
+            let mut r = Rig::new();
+            r.heap.set_request(r.h, &data).unwrap();
+            let st = if exc { VmStatus::Exception { truncated: t } } else { VmStatus::Ok { truncated: t } };
+            r.c.send(&mut r.heap, r.h, st).unwrap();
+            let reply = r.reply();
+            let expect = if exc {
+                Reply::Exception { truncated: t, data: &data }
+            } else {
+                Reply::Ok { truncated: t, data: &data }
+            };
+            prop_assert_eq!(client::decode_reply(&reply), Ok(expect));
+            r.c.send_error(&mut r.heap, r.h, ErrorCode(code)).unwrap();
+            let err = r.reply();
+            prop_assert_eq!(client::decode_reply(&err), Ok(Reply::Error(ErrorCode(code))));
+        }
+
+        /// Any bytes give either a program (Pass) or a decodable ERROR (ReplyDown);
+        /// a rejected command leaves the kept program alone.
+        #[test]
+        fn arbitrary_commands(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let mut r = Rig::new();
+            r.recv(&[0x02, 0xAB, 0xCD], PacketStatus::First);
+            match r.recv(&bytes, PacketStatus::Intermediate) {
+                HandlerOutcome::Pass => {
+                    let f = r.c.exec_flags().unwrap();
+                    prop_assert_eq!(r.old(), Some(r.reply()));
+                    if f.source == ProgramSource::New {
+                        prop_assert!(bytes.ends_with(&r.reply()));
+                    }
+                }
+                HandlerOutcome::ReplyDown => {
+                    let err = r.reply();
+                    prop_assert!(matches!(client::decode_reply(&err), Ok(Reply::Error(_))));
+                    prop_assert_eq!(r.old(), Some(vec![0xAB, 0xCD]));
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
