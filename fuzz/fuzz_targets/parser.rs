@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if r.is_err() {
-            assert_eq!(p.position(), before, "a failed read must not move the parser");
+            assert_eq!(
+                p.position(),
+                before,
+                "a failed read must not move the parser"
+            );
             if p.skip(&heap, 1).is_err() {
                 break;
             }

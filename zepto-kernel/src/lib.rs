@@ -10,6 +10,9 @@
 //! * [`sasp`]: the security layer (EAX over AES-128 or Speck-128/128);
 //! * [`nonce_store`]: SASP nonces persisted with few storage writes;
 //! * [`sadlp`]: framing for byte links (COBS + CRC-16).
+//! * [`sagdp`]: the guaranteed-delivery layer (chains, resends), device and client;
+//! * [`saccp`]: the command layer between SAGDP and the Zepto VM, device and client;
+//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`].
 //!
 //! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
 //! and by the host simulator.
@@ -39,6 +42,8 @@ pub mod heap;
 pub mod nonce_store;
 pub mod sadlp;
 pub mod sasp;
+pub mod saccp;
+pub mod sagdp;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
 
