@@ -6,7 +6,9 @@
 //! * [`encoding`]: Encoded-Unsigned/Signed-Int, Half-Float and little-endian fields;
 //! * [`heap`]: the Zepto Heap of movable request/reply blocks and its parsers;
 //! * [`hal`]: the traits an OS port implements;
-//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`].
+//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`];
+//! * [`vm`]: the Zepto VM and its client-side instruction/reply codecs;
+//! * [`plugins`]: the plugin trait and the built-in plugins.
 //!
 //! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
 //! and by the host simulator.
@@ -33,8 +35,10 @@ pub mod encoding;
 pub mod error;
 pub mod hal;
 pub mod heap;
+pub mod plugins;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
+pub mod vm;
 
 pub use error::{Error, HandlerOutcome};
 pub use heap::{Handle, Heap, HeapOps, Parser};
