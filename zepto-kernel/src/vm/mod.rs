@@ -997,6 +997,9 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             match self.step(ti, heap, h, plugins, hal)? {
                 Run::Continue => *budget -= 1,
                 Run::Deferred => return Ok(Run::Deferred),
+                // A wait executes nothing: it does not count against the budget
+                // (so a round of waiting pseudo-threads is seen as no progress).
+                Run::Waiting(w) => return Ok(Run::Waiting(w)),
                 other => {
                     *budget = budget.saturating_sub(1);
                     return Ok(other);
@@ -1063,7 +1066,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 let entry = plugins.get_mut(idx).ok_or(Exc::UnknownBodypart)?;
                 let mut cur = self.ctx(ti);
                 if cur.status != WAIT_PLUGIN {
-                    if entry.pending {
+                    if entry.pending && ti != 0 {
                         // Another pseudo-thread is in a call of this plugin.
                         return Ok(Run::Deferred);
                     }
