@@ -3,11 +3,11 @@
 //! through it; `tests/examples.rs` runs it.
 
 use zepto_kernel::hal::Waiter;
+use zepto_kernel::hal::WaitingFor;
 use zepto_kernel::heap::{Handle, HeapOps, Parser};
 use zepto_kernel::plugins::{
     Bodypart, Ping, Plugin, PluginException, PluginFault, PluginStep, USER_EXCEPTION,
 };
-use zepto_kernel::hal::WaitingFor;
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::insn::Instruction;
 use zepto_kernel::vm::reply::frames;
@@ -65,7 +65,7 @@ impl Plugin for Blinker {
             self.toggles_left = 2 * n;
         }
         // Called again after each wait: one toggle per call.
-        let on = self.toggles_left % 2 == 0;
+        let on = self.toggles_left.is_multiple_of(2);
         hal.write_pin(self.pin, on)?;
         self.toggles_left -= 1;
         if self.toggles_left > 0 {
@@ -97,8 +97,14 @@ pub fn main() {
     let mut program = [0u8; 16];
     let mut len = 0;
     for insn in [
-        Instruction::Exec { bodypart: 5, data: &[3] },
-        Instruction::Exec { bodypart: 0, data: &[] },
+        Instruction::Exec {
+            bodypart: 5,
+            data: &[3],
+        },
+        Instruction::Exec {
+            bodypart: 0,
+            data: &[],
+        },
     ] {
         len += insn.encode(&mut program[len..]).unwrap();
     }
@@ -106,22 +112,40 @@ pub fn main() {
 
     let h = heap.alloc().unwrap();
     heap.set_request(h, &program[..len]).unwrap();
-    let flags = ExecFlags { is_first: false, is_last: true };
+    let flags = ExecFlags {
+        is_first: false,
+        is_last: true,
+    };
     let mut step = vm.start(&mut heap, h, flags, &mut table, &mut hal).unwrap();
     while let VmStep::Waiting(w) = step {
         let wake = hal.wait_for(&w); // a real port sleeps here
         step = vm.resume(&mut heap, h, &mut table, &mut hal, wake).unwrap();
     }
-    assert!(matches!(step, VmStep::Done { exception: None, .. }));
-    let bodies: Vec<&[u8]> = frames(heap.reply(h).unwrap()).map(|f| f.unwrap().body).collect();
+    assert!(matches!(
+        step,
+        VmStep::Done {
+            exception: None,
+            ..
+        }
+    ));
+    let bodies: Vec<&[u8]> = frames(heap.reply(h).unwrap())
+        .map(|f| f.unwrap().body)
+        .collect();
     assert_eq!(bodies, [&[3u8][..], &[1u8][..]]);
     assert_eq!(hal.now_ms, 5 * 250); // six toggles, five waits
     assert!(!hal.pins[7]);
 
     // A bad count: the exception lands in the blinker's frame, the program goes on.
-    heap.set_request(h, &[0x02, 0x0a, 0x01, 0x00, 0x02, 0x00, 0x00]).unwrap();
+    heap.set_request(h, &[0x02, 0x0a, 0x01, 0x00, 0x02, 0x00, 0x00])
+        .unwrap();
     let step = vm.start(&mut heap, h, flags, &mut table, &mut hal).unwrap();
-    assert!(matches!(step, VmStep::Done { exception: None, .. }));
+    assert!(matches!(
+        step,
+        VmStep::Done {
+            exception: None,
+            ..
+        }
+    ));
     let first = frames(heap.reply(h).unwrap()).next().unwrap().unwrap();
     assert_eq!(first.exception.map(|e| e.code), Some(BAD_COUNT));
     println!("blinker example: ok");

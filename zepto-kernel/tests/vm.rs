@@ -1174,7 +1174,7 @@ fn new_program_overrides_a_waiting_one() {
     assert_eq!(heap.reply(h2).unwrap(), [0x05, 0x01]);
     // The pseudo-thread block is freed; the sensor forgot its measurement.
     assert_eq!(heap.handles_in_use(), 2);
-    drop(t);
+    let _ = t;
     assert_eq!(slow.count, 0);
 }
 
@@ -1214,4 +1214,116 @@ fn ram_per_level() {
     ];
     println!("{sizes:?}");
     assert_eq!(sizes, [24, 24, 24, 32, 88, 160, 424]);
+}
+
+#[test]
+fn assembly_display() {
+    let mut sw = [0u8; 8];
+    let n = SwitchCases::encode_into(&[(1, 3), (2, 6)], &mut sw).unwrap();
+    let cases = SwitchCases::from_raw(2, &sw[..n]).unwrap();
+    let lines = [
+        (
+            Instruction::DeviceCaps { fields: &[2, 5, 6] },
+            "DEVICECAPS 2 5 6",
+        ),
+        (
+            Instruction::Exec {
+                bodypart: 5,
+                data: &[3],
+            },
+            "EXEC 5 \"03\"",
+        ),
+        (
+            Instruction::McuSleep {
+                secs: 10,
+                transmitter_on_when_back: true,
+                may_drop_earlier: true,
+            },
+            "MCUSLEEP 10 TXON MAYDROP",
+        ),
+        (
+            Instruction::Exit {
+                flags: ReplyFlags::IsLast,
+                padding_to: Some(32),
+            },
+            "EXIT ISLAST PAD 32",
+        ),
+        (
+            Instruction::AppendToReply {
+                reply: -1,
+                field: FieldType::TwoBytes,
+                data: &[0x34, 0x12],
+            },
+            "APPENDTOREPLY -1 U16 \"3412\"",
+        ),
+        (
+            Instruction::JmpIfReplyField {
+                cmp: Cmp::Lt,
+                reply: -1,
+                fields: &[1, 3],
+                threshold: 10,
+                delta: 3,
+            },
+            "JMPIFREPLYFIELD_LT -1 UINT,BYTE 10 3",
+        ),
+        (c(1.5), "PUSHEXPR_CONSTANT 1.5"),
+        (
+            Instruction::ExprUnopEx2 {
+                op: UnOp::Copy,
+                src: pop_at(1),
+                dst: Target::Insert(2),
+            },
+            "EXPRUNOP_EX2 COPY pop@1 ->ins@2",
+        ),
+        (
+            Instruction::ExprBinopEx {
+                op: BinOp::Shl,
+                a: at(2),
+                b: imm(3.0),
+            },
+            "EXPRBINOP_EX SHL @2 #3",
+        ),
+        (
+            Instruction::JmpIfExpr {
+                cmp: Cmp::Gt,
+                threshold: h16(2.0),
+                delta: -7,
+            },
+            "JMPIFEXPR_GT 2 -7",
+        ),
+        (Instruction::Switch { cases }, "SWITCH 1=>3 2=>6"),
+        (
+            Instruction::IncAndJmpIf {
+                offset: 1,
+                threshold: h16(5.0),
+                delta: -9,
+            },
+            "INCANDJMPIF @1 5 -9",
+        ),
+    ];
+    for (i, text) in lines {
+        assert_eq!(i.to_string(), text);
+    }
+    let prog = parallel(&[
+        p(&[
+            Instruction::Exec {
+                bodypart: 5,
+                data: &[1],
+            },
+            c(1.0),
+        ]),
+        p(&[Instruction::Exec {
+            bodypart: 6,
+            data: &[],
+        }]),
+    ]);
+    let mut s = String::new();
+    write_program(&mut s, &prog).unwrap();
+    assert_eq!(
+        s,
+        "PARALLEL { EXEC 5 \"01\"; PUSHEXPR_CONSTANT 1 } { EXEC 6 \"\" }\n"
+    );
+    let mut s = String::new();
+    write_program(&mut s, &[0x21, 0x03, 0x05]).unwrap();
+    assert_eq!(s, "RET\n.bytes \"0305\"\n");
 }
