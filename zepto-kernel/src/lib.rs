@@ -9,10 +9,11 @@
 //! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`];
 //! * [`sasp`]: the security layer (EAX over AES-128 or Speck-128/128);
 //! * [`nonce_store`]: SASP nonces persisted with few storage writes;
-//! * [`sadlp`]: framing for byte links (COBS + CRC-16).
+//! * [`sadlp`]: framing for byte links (COBS + CRC-16);
 //! * [`sagdp`]: the guaranteed-delivery layer (chains, resends), device and client;
 //! * [`saccp`]: the command layer between SAGDP and the Zepto VM, device and client;
-//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`].
+//! * [`vm`]: the Zepto VM and its client-side instruction/reply codecs;
+//! * [`plugins`]: the plugin trait and the built-in plugins.
 //!
 //! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
 //! and by the host simulator.
@@ -44,8 +45,10 @@ pub mod sadlp;
 pub mod sasp;
 pub mod saccp;
 pub mod sagdp;
+pub mod plugins;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
+pub mod vm;
 
 pub use error::{Error, HandlerOutcome};
 pub use heap::{Handle, Heap, HeapOps, Parser};
