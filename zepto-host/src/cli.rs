@@ -65,7 +65,7 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, CliError> {
         .chars()
         .filter(|c| !c.is_whitespace() && *c != ':' && *c != '-')
         .collect();
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return Err(CliError::input(format!(
             "bad hex '{s}': odd number of digits ({})",
             t.len()

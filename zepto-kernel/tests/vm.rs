@@ -90,7 +90,15 @@ fn h16(v: f32) -> f16 {
     f16::from_f32(v)
 }
 
-const LAST: ExecFlags = ExecFlags {
+/// The usual command: it opens a chain, so the reply closes it (ISLAST).
+const USUAL: ExecFlags = ExecFlags {
+    is_first: true,
+    is_last: false,
+};
+
+/// A command that closed its chain: only a new chain (ISFIRST) can answer it, and
+/// MCUSLEEP (receiver off) is allowed.
+const CLOSING: ExecFlags = ExecFlags {
     is_first: false,
     is_last: true,
 };
@@ -216,7 +224,7 @@ fn medium() -> VmMedium<8, 16, 4> {
 #[test]
 fn pushreply_exact_bytes() {
     let mut vm = VmOne::new(cfg());
-    let o = run(&mut vm, &[0x03, 0x02, 0x01, 0x02], LAST);
+    let o = run(&mut vm, &[0x03, 0x02, 0x01, 0x02], USUAL);
     assert_eq!(o.reply, [0x09, 0x01, 0x02]);
     assert_eq!(o.flags(), ReplyFlags::IsLast);
     assert_eq!(o.exception(), None);
@@ -230,7 +238,7 @@ fn exec_ping_echo_and_pin() {
         0x02, 0x02, 0x00, 0x02, 0x04, 0x03, b'a', b'b', b'c', 0x02, 0x06, 0x01, 0x01, 0x02, 0x06,
         0x01, 0x02,
     ];
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(
         o.reply,
         [0x05, 0x01, 0x0d, b'a', b'b', b'c', 0x05, 0x01, 0x05, 0x01]
@@ -253,7 +261,7 @@ fn plugin_exception_lands_in_its_frame() {
                 data: &[],
             },
         ]),
-        LAST,
+        USUAL,
     );
     assert_eq!(
         o.reply,
@@ -275,18 +283,18 @@ fn plugin_exception_lands_in_its_frame() {
 fn devicecaps_exact_bytes() {
     let mut vm = small();
     // LEVEL, FLOAT TYPE, REPLY STACK, PSEUDOTHREADS, unknown 7, PAYLOAD, SIZES
-    let o = run(&mut vm, &[0x01, 2, 5, 4, 6, 7, 1, 3, 0], LAST);
+    let o = run(&mut vm, &[0x01, 2, 5, 4, 6, 7, 1, 3, 0], USUAL);
     assert_eq!(
         o.reply,
         [0x2d, 0x02, 0x01, 0x10, 0x00, 0xFF, 0x60, 0x80, 0x03, 0x10, 0x90, 0x01]
     );
     // VM-One has no expression stack: float type unsupported.
     let mut one = VmOne::new(cfg());
-    let o = run(&mut one, &[0x01, 2, 5, 0], LAST);
+    let o = run(&mut one, &[0x01, 2, 5, 0], USUAL);
     assert_eq!(o.reply, [0x09, 0x00, 0xFF]);
     // Medium reports its pseudo-thread count.
     let mut m = medium();
-    let o = run(&mut m, &[0x01, 2, 6, 0], LAST);
+    let o = run(&mut m, &[0x01, 2, 6, 0], USUAL);
     assert_eq!(o.reply, [0x09, 0x03, 0x08]);
 }
 
@@ -294,23 +302,23 @@ fn devicecaps_exact_bytes() {
 fn above_level_instruction_is_invalid() {
     let jmp = [0x0A, 0x00];
     let mut one = VmOne::new(cfg());
-    let o = run(&mut one, &[0x03, 0x01, 0xAA, 0x0A, 0x00], LAST);
+    let o = run(&mut one, &[0x03, 0x01, 0xAA, 0x0A, 0x00], USUAL);
     assert_eq!(o.exc(), (ExceptionCode::InvalidInstruction, 3));
     assert_eq!(o.reply, [0x01, 0x06, 0x05, 0xAA]);
     let mut tiny = VmTiny::<4>::new(cfg());
     assert_eq!(
-        run(&mut tiny, &jmp, LAST).exc().0,
+        run(&mut tiny, &jmp, USUAL).exc().0,
         ExceptionCode::ProgramErrorInvalidReplySequence
     );
-    let o = run(&mut tiny, &[0x10, 0x00, 0x3c], LAST);
+    let o = run(&mut tiny, &[0x10, 0x00, 0x3c], USUAL);
     assert_eq!(o.exc(), (ExceptionCode::InvalidInstruction, 0));
     let mut s = small();
-    let o = run(&mut s, &[0x26, 0x01, 0x00], LAST);
+    let o = run(&mut s, &[0x26, 0x01, 0x00], USUAL);
     assert_eq!(o.exc(), (ExceptionCode::InvalidInstruction, 0));
     for bad in [0x00u8, 0x27, 0xFF] {
         let mut m = medium();
         assert_eq!(
-            run(&mut m, &[bad], LAST).exc(),
+            run(&mut m, &[bad], USUAL).exc(),
             (ExceptionCode::InvalidInstruction, 0)
         );
     }
@@ -321,44 +329,44 @@ fn exception_codes_one() {
     let mut vm = VmOne::new(cfg());
     // INVALIDENCODEDSIZE: POPREPLIES with a 4-byte Encoded-Int<max=2>.
     assert_eq!(
-        run(&mut vm, &[0x07, 0xFF, 0xFF, 0xFF], LAST).exc(),
+        run(&mut vm, &[0x07, 0xFF, 0xFF, 0xFF], USUAL).exc(),
         (ExceptionCode::InvalidEncodedSize, 0)
     );
     // PLUGINERROR: kernel error, and an empty reply.
     assert_eq!(
-        run(&mut vm, &[0x02, 0x10, 0x00], LAST).exc(),
+        run(&mut vm, &[0x02, 0x10, 0x00], USUAL).exc(),
         (ExceptionCode::PluginError, 0)
     );
     assert_eq!(
-        run(&mut vm, &[0x02, 0x12, 0x00], LAST).exc(),
+        run(&mut vm, &[0x02, 0x12, 0x00], USUAL).exc(),
         (ExceptionCode::PluginError, 0)
     );
     // Unknown body part.
     assert_eq!(
-        run(&mut vm, &[0x02, 0x7e, 0x00], LAST).exc(),
+        run(&mut vm, &[0x02, 0x7e, 0x00], USUAL).exc(),
         (ExceptionCode::UnknownBodypart, 0)
     );
     // INVALIDPARAMETER: POPREPLIES 1 and APPENDTOREPLY 0 on VM-One, TRANSMITTER 2.
     assert_eq!(
-        run(&mut vm, &[0x07, 0x01], LAST).exc(),
+        run(&mut vm, &[0x07, 0x01], USUAL).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
     assert_eq!(
-        run(&mut vm, &[0x03, 0x01, 0x01, 0x09, 0x00, 0x03, 0x05], LAST).exc(),
+        run(&mut vm, &[0x03, 0x01, 0x01, 0x09, 0x00, 0x03, 0x05], USUAL).exc(),
         (ExceptionCode::InvalidParameter, 3)
     );
     assert_eq!(
-        run(&mut vm, &[0x05, 0x02], LAST).exc(),
+        run(&mut vm, &[0x05, 0x02], USUAL).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
     // EXIT with REPLY-FLAGS=3.
     assert_eq!(
-        run(&mut vm, &[0x03, 0x01, 0x01, 0x08, 0x03], LAST).exc(),
+        run(&mut vm, &[0x03, 0x01, 0x01, 0x08, 0x03], USUAL).exc(),
         (ExceptionCode::ProgramErrorInvalidReplyFlag, 3)
     );
     // Truncated instruction.
     assert_eq!(
-        run(&mut vm, &[0x03, 0x05, 0x01], LAST).exc(),
+        run(&mut vm, &[0x03, 0x05, 0x01], USUAL).exc(),
         (ExceptionCode::InvalidInstruction, 0)
     );
 }
@@ -367,22 +375,22 @@ fn exception_codes_one() {
 fn exit_rules() {
     let mut vm = VmOne::new(cfg());
     let push = [0x03, 0x01, 0x42];
-    // Usual pattern: command is-last, implicit EXIT ISLAST.
-    assert_eq!(run(&mut vm, &push, LAST).flags(), ReplyFlags::IsLast);
+    // Usual pattern: the command opened a chain, implicit EXIT ISLAST closes it.
+    assert_eq!(run(&mut vm, &push, USUAL).flags(), ReplyFlags::IsLast);
     // Empty reply buffer at exit.
     assert_eq!(
-        run(&mut vm, &[], LAST).exc(),
+        run(&mut vm, &[], USUAL).exc(),
         (ExceptionCode::ProgramErrorInvalidReplySequence, 0)
     );
-    // EXIT ISFIRST after an is-last command.
+    // EXIT ISFIRST inside the chain the command opened.
     let mut prog = push.to_vec();
     prog.extend_from_slice(&[0x08, 0x01]);
     assert_eq!(
-        run(&mut vm, &prog, LAST).exc(),
+        run(&mut vm, &prog, USUAL).exc(),
         (ExceptionCode::ProgramErrorInvalidReplySequence, 3)
     );
-    // Long command-reply: a command without is-last must EXIT ISFIRST.
-    let not_last = ExecFlags::default();
+    // Long command-reply: a command that closed its chain must EXIT ISFIRST.
+    let not_last = CLOSING;
     let o = run(&mut vm, &prog, not_last);
     assert_eq!((o.exception(), o.flags()), (None, ReplyFlags::IsFirst));
     assert_eq!(
@@ -392,7 +400,7 @@ fn exit_rules() {
     // Forced padding is reported, and must cover the reply buffer.
     let mut prog = push.to_vec();
     prog.extend_from_slice(&[0x08, 0x06, 0x0A]);
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert!(matches!(
         o.step,
         VmStep::Done {
@@ -404,12 +412,12 @@ fn exit_rules() {
     let mut prog = push.to_vec();
     prog.extend_from_slice(&[0x08, 0x06, 0x01]);
     assert_eq!(
-        run(&mut vm, &prog, LAST).exc(),
+        run(&mut vm, &prog, USUAL).exc(),
         (ExceptionCode::InvalidParameter, 3)
     );
     // Reserved EXIT bits.
     assert_eq!(
-        run(&mut vm, &[0x08, 0x0A], LAST).exc(),
+        run(&mut vm, &[0x08, 0x0A], USUAL).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
 }
@@ -419,21 +427,21 @@ fn mcusleep_rules_and_wait() {
     let mut vm = VmOne::new(cfg());
     // MCUSLEEP 2 TXON ; PUSHREPLY "01" ; EXIT ISFIRST
     let prog = [0x06, 0x02, 0x01, 0x03, 0x01, 0x01, 0x08, 0x01];
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, CLOSING);
     assert_eq!(o.exception(), None);
     assert_eq!(o.flags(), ReplyFlags::IsFirst);
     assert_eq!(o.waits, [WaitingFor::time(2000)]);
     assert!(o.hal.receiver_on && o.hal.transmitter_on);
     assert_eq!(o.reply, [0x05, 0x01]);
-    // Without is-last on the command: program error, receiver untouched.
-    let o = run(&mut vm, &prog, ExecFlags::default());
+    // Inside an open chain: program error, receiver untouched.
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(
         o.exc(),
         (ExceptionCode::ProgramErrorInvalidReplySequence, 0)
     );
     // After MCUSLEEP the implicit EXIT ISLAST is a program error, so is an EXIT
     // ISLAST, and an empty buffer.
-    let o = run(&mut vm, &[0x03, 0x01, 0x01, 0x06, 0x00, 0x00], LAST);
+    let o = run(&mut vm, &[0x03, 0x01, 0x01, 0x06, 0x00, 0x00], CLOSING);
     assert_eq!(
         o.exc(),
         (ExceptionCode::ProgramErrorInvalidReplySequence, 6)
@@ -441,7 +449,7 @@ fn mcusleep_rules_and_wait() {
     assert_eq!(o.flags(), ReplyFlags::IsFirst);
     // Reserved MCUSLEEP bits.
     assert_eq!(
-        run(&mut vm, &[0x06, 0x00, 0x04], LAST).exc(),
+        run(&mut vm, &[0x06, 0x00, 0x04], CLOSING).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
 }
@@ -456,7 +464,7 @@ fn sleep_waits_until_its_deadline() {
         .unwrap();
     let mut ping = Ping;
     let mut t = [Bodypart::new(1, &mut ping)];
-    let s = vm.start(&mut heap, h, LAST, &mut t, &mut hal).unwrap();
+    let s = vm.start(&mut heap, h, USUAL, &mut t, &mut hal).unwrap();
     assert_eq!(s, VmStep::Waiting(WaitingFor::time(100)));
     assert!(vm.is_running());
     hal.now_ms += 40; // woken early (e.g. by a pin)
@@ -486,7 +494,7 @@ fn sleep_waits_until_its_deadline() {
 #[test]
 fn transmitter_instruction() {
     let mut vm = VmOne::new(cfg());
-    let o = run(&mut vm, &[0x05, 0x00, 0x03, 0x01, 0x01], LAST);
+    let o = run(&mut vm, &[0x05, 0x00, 0x03, 0x01, 0x01], USUAL);
     assert!(!o.hal.transmitter_on);
 }
 
@@ -498,21 +506,21 @@ fn popreplies_appendtoreply_movetofront() {
     let three = [0x03, 0x01, 0x0A, 0x03, 0x01, 0x0B, 0x03, 0x01, 0x0C];
     let mut prog = three.to_vec();
     prog.extend_from_slice(&[0x07, 0x01]); // POPREPLIES 1
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.reply, [0x05, 0x0A, 0x05, 0x0B]);
     let mut prog = three.to_vec();
     prog.extend_from_slice(&[0x07, 0x00, 0x03, 0x01, 0x0D]); // POPREPLIES 0, PUSHREPLY
-    assert_eq!(run(&mut vm, &prog, LAST).reply, [0x05, 0x0D]);
+    assert_eq!(run(&mut vm, &prog, USUAL).reply, [0x05, 0x0D]);
     let mut prog = three.to_vec();
     prog.extend_from_slice(&[0x07, 0x04]);
     assert_eq!(
-        run(&mut vm, &prog, LAST).exc(),
+        run(&mut vm, &prog, USUAL).exc(),
         (ExceptionCode::InvalidReplyNumber, 9)
     );
     // APPENDTOREPLY 0 U16 0x0201 ; APPENDTOREPLY -1 BYTE 9
     let mut prog = three.to_vec();
     prog.extend_from_slice(&[0x09, 0x00, 0x04, 0x01, 0x02, 0x09, 0x01, 0x03, 0x09]);
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(
         o.reply,
         [0x0D, 0x0A, 0x01, 0x02, 0x05, 0x0B, 0x09, 0x0C, 0x09]
@@ -520,14 +528,14 @@ fn popreplies_appendtoreply_movetofront() {
     // MOVEREPLYTOFRONT -2 (the middle frame)
     let mut prog = three.to_vec();
     prog.extend_from_slice(&[0x0F, 0x03]);
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.reply, [0x05, 0x0B, 0x05, 0x0A, 0x05, 0x0C]);
     // REPLY-NUMBER out of range, both signs.
     for n in [0x06u8, 0x07] {
         let mut prog = three.to_vec();
         prog.extend_from_slice(&[0x0F, n]); // 3, -4
         assert_eq!(
-            run(&mut vm, &prog, LAST).exc(),
+            run(&mut vm, &prog, USUAL).exc(),
             (ExceptionCode::InvalidReplyNumber, 9)
         );
     }
@@ -535,7 +543,7 @@ fn popreplies_appendtoreply_movetofront() {
     let mut prog = three.to_vec();
     prog.extend_from_slice(&three[..6]);
     assert_eq!(
-        run(&mut vm, &prog, LAST).exc(),
+        run(&mut vm, &prog, USUAL).exc(),
         (ExceptionCode::ReplyStackOverflow, 12)
     );
 }
@@ -567,7 +575,7 @@ fn jumps_and_reply_field_conditions() {
         Instruction::Jmp { delta: 3 },
         Instruction::PushReply { data: &[0xBB] }, // skipped
     ]);
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.bodies(), vec![vec![100, 0], vec![0xAA]]);
     // A field beyond the body, and a jump out of the program.
     let prog = p(&[
@@ -581,25 +589,25 @@ fn jumps_and_reply_field_conditions() {
         },
     ]);
     assert_eq!(
-        run(&mut vm, &prog, LAST).exc(),
+        run(&mut vm, &prog, USUAL).exc(),
         (ExceptionCode::InvalidParameter, 3)
     );
     assert_eq!(
-        run(&mut vm, &[0x0A, 0x02], LAST).exc(),
+        run(&mut vm, &[0x0A, 0x02], USUAL).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
     assert_eq!(
-        run(&mut vm, &[0x0A, 0x05], LAST).exc(),
+        run(&mut vm, &[0x0A, 0x05], USUAL).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
     // Backward jump over the program start.
     assert_eq!(
-        run(&mut vm, &[0x0A, 0x05], LAST).exc().0,
+        run(&mut vm, &[0x0A, 0x05], USUAL).exc().0,
         ExceptionCode::InvalidParameter
     );
     // Empty FIELD-SEQUENCE.
     assert_eq!(
-        run(&mut vm, &[0x0B, 0x01, 0x00, 0x00, 0x00], LAST).exc(),
+        run(&mut vm, &[0x0B, 0x01, 0x00, 0x00, 0x00], USUAL).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
 }
@@ -610,7 +618,7 @@ fn stack_after(program: &[u8]) -> Vec<f32> {
     let mut vm = small();
     let mut prog = program.to_vec();
     prog.extend_from_slice(&[0x03, 0x01, 0x00]);
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.exception(), None, "{:?}", o.reply);
     vm.expr_stack().iter().map(|v| v.to_f32()).collect()
 }
@@ -836,7 +844,7 @@ fn expression_exceptions() {
         ),
     ];
     for (prog, code) in cases {
-        let o = run(&mut vm, &prog, LAST);
+        let o = run(&mut vm, &prog, USUAL);
         assert_eq!(o.exception().map(|e| e.code), Some(code), "{prog:02x?}");
     }
 }
@@ -879,7 +887,7 @@ fn loop_with_incandjmpif_collects_replies() {
         delta: back,
     }]));
     let mut vm = small();
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.bodies(), vec![vec![100, 0], vec![105, 0], vec![110, 0]]);
     assert_eq!(vm.expr_stack(), [h16(3.0)]);
     // DECANDJMPIF counting down from 2: two iterations.
@@ -890,7 +898,7 @@ fn loop_with_incandjmpif_collects_replies() {
         threshold: h16(0.0),
         delta: back,
     }]));
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.bodies().len(), 2);
 }
 
@@ -909,7 +917,7 @@ fn call_and_ret() {
     ]);
     assert_eq!(prog.len(), 11);
     let mut vm = small();
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.reply, [0x05, 0x01, 0x05, 0x02]);
     assert!(vm.expr_stack().is_empty());
 }
@@ -932,12 +940,12 @@ fn switch_and_switch_ex() {
         let mut prog = p(&[c(v), Instruction::Switch { cases }]);
         prog.extend_from_slice(&arms);
         let mut vm = small();
-        let o = run(&mut vm, &prog, LAST);
+        let o = run(&mut vm, &prog, USUAL);
         assert_eq!(o.bodies(), expect, "{v}");
         assert!(vm.expr_stack().is_empty());
         let mut prog = p(&[c(v), Instruction::SwitchEx { src: at(1), cases }]);
         prog.extend_from_slice(&arms);
-        let o = run(&mut vm, &prog, LAST);
+        let o = run(&mut vm, &prog, USUAL);
         assert_eq!(o.bodies(), expect, "{v}");
         assert_eq!(vm.expr_stack(), [h16(v)]);
     }
@@ -975,7 +983,7 @@ fn parallel_results_in_declaration_order() {
     prog.extend(parallel(&[t1, t2]));
     prog.extend(p(&[Instruction::PushReply { data: &[0xC0] }]));
     let mut vm = medium();
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.exception(), None, "{:02x?}", o.reply);
     assert_eq!(
         o.bodies(),
@@ -1015,7 +1023,7 @@ fn parallel_frozen_stack_access() {
     prog.extend(parallel(&[t]));
     prog.extend(p(&[Instruction::PushReply { data: &[0] }]));
     let mut vm = medium();
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.exception(), None);
     assert_eq!(
         vm.expr_stack()
@@ -1043,7 +1051,7 @@ fn parallel_frozen_stack_access() {
     ] {
         let mut prog = p(&[c(10.0)]);
         prog.extend(parallel(&[p(&[bad])]));
-        let o = run(&mut vm, &prog, LAST);
+        let o = run(&mut vm, &prog, USUAL);
         assert_eq!(o.exc(), (ExceptionCode::ExprStackFrozenViolation, 6));
         assert_eq!(o.handles_in_use, 0);
     }
@@ -1061,7 +1069,7 @@ fn parallel_exceptions() {
         p(&[Instruction::PushReply { data: &[0x22] }]),
         exit,
     ]));
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     // The EXIT at offset 3+1+1+1+3+1 of the program; thread buffers are kept in order.
     assert_eq!(o.exc(), (ExceptionCode::InvalidInstruction, 10));
     let e = decode_exception(&o.reply).unwrap();
@@ -1075,17 +1083,17 @@ fn parallel_exceptions() {
     let mut prog = parallel(&[nested]);
     prog.extend(p(&[Instruction::PushReply { data: &[0] }]));
     assert_eq!(
-        run(&mut vm, &prog, LAST).exc().0,
+        run(&mut vm, &prog, USUAL).exc().0,
         ExceptionCode::InvalidInstruction
     );
     let five: Vec<Vec<u8>> = (0..5).map(|_| p(&[c(1.0)])).collect();
     assert_eq!(
-        run(&mut vm, &parallel(&five), LAST).exc(),
+        run(&mut vm, &parallel(&five), USUAL).exc(),
         (ExceptionCode::InvalidParameter, 0)
     );
     let jump_out = parallel(&[p(&[Instruction::Jmp { delta: 2 }])]);
     assert_eq!(
-        run(&mut vm, &jump_out, LAST).exc(),
+        run(&mut vm, &jump_out, USUAL).exc(),
         (ExceptionCode::InvalidParameter, 3)
     );
     // PARALLEL with no heap block left for the thread replies.
@@ -1094,7 +1102,7 @@ fn parallel_exceptions() {
     let o = run_in(
         &mut vm,
         &parallel(&[p(&[c(1.0)])]),
-        LAST,
+        USUAL,
         &mut heap,
         &mut hal,
     );
@@ -1109,7 +1117,7 @@ fn same_plugin_in_two_threads_is_serialised() {
     }]);
     let prog = parallel(&[t.clone(), t]);
     let mut vm = medium();
-    let o = run(&mut vm, &prog, LAST);
+    let o = run(&mut vm, &prog, USUAL);
     assert_eq!(o.exception(), None);
     assert_eq!(o.bodies(), vec![vec![0xD0, 0x07], vec![0xD1, 0x07]]);
     assert_eq!(o.hal.now_ms, 200);
@@ -1128,7 +1136,7 @@ fn budget_yields_and_watchdog_is_fed() {
     let h = heap.alloc().unwrap();
     heap.set_request(h, &[0x0A, 0x03]).unwrap(); // JMP -2 forever
     let mut t: [Bodypart; 0] = [];
-    let s = vm.start(&mut heap, h, LAST, &mut t, &mut hal).unwrap();
+    let s = vm.start(&mut heap, h, USUAL, &mut t, &mut hal).unwrap();
     assert_eq!(s, VmStep::Waiting(WaitingFor::time(0)));
     for _ in 0..5 {
         let s = vm
@@ -1158,12 +1166,12 @@ fn new_program_overrides_a_waiting_one() {
         data: &[],
     }])]);
     heap.set_request(h, &waiting).unwrap();
-    let s = vm.start(&mut heap, h, LAST, &mut t, &mut hal).unwrap();
+    let s = vm.start(&mut heap, h, USUAL, &mut t, &mut hal).unwrap();
     assert_eq!(s, VmStep::Waiting(WaitingFor::time(1000)));
     assert_eq!(heap.handles_in_use(), 2);
     let h2 = heap.alloc().unwrap();
     heap.set_request(h2, &[0x02, 0x02, 0x00]).unwrap();
-    let s = vm.start(&mut heap, h2, LAST, &mut t, &mut hal).unwrap();
+    let s = vm.start(&mut heap, h2, USUAL, &mut t, &mut hal).unwrap();
     assert!(matches!(
         s,
         VmStep::Done {
@@ -1187,7 +1195,7 @@ fn reply_buffer_limit_truncates_frames() {
     let o = run(
         &mut vm,
         &[0x03, 0x06, 1, 2, 3, 4, 5, 6, 0x03, 0x01, 9],
-        LAST,
+        USUAL,
     );
     // First frame truncated to 5 bytes of body (flags: size 5, truncated).
     assert_eq!(o.exc(), (ExceptionCode::OutOfMemory, 8));

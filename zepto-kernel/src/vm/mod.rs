@@ -442,8 +442,11 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         }
     }
 
+    /// The chain flags of an implicit EXIT: the reply closes the client's open chain,
+    /// or opens a new one if the command closed it (or MCUSLEEP ran). See the EXIT
+    /// rules in `docs/decisions.md`.
     fn default_flags(&self) -> ReplyFlags {
-        if self.flags & F_MCUSLEEP_INVOKED == 0 && self.flags & F_CMD_LAST != 0 {
+        if self.flags & (F_MCUSLEEP_INVOKED | F_CMD_LAST) == 0 {
             ReplyFlags::IsLast
         } else {
             ReplyFlags::IsFirst
@@ -565,12 +568,13 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     ) -> Result<VmStep, Error> {
         let pos = self.main.pc;
         let empty = heap.reply_len(h)? == 0;
-        let ok = if self.flags & F_MCUSLEEP_INVOKED != 0 {
+        // A command that left its chain open is answered inside it (not ISFIRST); a
+        // command that closed its chain (is-last), or a program that went through
+        // MCUSLEEP, can only be answered by a new chain (ISFIRST).
+        let ok = if self.flags & (F_MCUSLEEP_INVOKED | F_CMD_LAST) != 0 {
             !empty && flags == ReplyFlags::IsFirst
-        } else if self.flags & F_CMD_LAST != 0 {
-            !empty && flags != ReplyFlags::IsFirst
         } else {
-            !empty && flags == ReplyFlags::IsFirst
+            !empty && flags != ReplyFlags::IsFirst
         };
         if !ok {
             return self.raise(heap, h, plugins, Exc::ProgramErrorInvalidReplySequence, pos);
