@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn hex_parsing() {
-        assert_eq!(parse_hex("0x01 ff:0a-10").unwrap(), vec![1, 0xff, 0x0a, 0x10]);
+        assert_eq!(
+            parse_hex("0x01 ff:0a-10").unwrap(),
+            vec![1, 0xff, 0x0a, 0x10]
+        );
         assert_eq!(parse_hex("").unwrap(), Vec::<u8>::new());
         assert_eq!(parse_hex("abc").unwrap_err().code, 2);
         assert!(parse_hex("zz").unwrap_err().message.contains("'zz'"));

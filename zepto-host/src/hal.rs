@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use zepto_kernel::hal::{
-    BusId, Clock, McuSleep, PacketBus, Pins, Random, Storage, Transceiver, WaitingFor, Waiter,
-    Watchdog, WakeReason, MAX_PINS,
+    BusId, Clock, McuSleep, PacketBus, Pins, Random, Storage, Transceiver, Waiter, WaitingFor,
+    WakeReason, Watchdog, MAX_PINS,
 };
 use zepto_kernel::Error;
 
@@ -92,7 +92,9 @@ impl Waiter for HostHal {
                 return WakeReason::Pin(pin);
             }
         }
-        let timeout = what.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)));
+        let timeout = what
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)));
         if self.poll_link(timeout) {
             WakeReason::PacketArrived
         } else {
@@ -128,7 +130,10 @@ impl Transceiver for HostHal {
         Ok(())
     }
     fn set_transmitter(&mut self, on: bool) -> Result<(), Error> {
-        self.log(format_args!("transmitter {}", if on { "on" } else { "off" }));
+        self.log(format_args!(
+            "transmitter {}",
+            if on { "on" } else { "off" }
+        ));
         Ok(())
     }
 }

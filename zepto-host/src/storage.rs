@@ -87,7 +87,8 @@ impl Storage for FileStorage {
             .ok_or(Error::Storage)?
             .copy_from_slice(data);
         if let Some(f) = &self.file {
-            f.write_all_at(data, addr as u64).map_err(|_| Error::Storage)?;
+            f.write_all_at(data, addr as u64)
+                .map_err(|_| Error::Storage)?;
         }
         self.writes += data.len().div_ceil(EEPROM_GRANULARITY) as u64;
         Ok(())

@@ -36,16 +36,18 @@
     )
 )]
 
+pub mod client;
 pub mod encoding;
 pub mod error;
 pub mod hal;
 pub mod heap;
 pub mod nonce_store;
-pub mod sadlp;
-pub mod sasp;
-pub mod saccp;
-pub mod sagdp;
 pub mod plugins;
+pub mod pump;
+pub mod saccp;
+pub mod sadlp;
+pub mod sagdp;
+pub mod sasp;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
 pub mod vm;

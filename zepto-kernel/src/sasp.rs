@@ -271,6 +271,13 @@ impl<C: SaspCipher> Sasp<C> {
         self.nonces.peek_send()
     }
 
+    /// Packet ID (with this end's flag) that the next packet sent will carry, unless
+    /// an "old nonce" message arrives first: what SAGDP records for the packet it is
+    /// about to pass down.
+    pub fn next_packet_id(&self) -> [u8; 6] {
+        packet_id(self.next_send_nonce(), self.role.peer_flag())
+    }
+
     /// Packet ID of the last packet passed up (peer's flag in it).
     pub fn last_received_pid(&self) -> Option<[u8; 6]> {
         self.last_received
