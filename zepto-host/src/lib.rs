@@ -2,6 +2,7 @@
 //! pty, TCP) and the file-backed EEPROM used by the `zepto` command line.
 
 pub mod cli;
+pub mod commands;
 pub mod framing;
 pub mod hal;
 pub mod link;
