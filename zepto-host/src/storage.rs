@@ -21,6 +21,8 @@ pub struct FileStorage {
     file: Option<File>,
     /// Physical writes made (in granules).
     pub writes: u64,
+    /// True if the image was created (erased) by this open.
+    pub fresh: bool,
 }
 
 impl FileStorage {
@@ -34,7 +36,8 @@ impl FileStorage {
             .open(path)?;
         let mut data = vec![0xff; EEPROM_SIZE];
         let len = file.metadata()?.len() as usize;
-        if len == 0 {
+        let fresh = len == 0;
+        if fresh {
             file.write_all_at(&data, 0)?;
             file.sync_data()?;
         } else if len != EEPROM_SIZE {
@@ -52,6 +55,7 @@ impl FileStorage {
             data,
             file: Some(file),
             writes: 0,
+            fresh,
         })
     }
 
@@ -61,6 +65,7 @@ impl FileStorage {
             data: vec![0xff; EEPROM_SIZE],
             file: None,
             writes: 0,
+            fresh: true,
         }
     }
 }

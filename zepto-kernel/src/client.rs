@@ -117,6 +117,39 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         saccp_client::decode_reply(self.reply())
     }
 
+    /// Persists the exact nonce state, so that the next client on this storage needs
+    /// no resynchronisation with the device (call it when the client is done).
+    pub fn checkpoint<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<(), Error> {
+        self.sasp.checkpoint(storage)
+    }
+
+    /// Resends the outstanding command now (e.g. right after answering the device
+    /// with an "old nonce" message, instead of waiting for the timer). Returns the
+    /// packet, or `None` when no command waits.
+    pub fn resend_now<H: ClientHal + ?Sized>(
+        &mut self,
+        hal: &mut H,
+    ) -> Result<Option<&[u8]>, Error> {
+        if !self.busy() {
+            return Ok(None);
+        }
+        let h = self.h;
+        let now = hal.now_ms();
+        let sasp = &self.sasp;
+        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        match self
+            .sagdp
+            .request_resend(&mut self.heap, h, now, &mut ids)?
+        {
+            HandlerOutcome::ReplyDown => {
+                self.heap.convert_reply_to_request(h)?;
+                self.seal(hal)?;
+                Ok(Some(self.outgoing()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Milliseconds until [`Client::poll`] has a resend to make, if a command waits.
     pub fn next_timeout_ms(&self, now_ms: u64) -> Option<u64> {
         self.sagdp.next_timeout_ms(now_ms)

@@ -231,6 +231,12 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
         })
     }
 
+    /// Persists the exact nonce state (before a clean shutdown or a suspend that loses
+    /// RAM), so the peer needs no resynchronisation afterwards.
+    pub fn checkpoint<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
+        self.sasp.checkpoint(hal)
+    }
+
     /// What the pump did so far.
     pub const fn stats(&self) -> &PumpStats {
         &self.stats

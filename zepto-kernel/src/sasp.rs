@@ -271,6 +271,11 @@ impl<C: SaspCipher> Sasp<C> {
         self.nonces.peek_send()
     }
 
+    /// Persists the exact nonce state (see [`NonceStore::checkpoint`]).
+    pub fn checkpoint<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<(), Error> {
+        self.nonces.checkpoint(storage)
+    }
+
     /// Packet ID (with this end's flag) that the next packet sent will carry, unless
     /// an "old nonce" message arrives first: what SAGDP records for the packet it is
     /// about to pass down.

@@ -245,3 +245,55 @@ mod tests {
         assert!("1=const:zz".parse::<PluginSpec>().is_err());
     }
 }
+
+/// Where state files live unless `--state` says otherwise: `$ZEPTO_STATE_DIR`, else
+/// `$XDG_STATE_HOME/zepto`, else `~/.local/state/zepto`.
+pub fn state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ZEPTO_STATE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("zepto");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".local/state/zepto")
+}
+
+/// The first nonce of a fresh state file: seconds since 1970 shifted left by 16, so
+/// a state file that was lost and made again starts above every nonce the same key
+/// could have used before (unless more than 65 536 packets a second were sent).
+pub fn fresh_nonce_floor() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (secs << 16).min(zepto_kernel::nonce_store::MAX_NONCE / 2)
+}
+
+/// Opens the EEPROM image holding the SASP nonces of `role` ("device" or "client")
+/// for `key`: `explicit` if given, else a file per role and key in [`state_dir`]. A
+/// fresh image is provisioned (NFS and NLW at [`fresh_nonce_floor`]).
+pub fn open_nonce_state(
+    explicit: Option<&std::path::Path>,
+    role: &str,
+    key: &[u8; 16],
+) -> Result<crate::storage::FileStorage, CliError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let dir = state_dir();
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| CliError::other(format!("{}: {e}", dir.display())))?;
+            let id = zepto_kernel::saccp::checksum(key);
+            dir.join(format!("{role}-{}.state", crate::cli::hex(&id[..4])))
+        }
+    };
+    let mut s = crate::storage::FileStorage::open(&path)
+        .map_err(|e| CliError::other(format!("state file {}: {e}", path.display())))?;
+    if s.fresh {
+        let floor = fresh_nonce_floor();
+        zepto_kernel::nonce_store::NonceStore::provision(&mut s, 0, floor, floor)
+            .map_err(|e| CliError::other(format!("state file {}: {e}", path.display())))?;
+    }
+    Ok(s)
+}
