@@ -74,8 +74,7 @@ pub fn run(a: DeviceArgs) -> Result<(), CliError> {
         a.plugins.clone()
     };
     eprintln!(
-        "zepto device: {} on {}, VM level {:?}, body parts {}",
-        "serving",
+        "zepto device: serving on {}, VM level {:?}, body parts {}",
         hal.link_name(),
         a.level,
         specs
