@@ -220,32 +220,6 @@ pub fn default_plugins() -> Vec<PluginSpec> {
     ]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plugin_specs() {
-        assert_eq!(
-            "3=const:0102".parse::<PluginSpec>().unwrap(),
-            PluginSpec {
-                id: 3,
-                kind: PluginKind::Const(vec![1, 2])
-            }
-        );
-        assert_eq!(
-            "-1=pin:7".parse::<PluginSpec>().unwrap().kind,
-            PluginKind::Pin(7)
-        );
-        assert!("x=ping".parse::<PluginSpec>().is_err());
-        assert!("1=laser"
-            .parse::<PluginSpec>()
-            .unwrap_err()
-            .contains("unknown"));
-        assert!("1=const:zz".parse::<PluginSpec>().is_err());
-    }
-}
-
 /// Where state files live unless `--state` says otherwise: `$ZEPTO_STATE_DIR`, else
 /// `$XDG_STATE_HOME/zepto`, else `~/.local/state/zepto`.
 pub fn state_dir() -> PathBuf {
@@ -296,4 +270,30 @@ pub fn open_nonce_state(
             .map_err(|e| CliError::other(format!("state file {}: {e}", path.display())))?;
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_specs() {
+        assert_eq!(
+            "3=const:0102".parse::<PluginSpec>().unwrap(),
+            PluginSpec {
+                id: 3,
+                kind: PluginKind::Const(vec![1, 2])
+            }
+        );
+        assert_eq!(
+            "-1=pin:7".parse::<PluginSpec>().unwrap().kind,
+            PluginKind::Pin(7)
+        );
+        assert!("x=ping".parse::<PluginSpec>().is_err());
+        assert!("1=laser"
+            .parse::<PluginSpec>()
+            .unwrap_err()
+            .contains("unknown"));
+        assert!("1=const:zz".parse::<PluginSpec>().is_err());
+    }
 }
