@@ -4,6 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -199,13 +200,78 @@ impl StreamLink {
         Ok(Self::new(r, s, format!("tcp {addr}")))
     }
 
-    /// Listens on `addr` and accepts one TCP connection.
-    pub fn tcp_accept(addr: &str) -> io::Result<Self> {
-        let l = TcpListener::bind(addr)?;
-        let (s, peer) = l.accept()?;
-        s.set_nodelay(true)?;
-        let r = s.try_clone()?;
-        Ok(Self::new(r, s, format!("tcp {peer}")))
+    /// Listens on `addr` and serves one TCP connection after another (a client such
+    /// as `zepto send` connects once per command). Returns the link and the bound
+    /// address (useful with port 0).
+    pub fn tcp_server(addr: &str) -> io::Result<(Self, SocketAddr)> {
+        let listener = TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let current = Arc::new(Mutex::new(None));
+        let reader = AcceptingReader {
+            listener,
+            current: Arc::clone(&current),
+            stream: None,
+        };
+        let writer = SharedWriter(current);
+        Ok((Self::new(reader, writer, format!("tcp {local}")), local))
+    }
+}
+
+/// Reads from the current TCP connection, accepting a new one whenever the previous
+/// one closed; never reports end of stream.
+struct AcceptingReader {
+    listener: TcpListener,
+    current: Arc<Mutex<Option<TcpStream>>>,
+    stream: Option<TcpStream>,
+}
+
+impl Read for AcceptingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.stream.is_none() {
+                let (s, _) = self.listener.accept()?;
+                s.set_nodelay(true)?;
+                let w = s.try_clone()?;
+                *self
+                    .current
+                    .lock()
+                    .map_err(|_| io::Error::other("poisoned"))? = Some(w);
+                self.stream = Some(s);
+            }
+            let Some(s) = self.stream.as_mut() else {
+                continue;
+            };
+            match s.read(buf) {
+                Ok(0) | Err(_) => {
+                    self.stream = None;
+                    if let Ok(mut c) = self.current.lock() {
+                        *c = None;
+                    }
+                }
+                Ok(n) => return Ok(n),
+            }
+        }
+    }
+}
+
+/// Writes to the current TCP connection; with none, the bytes are dropped (like a
+/// radio with nobody listening).
+struct SharedWriter(Arc<Mutex<Option<TcpStream>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut c = self.0.lock().map_err(|_| io::Error::other("poisoned"))?;
+        match c.as_mut() {
+            Some(s) => s.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let mut c = self.0.lock().map_err(|_| io::Error::other("poisoned"))?;
+        match c.as_mut() {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -27,6 +27,10 @@ pub struct LinkArgs {
     /// QEMU's `-serial tcp::4444,server`.
     #[arg(long, value_name = "ADDR")]
     pub tcp: Option<String>,
+    /// Device only: create a pseudo-terminal, print its path, and serve SADLP frames
+    /// on it (clients use `--serial PATH`).
+    #[arg(long)]
+    pub pty: bool,
 }
 
 /// Serial line speed.
@@ -50,10 +54,16 @@ impl LinkArgs {
                 .map(|l| Box::new(l) as Box<dyn Link>)
                 .map_err(|e| CliError::no_answer(format!("tcp {a}: {e}")));
         }
+        if self.pty {
+            return Err(CliError::input(
+                "--pty is for `zepto device`; use --serial PATH",
+            ));
+        }
         Err(CliError::input("no link given (--udp, --serial or --tcp)"))
     }
 
-    /// Opens the link as the device side (UDP and TCP listen; serial opens the port).
+    /// Opens the link as the device side (UDP and TCP listen; serial opens the port;
+    /// `--pty` makes a pseudo-terminal).
     pub fn listen(&self) -> Result<Box<dyn Link>, CliError> {
         if let Some(a) = &self.udp {
             return UdpLink::bind(a)
@@ -66,11 +76,18 @@ impl LinkArgs {
                 .map_err(|e| CliError::other(format!("serial: {e}")));
         }
         if let Some(a) = &self.tcp {
-            return StreamLink::tcp_accept(a)
-                .map(|l| Box::new(l) as Box<dyn Link>)
+            return StreamLink::tcp_server(a)
+                .map(|(l, _)| Box::new(l) as Box<dyn Link>)
                 .map_err(|e| CliError::other(format!("tcp {a}: {e}")));
         }
-        Err(CliError::input("no link given (--udp, --serial or --tcp)"))
+        if self.pty {
+            return crate::link::open_pty()
+                .map(|(l, _)| Box::new(l) as Box<dyn Link>)
+                .map_err(|e| CliError::other(format!("pty: {e}")));
+        }
+        Err(CliError::input(
+            "no link given (--udp, --serial, --tcp or --pty)",
+        ))
     }
 }
 
