@@ -319,11 +319,19 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
         }
     }
 
+    /// A packet could not be handled: count it, drop it and free what it held (the
+    /// block of a program that still waits is kept), so one bad packet can never
+    /// leave the heap full for the next ones.
     fn fail(&mut self, e: Error) {
         self.stats.errors = self.stats.errors.saturating_add(1);
         self.log(Event::Dropped(e));
         if e == Error::InvalidState {
             self.reinit();
+            return;
+        }
+        let _ = self.heap.set_request(self.rx, &[]);
+        if self.vm_wait.is_none() {
+            let _ = self.heap.set_request(self.prog, &[]);
         }
     }
 
