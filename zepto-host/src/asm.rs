@@ -133,14 +133,6 @@ enum Piece {
     Text(usize, String),
 }
 
-impl Piece {
-    fn line(&self) -> usize {
-        match self {
-            Piece::Open(l) | Piece::Close(l) | Piece::Text(l, _) => *l,
-        }
-    }
-}
-
 /// True if a `}` follows outside quotes.
 fn close_follows(rest: &[char]) -> bool {
     let mut in_q = false;
