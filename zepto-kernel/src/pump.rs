@@ -273,12 +273,17 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
     pub fn poll<H: DeviceHal>(&mut self, hal: &mut H) -> WaitingFor {
         self.events.clear();
         hal.feed();
-        let bus = self.cfg.bus;
-        let got = self
-            .heap
-            .fill_request(self.rx, usize::from(self.cfg.mtu), |buf| {
-                Ok(hal.receive(bus, buf)?.unwrap_or(0))
-            });
+        let mut got = self.receive(hal);
+        if got == Err(Error::OutOfMemory) && self.vm_wait.is_some() {
+            // A waiting program (with its reply so far) leaves no room for the next
+            // packet, which is likely a new command anyway: the client is always
+            // right, so the program goes and the packet comes in.
+            self.vm.abort(&mut self.heap, self.plugins);
+            self.vm_wait = None;
+            let _ = self.heap.set_request(self.prog, &[]);
+            self.log(Event::Dropped(Error::OutOfMemory));
+            got = self.receive(hal);
+        }
         match got {
             Ok(0) => {}
             Ok(n) => {
@@ -308,6 +313,15 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
             }
         }
         self.next_wait(hal)
+    }
+
+    /// Receives a pending packet (if any) straight into the `rx` block; 0 if none.
+    fn receive<H: DeviceHal>(&mut self, hal: &mut H) -> Result<usize, Error> {
+        let bus = self.cfg.bus;
+        self.heap
+            .fill_request(self.rx, usize::from(self.cfg.mtu), |buf| {
+                Ok(hal.receive(bus, buf)?.unwrap_or(0))
+            })
     }
 
     /// Runs the pump forever: poll, then wait for what it asks (the port's
@@ -538,7 +552,11 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
         h: Handle,
         pad_to: Option<usize>,
     ) -> Result<(), Error> {
-        self.sasp.send_padded(&mut self.heap, h, hal, pad_to)?;
+        if let Err(e) = self.sasp.send_padded(&mut self.heap, h, hal, pad_to) {
+            // SAGDP already recorded this packet's ID: never hand it out again.
+            let _ = self.sasp.skip_nonce(hal);
+            return Err(e);
+        }
         self.convert(h)?;
         self.transmit(hal, h)
     }

@@ -271,6 +271,13 @@ impl<C: SaspCipher> Sasp<C> {
         self.nonces.peek_send()
     }
 
+    /// Uses up the next nonce without sending anything. After SAGDP recorded
+    /// [`Sasp::next_packet_id`] for a packet whose send then failed, this keeps the
+    /// packet IDs SAGDP sees strictly growing.
+    pub fn skip_nonce<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<(), Error> {
+        self.nonces.next_send(storage).map(|_| ())
+    }
+
     /// Persists the exact nonce state (see [`NonceStore::checkpoint`]).
     pub fn checkpoint<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<(), Error> {
         self.nonces.checkpoint(storage)
