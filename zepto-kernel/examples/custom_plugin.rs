@@ -113,8 +113,8 @@ pub fn main() {
     let h = heap.alloc().unwrap();
     heap.set_request(h, &program[..len]).unwrap();
     let flags = ExecFlags {
-        is_first: false,
-        is_last: true,
+        is_first: true,
+        is_last: false,
     };
     let mut step = vm.start(&mut heap, h, flags, &mut table, &mut hal).unwrap();
     while let VmStep::Waiting(w) = step {
