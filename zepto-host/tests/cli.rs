@@ -1,0 +1,254 @@
+//! `zepto device` and `zepto send` as a user runs them: separate processes talking over
+//! UDP, a pty pair and TCP, with restarts, wrong keys and line noise.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const ZEPTO: &str = env!("CARGO_BIN_EXE_zepto");
+const KEY: &str = "00112233445566778899aabbccddeeff";
+
+/// A running `zepto device`; killed on drop.
+struct DeviceProc {
+    child: Child,
+    /// Link kind and address as the device printed them ("udp", "127.0.0.1:4000").
+    kind: String,
+    addr: String,
+}
+
+impl DeviceProc {
+    fn start(state_dir: &Path, link: &[&str], extra: &[&str]) -> Self {
+        let mut child = Command::new(ZEPTO)
+            .arg("device")
+            .args(["--key", KEY])
+            .args(link)
+            .args(extra)
+            .env("ZEPTO_STATE_DIR", state_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start zepto device");
+        let mut line = String::new();
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        err.read_line(&mut line).expect("device banner");
+        // "zepto device: serving on udp 127.0.0.1:4000, VM level ..."
+        let rest = line
+            .split("serving on ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("unexpected banner: {line}"));
+        let mut words = rest.split_whitespace();
+        let kind = words.next().unwrap().to_string();
+        let addr = words.next().unwrap().trim_end_matches(',').to_string();
+        // Keep draining stderr so the device never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        DeviceProc { child, kind, addr }
+    }
+
+    fn link_args(&self) -> Vec<String> {
+        let flag = match self.kind.as_str() {
+            "udp" => "--udp",
+            "tcp" => "--tcp",
+            "pty" => "--serial",
+            k => panic!("unknown link kind {k}"),
+        };
+        vec![flag.to_string(), self.addr.clone()]
+    }
+}
+
+impl Drop for DeviceProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(state_dir: &Path, key: &str, link: &[String], extra: &[&str]) -> Output {
+    Command::new(ZEPTO)
+        .arg("send")
+        .args(["--key", key])
+        .args(link)
+        .args(extra)
+        .env("ZEPTO_STATE_DIR", state_dir)
+        .output()
+        .expect("run zepto send")
+}
+
+fn json_reply(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "send failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// EXEC 1 (ping), EXEC 2 "hi" (echo): one frame each.
+const PING_ECHO: &str = "020200 0204026869";
+
+fn check_ping_echo(v: &serde_json::Value) {
+    assert_eq!(v["status"], "ok");
+    // Frames: FLAGS-AND-SIZE = size<<2 | 1 -> 05 "01", 09 "6869".
+    assert_eq!(v["reply"], "050109".to_string() + "6869");
+    assert_eq!(v["frames"][0]["body"], "01");
+    assert_eq!(v["frames"][1]["body"], "6869");
+}
+
+#[test]
+fn udp_round_trips_and_restart_keeps_nonces() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    assert_eq!(dev.kind, "udp");
+    let link = dev.link_args();
+    for _ in 0..3 {
+        check_ping_echo(&json_reply(&send(
+            dir.path(),
+            KEY,
+            &link,
+            &["--json", "--hex", PING_ECHO],
+        )));
+    }
+    let states: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(states.len(), 2, "one device and one client state file");
+    drop(dev);
+    let before = device_nfs_mark(dir.path());
+    // The device restarts from its state file, on the same port.
+    let dev = DeviceProc::start(dir.path(), &["--udp", &link[1]], &[]);
+    check_ping_echo(&json_reply(&send(
+        dir.path(),
+        KEY,
+        &dev.link_args(),
+        &["--json", "--hex", PING_ECHO],
+    )));
+    drop(dev);
+    // The restarted device went on from its persisted mark: its nonces only grow.
+    let after = device_nfs_mark(dir.path());
+    assert!(after > before, "NFS mark {before} -> {after}");
+}
+
+/// The device's persisted NFS (what a restart starts from).
+fn device_nfs_mark(dir: &Path) -> u64 {
+    let path = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("device-")
+        })
+        .expect("device state file");
+    let mut storage = zepto_host::storage::FileStorage::open(&path).unwrap();
+    zepto_kernel::nonce_store::NonceStore::open(&mut storage, 0, 1)
+        .unwrap()
+        .nfs()
+}
+
+#[test]
+fn wrong_key_is_rejected_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    let out = send(
+        dir.path(),
+        "ffeeddccbbaa99887766554433221100",
+        &dev.link_args(),
+        &["--hex", "020200", "--timeout", "800"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no reply") && err.contains("key"), "{err}");
+    // The device is unharmed: the right key still works.
+    check_ping_echo(&json_reply(&send(
+        dir.path(),
+        KEY,
+        &dev.link_args(),
+        &["--json", "--hex", PING_ECHO],
+    )));
+}
+
+#[test]
+fn bad_input_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = vec!["--udp".to_string(), "127.0.0.1:9".to_string()];
+    let out = send(dir.path(), "0011", &link, &["--hex", "00"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected 16 bytes"));
+    let out = send(dir.path(), KEY, &link, &["--hex", "0g"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad hex"));
+    // Nobody listens: no answer (3).
+    let out = send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--hex", "020200", "--timeout", "300"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn vm_exception_exit_code_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    // EXEC on body part 9, which this device does not have.
+    let out = send(dir.path(), KEY, &dev.link_args(), &["--hex", "021200"]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("VM EXCEPTION UnknownBodypart (16) at instruction offset 0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn pty_with_line_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--pty"], &["--level", "small"]);
+    assert_eq!(dev.kind, "pty");
+    let link = dev.link_args();
+    check_ping_echo(&json_reply(&send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--json", "--hex", PING_ECHO],
+    )));
+    // Garbage, a half frame and log text on the line: framing recovers.
+    {
+        let mut tty = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&link[1])
+            .unwrap();
+        tty.write_all(b"\x55\xaa\x13 boot: hello\r\n\x00\x07\x01\x02")
+            .unwrap();
+        tty.write_all(&[0x00; 3]).unwrap();
+        tty.flush().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    check_ping_echo(&json_reply(&send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--json", "--hex", PING_ECHO],
+    )));
+}
+
+#[test]
+fn tcp_serves_one_connection_after_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--tcp", "127.0.0.1:0"], &[]);
+    assert_eq!(dev.kind, "tcp");
+    for _ in 0..2 {
+        check_ping_echo(&json_reply(&send(
+            dir.path(),
+            KEY,
+            &dev.link_args(),
+            &["--json", "--hex", PING_ECHO],
+        )));
+    }
+}

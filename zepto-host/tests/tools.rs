@@ -1,0 +1,417 @@
+//! The offline tools of the `zepto` command line, run as a real binary: `asm`,
+//! `disasm`, `vm` and `decode`, checked against exact bytes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use zepto_kernel::client::Client;
+use zepto_kernel::heap::{Heap, HeapOps};
+use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::sasp::{self, Role, Sasp};
+use zepto_kernel::testhal::TestHal;
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f";
+const KEY_BYTES: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+fn zepto(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zepto"));
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("run zepto");
+    {
+        let mut i = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            i.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let o = zepto(args, stdin);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+fn json(args: &[&str], code: i32) -> Value {
+    let o = zepto(args, None);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).expect("one JSON object")
+}
+
+/// The worked example of docs/assembly.md: its source block and its hex block.
+fn doc_example() -> (String, String) {
+    let doc = include_str!("../../docs/assembly.md");
+    let block = |fence: &str| {
+        let start = doc.find(fence).expect(fence) + fence.len();
+        let end = start + doc[start..].find("```").unwrap();
+        doc[start..end].trim_start_matches('\n').to_string()
+    };
+    (block("```zasm\n"), block("```hex\n").trim().to_string())
+}
+
+#[test]
+fn asm_of_the_documented_example() {
+    let (src, hex) = doc_example();
+    assert_eq!(
+        hex,
+        "020200100040020600250200000f260205020402686907049500020401210802"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.zasm");
+    std::fs::write(&path, &src).unwrap();
+    assert_eq!(ok(&["asm", path.to_str().unwrap()], None).trim(), hex);
+    assert_eq!(ok(&["asm", "-"], Some(&src)).trim(), hex);
+    assert_eq!(ok(&["asm"], Some(&src)).trim(), hex);
+    // The documented `zepto vm` output of the example.
+    let doc = include_str!("../../docs/assembly.md");
+    let shown = doc
+        .split("simulated time and prints:\n\n```\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    assert_eq!(ok(&["vm", "--hex", &hex], None), shown);
+}
+
+#[test]
+fn disasm_of_the_documented_example() {
+    let (_, hex) = doc_example();
+    let out = ok(&["disasm", &hex], None);
+    assert_eq!(
+        out,
+        "0000  EXEC 1 \"\"\n\
+         0003  PUSHEXPR_CONSTANT 2\n\
+         0006  EXEC 3 \"\"\n\
+         0009  DECANDJMPIF @1 0 -8  ; -> 0006\n\
+         0014  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }\n\
+         0030  EXIT ISLAST\n"
+    );
+    // Without the offsets, the listing assembles back to the same bytes.
+    let text: String = out
+        .lines()
+        .map(|l| l[6..].split("  ;").next().unwrap().to_string() + "\n")
+        .collect();
+    assert_eq!(ok(&["asm"], Some(&text)).trim(), hex);
+}
+
+#[test]
+fn asm_errors_exit_2_with_line_numbers() {
+    let o = zepto(&["asm"], Some("EXEC 1 \"\"\n\nJMP nowhere\n"));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o).trim(),
+        "zepto: <stdin>:3: undefined label 'nowhere'"
+    );
+    let o = zepto(&["asm"], Some("LAUNCH 3\n"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("<stdin>:1: unknown mnemonic 'LAUNCH'"));
+    let o = zepto(&["asm", "/nonexistent/prog.zasm"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let o = zepto(&["disasm", "0g"], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn vm_ping_echo_const() {
+    // EXEC 1 "" (ping) ; EXEC 2 "6869" (echo) ; EXEC 5 "" (const abcd)
+    let prog = "0202000204026869020a00";
+    let v = json(
+        &[
+            "vm",
+            "--hex",
+            prog,
+            "--plugin",
+            "1=ping",
+            "--plugin",
+            "2=echo",
+            "--plugin",
+            "5=const:abcd",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(v["reply"], "050109686909abcd");
+    assert_eq!(v["exception"], Value::Null);
+    assert_eq!(v["flags"], "ISLAST");
+    let bodies: Vec<&str> = v["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert_eq!(f["truncated"], false);
+            assert_eq!(f["exception"], Value::Null);
+            f["body"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(bodies, ["01", "6869", "abcd"]);
+    // Human form.
+    let out = ok(
+        &[
+            "vm",
+            "--hex",
+            prog,
+            "--plugin",
+            "1=ping",
+            "--plugin",
+            "2=echo",
+            "--plugin",
+            "5=const:abcd",
+        ],
+        None,
+    );
+    assert!(
+        out.starts_with("reply:     050109686909abcd (8 bytes, ISLAST)\n"),
+        "{out}"
+    );
+    assert!(out.contains("frame 1:   6869  \"hi\"\n"), "{out}");
+}
+
+#[test]
+fn vm_exception_exits_4() {
+    // EXEC 1 "" (ping) ; EXEC 9 "" (no such body part) at offset 3.
+    let prog = "020200021200";
+    let v = json(&["vm", "--hex", prog, "--json"], 4);
+    // | UNKNOWNBODYPART 16 | position 3 << 1 | frame 05 01 |
+    assert_eq!(v["reply"], "10060501");
+    assert_eq!(v["exception"]["code"], 16);
+    assert_eq!(v["exception"]["position"], 3);
+    assert_eq!(v["exception"]["truncated"], false);
+    assert_eq!(v["frames"][0]["body"], "01");
+    let o = zepto(&["vm", "--hex", prog], None);
+    assert_eq!(o.status.code(), Some(4));
+    let out = stdout(&o);
+    assert!(
+        out.contains("exception: UNKNOWNBODYPART (16) at offset 3"),
+        "{out}"
+    );
+    // Level One has no JMP: INVALIDINSTRUCTION at 0.
+    let v = json(&["vm", "--hex", "0a00", "--level", "one", "--json"], 4);
+    assert_eq!(v["reply"], "0100");
+    assert_eq!(v["exception"]["code"], 1);
+}
+
+#[test]
+fn vm_time_is_simulated() {
+    let hex = ok(&["asm"], Some("SLEEP 5000\nEXEC 1 \"\"\n"));
+    let started = std::time::Instant::now();
+    let v = json(&["vm", "--hex", hex.trim(), "--json"], 0);
+    assert!(started.elapsed().as_secs() < 4);
+    assert_eq!(v["reply"], "0501");
+    assert_eq!(v["time_ms"], 5000);
+}
+
+/// A NEW_PROGRAM packet from a client with `KEY`, as sent on the air.
+fn client_packet(program: &[u8]) -> Vec<u8> {
+    let mut hal = TestHal::<256>::default();
+    NonceStore::provision(&mut hal, 0, 0, 0).unwrap();
+    let mut c: Client = Client::new(&KEY_BYTES, &mut hal, 0, 16).unwrap();
+    c.send_program(&mut hal, program).unwrap().to_vec()
+}
+
+/// A device packet carrying SAGDP `sagdp_and_saccp` (SASP with the device's flag).
+fn device_packet(payload: &[u8]) -> Vec<u8> {
+    let mut hal = TestHal::<256>::default();
+    NonceStore::provision(&mut hal, 0, 4, 0).unwrap();
+    let ns = NonceStore::open(&mut hal, 0, 16).unwrap();
+    let mut s: Sasp = Sasp::new(&KEY_BYTES, Role::Device, ns).unwrap();
+    let mut heap = Heap::<512, 2>::new();
+    let h = heap.alloc().unwrap();
+    heap.set_request(h, payload).unwrap();
+    s.send(&mut heap, h, &mut hal).unwrap();
+    heap.reply(h).unwrap().to_vec()
+}
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn decode_client_packet_shows_program() {
+    let (_, prog) = doc_example();
+    let program: Vec<u8> = (0..prog.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&prog[i..i + 2], 16).unwrap())
+        .collect();
+    let pkt = client_packet(&program);
+    assert_eq!(pkt.len(), sasp::packet_len(1 + 7 + 1 + program.len()));
+    let out = ok(&["decode", "--key", KEY, &hexs(&pkt)], None);
+    assert!(
+        out.contains("nonce VP 1, destination SAGDP (flag 0)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("EAX with the client's peer flag 1: authentic"),
+        "{out}"
+    );
+    assert!(
+        out.contains("status first; chain id 0x800000000001 (nonce 1 of the client)"),
+        "{out}"
+    );
+    assert!(out.contains("command NEW_PROGRAM (type 2)"), "{out}");
+    assert!(
+        out.contains("  0009  DECANDJMPIF @1 0 -8  ; -> 0006\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  0014  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }\n"),
+        "{out}"
+    );
+
+    let v = json(&["decode", "--key", KEY, "--json", &hexs(&pkt)], 0);
+    assert_eq!(v["sadlp"], Value::Null);
+    assert_eq!(v["sasp"]["nonce"], 1);
+    assert_eq!(v["sasp"]["authentic"], true);
+    assert_eq!(v["sagdp"]["status"], "first");
+    assert_eq!(v["sagdp"]["id"], 0x8000_0000_0001u64);
+    assert_eq!(v["saccp"]["type"], "NEW_PROGRAM");
+    assert_eq!(v["saccp"]["program"], prog);
+    assert_eq!(v["saccp"]["disassembly"][3], "DECANDJMPIF @1 0 -8");
+    // The payload is the SAGDP packet: first, chain id, then SACCP 02 + program.
+    assert_eq!(
+        v["sasp"]["payload"].as_str().unwrap(),
+        // first, chain id 01 00 00 00 00 80, NEW_PROGRAM
+        format!("01{}02{prog}", "010000000080")
+    );
+}
+
+#[test]
+fn decode_sadlp_frame() {
+    let pkt = client_packet(&[0x02, 0x02, 0x00]);
+    let mut frame = vec![0u8; zepto_kernel::sadlp::encoded_len(pkt.len())];
+    let n = zepto_kernel::sadlp::encode(&pkt, &mut frame).unwrap();
+    frame.truncate(n);
+    let v = json(&["decode", "--key", KEY, "--json", &hexs(&frame)], 0);
+    assert_eq!(v["sadlp"]["cobs"], "ok");
+    assert_eq!(v["sadlp"]["crc_ok"], true);
+    assert_eq!(v["sadlp"]["packet"], hexs(&pkt));
+    assert_eq!(v["saccp"]["disassembly"][0], "EXEC 1 \"\"");
+    // A flipped bit inside the frame: CRC (or COBS) check fails, exit 4.
+    let mut bad = frame.clone();
+    bad[5] ^= 0x01;
+    if bad[5] == 0 {
+        bad[5] = 0x80;
+    }
+    let o = zepto(&["decode", "--key", KEY, &hexs(&bad)], None);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("SADLP"), "{}", stderr(&o));
+    // No closing delimiter: not a frame at all, exit 2.
+    let o = zepto(&["decode", "--key", KEY, &hexs(&frame[..n - 1])], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn decode_device_replies() {
+    // Terminating reply to the client's packet 1: SACCP OK with frame "01".
+    let ppid = sasp::packet_id(1, 1);
+    let mut p = vec![0x02];
+    p.extend_from_slice(&ppid);
+    p.extend_from_slice(&[0x20, 0x05, 0x01]);
+    let pkt = device_packet(&p);
+    let out = ok(
+        &["decode", "--key", KEY, "--from", "device", &hexs(&pkt)],
+        None,
+    );
+    assert!(out.contains("nonce VP 5"), "{out}");
+    assert!(
+        out.contains("status terminating; PPID 0x800000000001 (nonce 1 of the client)"),
+        "{out}"
+    );
+    assert!(out.contains("reply OK, 2 bytes: 0501"), "{out}");
+    assert!(out.contains("frame 0:   01\n"), "{out}");
+    // The same bytes as from the client do not authenticate.
+    let o = zepto(&["decode", "--key", KEY, &hexs(&pkt)], None);
+    assert_eq!(o.status.code(), Some(4));
+
+    // EXCEPTION: UNKNOWNBODYPART at 3, reply buffer frame "01".
+    let mut p = vec![0x02];
+    p.extend_from_slice(&ppid);
+    // EXCEPTION head: type 2, IS-EXCEPTION, size 4 << 5 (an Encoded-Unsigned-Int).
+    let (head, n) = zepto_kernel::encoding::uint_to_array(2 | 8 | 4 << 5, 2).unwrap();
+    p.extend_from_slice(&head[..n]);
+    p.extend_from_slice(&[0x10, 0x06, 0x05, 0x01]);
+    let v = json(
+        &[
+            "decode",
+            "--key",
+            KEY,
+            "--from",
+            "device",
+            "--json",
+            &hexs(&device_packet(&p)),
+        ],
+        0,
+    );
+    assert_eq!(v["saccp"]["type"], "EXCEPTION");
+    assert_eq!(v["saccp"]["exception"]["code"], 16);
+    assert_eq!(v["saccp"]["exception"]["name"], "UNKNOWNBODYPART");
+    assert_eq!(v["saccp"]["exception"]["position"], 3);
+    assert_eq!(v["saccp"]["frames"][0]["body"], "01");
+
+    // ERROR OLD_PROGRAM_CHECKSUM_DOESNT_MATCH.
+    let mut p = vec![0x02];
+    p.extend_from_slice(&ppid);
+    p.push(0x22);
+    let out = ok(
+        &[
+            "decode",
+            "--key",
+            KEY,
+            "--from",
+            "device",
+            &hexs(&device_packet(&p)),
+        ],
+        None,
+    );
+    assert!(
+        out.contains("reply ERROR OLD_PROGRAM_CHECKSUM_DOESNT_MATCH (2)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn decode_wrong_key_and_bad_input() {
+    let pkt = hexs(&client_packet(&[0x02, 0x02, 0x00]));
+    let o = zepto(&["decode", "--key", &"ff".repeat(16), &pkt], None);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("authentication failed (wrong key or corrupted packet"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("AUTHENTICATION FAILED"));
+    let v = json(&["decode", "--key", &"ff".repeat(16), "--json", &pkt], 4);
+    assert_eq!(v["sasp"]["authentic"], false);
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("authentication failed"));
+    // Bad hex, bad key, too short: exit 2.
+    assert_eq!(
+        zepto(&["decode", "--key", KEY, "0x12zz"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        zepto(&["decode", "--key", "0011", &pkt], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    let o = zepto(&["decode", "--key", KEY, "0102030405"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("too short"), "{}", stderr(&o));
+}
