@@ -2,7 +2,7 @@
 //! accounting must stay consistent.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zepto_kernel::{Handle, Heap};
+use zepto_kernel::{Handle, Heap, HeapOps};
 
 fuzz_target!(|data: &[u8]| {
     let mut heap = Heap::<128, 4>::new();
@@ -24,11 +24,13 @@ fuzz_target!(|data: &[u8]| {
             (2, Some(h)) => drop(heap.append_reply(h, &payload[..n])),
             (3, Some(h)) => drop(heap.prepend_reply(h, &payload[..n])),
             (4, Some(h)) => drop(heap.set_request(h, &payload[..n])),
-            (5, Some(h)) => heap.convert_reply_to_request(h).expect("live handle converts"),
+            (5, Some(h)) => heap
+                .convert_reply_to_request(h)
+                .expect("live handle converts"),
             (6, Some(h)) => heap.truncate_reply(h, n).expect("live handle truncates"),
             (7, Some(h)) => {
                 if let Some(other) = handles[usize::from(b % 4)] {
-                    drop(heap.append_reply_of(h, other));
+                    let _ = heap.append_reply_of(h, other);
                 }
             }
             _ => {}

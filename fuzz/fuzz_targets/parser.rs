@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zepto_kernel::encoding;
-use zepto_kernel::Heap;
+use zepto_kernel::{Heap, HeapOps};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if r.is_err() {
-            assert_eq!(p.position(), before, "a failed read must not move the parser");
+            assert_eq!(
+                p.position(),
+                before,
+                "a failed read must not move the parser"
+            );
             if p.skip(&heap, 1).is_err() {
                 break;
             }

@@ -1,4 +1,52 @@
-//! The `zepto` command line.
-fn main() {
-    println!("zepto: not yet implemented");
+//! `zepto`: run a simulated Zepto device, talk to real ones, assemble programs.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use zepto_host::commands;
+
+/// Zepto: the SmartAnthill device stack on your desk.
+#[derive(Parser, Debug)]
+#[command(name = "zepto", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a simulated device and a client on loopback and take a short tour.
+    Demo(commands::demo::DemoArgs),
+    /// Run a simulated device until Ctrl-C.
+    Device(commands::device::DeviceArgs),
+    /// Send one program to a device, reliably, and print the reply.
+    Send(commands::send::SendArgs),
+    /// Assemble a program (file or stdin) and print its bytes as hex.
+    Asm(commands::tools::AsmArgs),
+    /// Disassemble program bytes given as hex.
+    Disasm(commands::tools::DisasmArgs),
+    /// Run one program locally in the Zepto VM with built-in plugins.
+    Vm(commands::tools::VmArgs),
+    /// Dissect one captured packet layer by layer.
+    Decode(commands::tools::DecodeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Demo(a) => commands::demo::run(a),
+        Command::Device(a) => commands::device::run(a),
+        Command::Send(a) => commands::send::run(a),
+        Command::Asm(a) => commands::tools::asm(a),
+        Command::Disasm(a) => commands::tools::disasm(a),
+        Command::Vm(a) => commands::tools::vm(a),
+        Command::Decode(a) => commands::tools::decode(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zepto: {e}");
+            ExitCode::from(u8::try_from(e.code).unwrap_or(1))
+        }
+    }
 }

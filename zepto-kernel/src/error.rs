@@ -42,6 +42,8 @@ pub enum Error {
     Timeout,
     /// The operation is not valid in the current state.
     InvalidState,
+    /// The 47-bit SASP nonce space is used up: no packet can be sent under this key.
+    NonceExhausted,
 }
 
 impl fmt::Display for Error {
@@ -62,6 +64,7 @@ impl fmt::Display for Error {
             Error::Malformed => "malformed packet",
             Error::Timeout => "timed out",
             Error::InvalidState => "invalid state for this operation",
+            Error::NonceExhausted => "nonce space exhausted",
         };
         f.write_str(s)
     }

@@ -6,7 +6,14 @@
 //! * [`encoding`]: Encoded-Unsigned/Signed-Int, Half-Float and little-endian fields;
 //! * [`heap`]: the Zepto Heap of movable request/reply blocks and its parsers;
 //! * [`hal`]: the traits an OS port implements;
-//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`].
+//! * [`error`]: the kernel's [`Error`] and the protocol handlers' [`HandlerOutcome`];
+//! * [`sasp`]: the security layer (EAX over AES-128 or Speck-128/128);
+//! * [`nonce_store`]: SASP nonces persisted with few storage writes;
+//! * [`sadlp`]: framing for byte links (COBS + CRC-16);
+//! * [`sagdp`]: the guaranteed-delivery layer (chains, resends), device and client;
+//! * [`saccp`]: the command layer between SAGDP and the Zepto VM, device and client;
+//! * [`vm`]: the Zepto VM and its client-side instruction/reply codecs;
+//! * [`plugins`]: the plugin trait and the built-in plugins.
 //!
 //! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
 //! and by the host simulator.
@@ -29,12 +36,21 @@
     )
 )]
 
+pub mod client;
 pub mod encoding;
 pub mod error;
 pub mod hal;
 pub mod heap;
+pub mod nonce_store;
+pub mod plugins;
+pub mod pump;
+pub mod saccp;
+pub mod sadlp;
+pub mod sagdp;
+pub mod sasp;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
+pub mod vm;
 
 pub use error::{Error, HandlerOutcome};
 pub use heap::{Handle, Heap, HeapOps, Parser};

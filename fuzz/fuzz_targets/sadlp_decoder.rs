@@ -1,0 +1,34 @@
+//! Feeds arbitrary bytes to the SADLP decoder in chunks sized by the input; nothing
+//! may panic, every packet out must fit the buffer and re-encode to a valid frame.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use zepto_kernel::sadlp::{decoder_buffer_len, encode, encoded_len, Decoder};
+
+const MAX: usize = 64;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&chunk, body)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(chunk % 32) + 1;
+    let mut d = Decoder::<{ decoder_buffer_len(MAX) }>::new();
+    let mut frames = 0u32;
+    for c in body.chunks(chunk) {
+        let mut rest = c;
+        while !rest.is_empty() {
+            let (used, p) = d.feed(rest);
+            assert!(used > 0 && used <= rest.len());
+            if let Some(p) = p {
+                assert!(!p.is_empty() && p.len() <= MAX);
+                let mut out = [0u8; encoded_len(MAX)];
+                let n = encode(p, &mut out).expect("encode");
+                let mut again = Decoder::<{ decoder_buffer_len(MAX) }>::new();
+                let (_, q) = again.feed(&out[..n]);
+                assert_eq!(q, Some(p));
+                frames += 1;
+            }
+            rest = &rest[used..];
+        }
+    }
+    assert_eq!(d.stats().frames, frames);
+});

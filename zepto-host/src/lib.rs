@@ -1,0 +1,9 @@
+//! Zepto OS on Linux: the host HAL ([`hal::HostHal`]), packet links (UDP, serial,
+//! pty, TCP) and the file-backed EEPROM used by the `zepto` command line.
+
+pub mod cli;
+pub mod commands;
+pub mod framing;
+pub mod hal;
+pub mod link;
+pub mod storage;

@@ -1,0 +1,225 @@
+//! The client ("master") side of the stack: what a host, a gateway or a local IPC
+//! client uses to send programs to a device and get the replies.
+//!
+//! A [`Client`] builds an SACCP command, wraps it in SAGDP (as the first packet of a
+//! chain) and SASP, and hands the packet to the caller to transmit. Packets from the
+//! device go to [`Client::receive`]; [`Client::poll`] resends on SAGDP's timer. The
+//! transport is the caller's, so the same code runs over UDP, a serial line or an
+//! in-memory test link. Like the device side it is `no_std` and allocation-free.
+
+use crate::error::{Error, HandlerOutcome};
+use crate::hal::{Clock, Random, Storage};
+use crate::heap::{Handle, Heap, HeapOps};
+use crate::nonce_store::NonceStore;
+use crate::saccp::client::{self as saccp_client, Reply};
+use crate::saccp::ExtraHeaders;
+use crate::sagdp::{
+    Config as SagdpConfig, PacketId, PacketStatus, Role as SagdpRole, Sagdp, State,
+};
+use crate::sasp::{self, DefaultCipher, Role, Sasp, SaspCipher};
+
+/// What the client needs from its platform.
+pub trait ClientHal: Clock + Storage + Random {}
+
+impl<T: Clock + Storage + Random + ?Sized> ClientHal for T {}
+
+/// What a received packet meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Nothing for the caller (duplicate, stale, resync message, forged packet).
+    Nothing,
+    /// A packet must be sent to the device: see [`Client::outgoing`].
+    Send,
+    /// The reply to the outstanding command arrived: see [`Client::reply`].
+    Reply,
+}
+
+/// The client end of a device link. `N` and `B` size its heap (the largest command or
+/// reply plus headers must fit twice).
+pub struct Client<C: SaspCipher = DefaultCipher, const N: usize = 1024, const B: usize = 4> {
+    heap: Heap<N, B>,
+    h: Handle,
+    sasp: Sasp<C>,
+    sagdp: Sagdp,
+    has_reply: bool,
+}
+
+impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
+    /// A client with `key`, its nonces kept in `storage` at `nonce_base` (provisioned
+    /// with [`NonceStore::provision`] when the key was made).
+    pub fn new<S: Storage + ?Sized>(
+        key: &[u8; 16],
+        storage: &mut S,
+        nonce_base: usize,
+        nonce_reserve: u32,
+    ) -> Result<Self, Error> {
+        Self::with_timing(key, storage, nonce_base, nonce_reserve, SagdpConfig::MASTER)
+    }
+
+    /// Like [`Client::new`], with SAGDP's resend timing (how long to wait and how
+    /// often to resend before giving up).
+    pub fn with_timing<S: Storage + ?Sized>(
+        key: &[u8; 16],
+        storage: &mut S,
+        nonce_base: usize,
+        nonce_reserve: u32,
+        timing: SagdpConfig,
+    ) -> Result<Self, Error> {
+        let nonces = NonceStore::open(storage, nonce_base, nonce_reserve)?;
+        let sasp = Sasp::new(key, Role::Client, nonces)?;
+        let mut heap = Heap::new();
+        let h = heap.alloc()?;
+        let mut sagdp = Sagdp::new(SagdpRole::Master, timing);
+        sagdp.init(&mut heap)?;
+        Ok(Self {
+            heap,
+            h,
+            sasp,
+            sagdp,
+            has_reply: false,
+        })
+    }
+
+    /// True while a command waits for its reply.
+    pub fn busy(&self) -> bool {
+        self.sagdp.state() == State::WaitRemote
+    }
+
+    /// SASP counters of this end.
+    pub const fn sasp_stats(&self) -> &sasp::SaspStats {
+        self.sasp.stats()
+    }
+
+    /// Storage writes made for nonces so far.
+    pub const fn nonce_writes(&self) -> u32 {
+        self.sasp.nonces().writes()
+    }
+
+    /// The packet to transmit after [`Client::send_program`], [`Client::poll`] or a
+    /// [`ClientEvent::Send`].
+    pub fn outgoing(&self) -> &[u8] {
+        self.heap.request(self.h).unwrap_or(&[])
+    }
+
+    /// The SACCP reply after [`ClientEvent::Reply`] (decode it with
+    /// [`Client::decoded_reply`]).
+    pub fn reply(&self) -> &[u8] {
+        if self.has_reply {
+            self.heap.request(self.h).unwrap_or(&[])
+        } else {
+            &[]
+        }
+    }
+
+    /// The SACCP reply, decoded: OK with the VM's reply buffer, an exception, or an
+    /// SACCP error.
+    pub fn decoded_reply(&self) -> Result<Reply<'_>, Error> {
+        saccp_client::decode_reply(self.reply())
+    }
+
+    /// Milliseconds until [`Client::poll`] has a resend to make, if a command waits.
+    pub fn next_timeout_ms(&self, now_ms: u64) -> Option<u64> {
+        self.sagdp.next_timeout_ms(now_ms)
+    }
+
+    /// Builds the packet that asks the device to run `program` (SACCP NEW_PROGRAM)
+    /// and returns it for transmission.
+    pub fn send_program<H: ClientHal + ?Sized>(
+        &mut self,
+        hal: &mut H,
+        program: &[u8],
+    ) -> Result<&[u8], Error> {
+        self.send_command(hal, |heap, h| {
+            saccp_client::build_new_program(heap, h, &ExtraHeaders::default(), program)
+        })
+    }
+
+    /// Builds a packet around the SACCP command that `build` writes as the reply of
+    /// the given handle (see [`crate::saccp::client`] for REPEAT and REUSE commands).
+    pub fn send_command<H: ClientHal + ?Sized>(
+        &mut self,
+        hal: &mut H,
+        build: impl FnOnce(&mut dyn HeapOps, Handle) -> Result<(), Error>,
+    ) -> Result<&[u8], Error> {
+        if self.busy() {
+            return Err(Error::InvalidState);
+        }
+        let h = self.h;
+        self.has_reply = false;
+        self.heap.set_request(h, &[])?;
+        build(&mut self.heap, h)?;
+        self.heap.convert_reply_to_request(h)?;
+        let now = hal.now_ms();
+        let sasp = &self.sasp;
+        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        self.sagdp
+            .send(&mut self.heap, h, PacketStatus::First, now, &mut ids)?;
+        self.heap.convert_reply_to_request(h)?;
+        self.seal(hal)?;
+        Ok(self.outgoing())
+    }
+
+    /// Encrypts the SAGDP packet in the request into the outgoing packet.
+    fn seal<H: ClientHal + ?Sized>(&mut self, hal: &mut H) -> Result<(), Error> {
+        let h = self.h;
+        self.sasp.send(&mut self.heap, h, hal)?;
+        self.heap.convert_reply_to_request(h)
+    }
+
+    /// Handles a packet from the device.
+    pub fn receive<H: ClientHal + ?Sized>(
+        &mut self,
+        hal: &mut H,
+        packet: &[u8],
+    ) -> Result<ClientEvent, Error> {
+        let h = self.h;
+        // The outgoing packet is no longer needed: SAGDP keeps its own copy.
+        self.has_reply = false;
+        self.heap.set_request(h, packet)?;
+        match self.sasp.receive(&mut self.heap, h, hal)? {
+            HandlerOutcome::Pass => self.heap.convert_reply_to_request(h)?,
+            HandlerOutcome::ReplyDown => {
+                self.heap.convert_reply_to_request(h)?;
+                return Ok(ClientEvent::Send);
+            }
+            _ => return Ok(ClientEvent::Nothing),
+        }
+        let pid = PacketId::from_bytes(self.sasp.last_received_pid().ok_or(Error::InvalidState)?);
+        let now = hal.now_ms();
+        let sasp = &self.sasp;
+        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        match self.sagdp.receive(&mut self.heap, h, pid, now, &mut ids)? {
+            HandlerOutcome::Pass => {
+                self.heap.convert_reply_to_request(h)?;
+                self.has_reply = true;
+                Ok(ClientEvent::Reply)
+            }
+            HandlerOutcome::ReplyDown => {
+                self.heap.convert_reply_to_request(h)?;
+                self.seal(hal)?;
+                Ok(ClientEvent::Send)
+            }
+            _ => Ok(ClientEvent::Nothing),
+        }
+    }
+
+    /// Resends the command when SAGDP's timer is due; returns the packet to transmit.
+    /// Fails with [`Error::Timeout`] when SAGDP gave up (the command is dropped).
+    pub fn poll<H: ClientHal + ?Sized>(&mut self, hal: &mut H) -> Result<Option<&[u8]>, Error> {
+        let now = hal.now_ms();
+        if self.sagdp.next_timeout_ms(now) != Some(0) {
+            return Ok(None);
+        }
+        let h = self.h;
+        let sasp = &self.sasp;
+        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        match self.sagdp.on_timeout(&mut self.heap, h, now, &mut ids)? {
+            HandlerOutcome::ReplyDown => {
+                self.heap.convert_reply_to_request(h)?;
+                self.seal(hal)?;
+                Ok(Some(self.outgoing()))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! The main pump ("main loop") of a Zepto device (`reference-implementation/zepto-os.rst`,
+//! "Main Loop"): it moves one packet through SASP -> SAGDP -> SACCP -> Zepto VM and the
+//! reply back through SACCP -> SAGDP -> SASP, calling each layer's handler itself (the
+//! handlers never call each other) and `convert_reply_to_request` between layers, so
+//! a packet exists only as the current request and reply of one heap block.
+//!
+//! [`Device::poll`] is non-blocking: it handles at most one received packet, resumes
+//! the VM when its wait is over and fires SAGDP's resend timer, then returns what the
+//! device waits for next. An RTOS thread or a Tock yield loop calls it and sleeps on
+//! the returned [`WaitingFor`]; [`Device::run`] is the blocking loop for simple ports.
+//! While the VM waits, an incoming packet is handled first (zepto-os.rst,
+//! "Asynchronous Returns"): the running program lives in its own heap block, so a new
+//! packet can be received beside it, and a new program aborts the old one.
+//!
+//! Byte links carry packets in SADLP frames; that framing belongs to the port's
+//! [`PacketBus`], so the pump sees whole packets.
+
+use crate::error::{Error, HandlerOutcome};
+use crate::hal::{BusId, Platform, WaitingFor, WakeReason};
+use crate::heap::{Handle, Heap, HeapOps};
+use crate::nonce_store::NonceStore;
+use crate::plugins::{self, Bodypart};
+use crate::saccp::{Saccp, VmStatus};
+use crate::sagdp::{PacketId, PacketStatus, Sagdp};
+use crate::sasp::{self, Role, Sasp, SaspCipher};
+use crate::vm::insn::ReplyFlags;
+use crate::vm::{ExecFlags, Vm, VmHal, VmStep};
+
+/// Everything a device port provides: the pump's facilities and the VM's.
+pub trait DeviceHal: Platform + VmHal {}
+
+impl<T: Platform + VmHal> DeviceHal for T {}
+
+/// The execution layer the pump drives; implemented by every [`Vm`] level, so the
+/// pump is not generic over the VM's stack sizes.
+pub trait Execution {
+    /// Starts the program in the request of `h` (see [`Vm::start`]).
+    fn start(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        flags: ExecFlags,
+        plugins: &mut [Bodypart<'_>],
+        hal: &mut dyn VmHal,
+    ) -> Result<VmStep, Error>;
+    /// Continues after a wait (see [`Vm::resume`]).
+    fn resume(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        plugins: &mut [Bodypart<'_>],
+        hal: &mut dyn VmHal,
+        wake: WakeReason,
+    ) -> Result<VmStep, Error>;
+    /// Aborts the running program (see [`Vm::abort`]).
+    fn abort(&mut self, heap: &mut dyn HeapOps, plugins: &mut [Bodypart<'_>]);
+}
+
+impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
+    for Vm<L, RS, ES, PT>
+{
+    fn start(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        flags: ExecFlags,
+        plugins: &mut [Bodypart<'_>],
+        hal: &mut dyn VmHal,
+    ) -> Result<VmStep, Error> {
+        Vm::start(self, heap, h, flags, plugins, hal)
+    }
+    fn resume(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        plugins: &mut [Bodypart<'_>],
+        hal: &mut dyn VmHal,
+        wake: WakeReason,
+    ) -> Result<VmStep, Error> {
+        Vm::resume(self, heap, h, plugins, hal, wake)
+    }
+    fn abort(&mut self, heap: &mut dyn HeapOps, plugins: &mut [Bodypart<'_>]) {
+        Vm::abort(self, heap, plugins)
+    }
+}
+
+/// Build-time parameters of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// The bus packets arrive on and leave by.
+    pub bus: BusId,
+    /// Largest packet accepted from the bus, in bytes.
+    pub mtu: u16,
+    /// Storage address of the SASP nonce records.
+    pub nonce_base: usize,
+    /// Nonces covered by one storage write (see [`NonceStore::open`]).
+    pub nonce_reserve: u32,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            bus: 0,
+            mtu: 128,
+            nonce_base: 0,
+            nonce_reserve: crate::nonce_store::DEFAULT_RESERVE,
+        }
+    }
+}
+
+/// Counters of what the pump did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PumpStats {
+    /// Packets taken from the bus.
+    pub packets_in: u32,
+    /// Packets sent to the bus.
+    pub packets_out: u32,
+    /// Programs started.
+    pub programs: u32,
+    /// Programs that ended with a VM exception.
+    pub vm_exceptions: u32,
+    /// Packets dropped by a layer (IGNORE_PACKET).
+    pub ignored: u32,
+    /// Packets dropped because a layer failed locally (heap, storage).
+    pub errors: u32,
+    /// Re-initialisations of the stack (FATAL_ERROR_REINIT).
+    pub reinits: u32,
+}
+
+/// One step of the pump, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A packet of this many bytes came from the bus.
+    Received(u16),
+    /// A layer returned this outcome for the packet going up.
+    Up(Layer, HandlerOutcome),
+    /// A program of this many bytes started.
+    ProgramStarted(u16),
+    /// The VM waits.
+    VmWaiting(WaitingFor),
+    /// The VM finished; `Some(code)` for a VM exception.
+    VmDone(Option<u8>),
+    /// A packet of this many bytes went to the bus.
+    Sent(u16),
+    /// A packet was dropped because a layer failed.
+    Dropped(Error),
+    /// The stack was re-initialised.
+    Reinit,
+}
+
+/// Protocol layers, as named in [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// Security.
+    Sasp,
+    /// Guaranteed delivery.
+    Sagdp,
+    /// Command and control.
+    Saccp,
+}
+
+/// Events kept per [`Device::poll`].
+pub const EVENT_LOG: usize = 12;
+
+#[derive(Debug, Clone, Copy)]
+struct VmWait {
+    what: WaitingFor,
+    since_ms: u64,
+}
+
+/// A Zepto device: heap, protocol layers, VM and plugins, driven by [`Device::poll`].
+///
+/// `N` is the heap arena size, `B` its handle count; the pump uses four handles (the
+/// packet being received, the running program, SAGDP's last sent packet and SACCP's
+/// old program) plus one per PARALLEL pseudo-thread.
+pub struct Device<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize> {
+    heap: Heap<N, B>,
+    rx: Handle,
+    prog: Handle,
+    sasp: Sasp<C>,
+    sagdp: Sagdp,
+    saccp: Saccp,
+    vm: V,
+    plugins: &'t mut [Bodypart<'p>],
+    vm_wait: Option<VmWait>,
+    cfg: DeviceConfig,
+    stats: PumpStats,
+    events: heapless::Vec<Event, EVENT_LOG>,
+}
+
+impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
+    Device<'t, 'p, V, C, N, B>
+{
+    const HANDLES: () = assert!(B >= 4, "the pump needs at least four heap handles");
+
+    /// Creates a device: opens the nonce store in `hal`'s storage (which must have
+    /// been provisioned with [`NonceStore::provision`]), allocates the heap blocks and
+    /// initialises the layers and the plugins.
+    pub fn new<H: DeviceHal>(
+        key: &[u8; 16],
+        vm: V,
+        plugins: &'t mut [Bodypart<'p>],
+        cfg: DeviceConfig,
+        hal: &mut H,
+    ) -> Result<Self, Error> {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::HANDLES;
+        let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve)?;
+        let sasp = Sasp::new(key, Role::Device, nonces)?;
+        plugins::init_all(plugins, hal)?;
+        let mut heap = Heap::new();
+        let rx = heap.alloc()?;
+        let prog = heap.alloc()?;
+        let mut sagdp = Sagdp::slave();
+        sagdp.init(&mut heap)?;
+        let mut saccp = Saccp::new();
+        saccp.init(&mut heap)?;
+        Ok(Self {
+            heap,
+            rx,
+            prog,
+            sasp,
+            sagdp,
+            saccp,
+            vm,
+            plugins,
+            vm_wait: None,
+            cfg,
+            stats: PumpStats::default(),
+            events: heapless::Vec::new(),
+        })
+    }
+
+    /// What the pump did so far.
+    pub const fn stats(&self) -> &PumpStats {
+        &self.stats
+    }
+
+    /// SASP counters (authentication failures, resyncs ...).
+    pub const fn sasp_stats(&self) -> &sasp::SaspStats {
+        self.sasp.stats()
+    }
+
+    /// The events of the last [`Device::poll`].
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The heap (for diagnostics).
+    pub const fn heap(&self) -> &Heap<N, B> {
+        &self.heap
+    }
+
+    /// True while a program waits (SLEEP, MCUSLEEP or a waiting plugin).
+    pub const fn vm_waiting(&self) -> bool {
+        self.vm_wait.is_some()
+    }
+
+    fn log(&mut self, e: Event) {
+        let _ = self.events.push(e);
+    }
+
+    /// Does one round of work and returns what to wait for before the next call: a
+    /// received packet is handled (at most one per call), a VM whose wait is over is
+    /// resumed, SAGDP's resend timer fires. Errors of single packets are counted and
+    /// the packet dropped; they never stop the pump.
+    pub fn poll<H: DeviceHal>(&mut self, hal: &mut H) -> WaitingFor {
+        self.events.clear();
+        hal.feed();
+        let bus = self.cfg.bus;
+        let got = self
+            .heap
+            .fill_request(self.rx, usize::from(self.cfg.mtu), |buf| {
+                Ok(hal.receive(bus, buf)?.unwrap_or(0))
+            });
+        match got {
+            Ok(0) => {}
+            Ok(n) => {
+                self.stats.packets_in = self.stats.packets_in.saturating_add(1);
+                self.log(Event::Received(n as u16));
+                if let Err(e) = self.packet_up(hal) {
+                    self.fail(e);
+                }
+                return self.next_wait(hal);
+            }
+            Err(e) => self.fail(e),
+        }
+        if let Some(w) = self.vm_wait {
+            if let Some(wake) = Self::wait_over(&w, hal) {
+                self.vm_wait = None;
+                let step = self
+                    .vm
+                    .resume(&mut self.heap, self.prog, self.plugins, hal, wake);
+                if let Err(e) = step.and_then(|s| self.after_vm(s, hal)) {
+                    self.fail(e);
+                }
+            }
+        }
+        if self.sagdp.next_timeout_ms(hal.now_ms()) == Some(0) {
+            if let Err(e) = self.resend(hal) {
+                self.fail(e);
+            }
+        }
+        self.next_wait(hal)
+    }
+
+    /// Runs the pump forever: poll, then wait for what it asks (the port's
+    /// [`Waiter`] returns early when a packet arrives).
+    pub fn run<H: DeviceHal>(&mut self, hal: &mut H) -> ! {
+        loop {
+            let w = self.poll(hal);
+            let _ = hal.wait_for(&w);
+        }
+    }
+
+    fn fail(&mut self, e: Error) {
+        self.stats.errors = self.stats.errors.saturating_add(1);
+        self.log(Event::Dropped(e));
+        if e == Error::InvalidState {
+            self.reinit();
+        }
+    }
+
+    /// The wait for the next call: the VM's remaining wait and SAGDP's timer, any of
+    /// them (plus, always, an incoming packet).
+    fn next_wait<H: DeviceHal>(&self, hal: &H) -> WaitingFor {
+        let now = hal.now_ms();
+        let mut w = WaitingFor::default();
+        if let Some(v) = &self.vm_wait {
+            let mut vw = v.what;
+            vw.timeout_ms = v.what.timeout_ms.map(|t| {
+                let end = v.since_ms.saturating_add(u64::from(t));
+                end.saturating_sub(now).min(u64::from(u32::MAX)) as u32
+            });
+            w = w.merge(&vw);
+        }
+        if let Some(t) = self.sagdp.next_timeout_ms(now) {
+            w = w.merge(&WaitingFor::time(t.min(u64::from(u32::MAX)) as u32));
+        }
+        w
+    }
+
+    /// Whether a VM wait has ended, and why.
+    fn wait_over<H: DeviceHal>(w: &VmWait, hal: &mut H) -> Option<WakeReason> {
+        for (pin, value) in w.what.pins() {
+            if hal.read_pin(pin).ok() == Some(value) {
+                return Some(WakeReason::Pin(pin));
+            }
+        }
+        match w.what.timeout_ms {
+            Some(t) if hal.now_ms() >= w.since_ms.saturating_add(u64::from(t)) => {
+                Some(WakeReason::Timeout)
+            }
+            _ => None,
+        }
+    }
+
+    /// Re-initialises everything but SASP (whose nonces must survive) and the plugins.
+    fn reinit(&mut self) {
+        self.vm.abort(&mut self.heap, self.plugins);
+        self.vm_wait = None;
+        self.heap.reset();
+        self.sagdp = Sagdp::slave();
+        self.saccp = Saccp::new();
+        self.stats.reinits = self.stats.reinits.saturating_add(1);
+        self.log(Event::Reinit);
+        // A freshly reset heap always has four free handles (`B >= 4` is checked at
+        // build time) and empty blocks take no bytes, so this cannot fail.
+        let _ = (|| -> Result<(), Error> {
+            self.rx = self.heap.alloc()?;
+            self.prog = self.heap.alloc()?;
+            self.sagdp.init(&mut self.heap)?;
+            self.saccp.init(&mut self.heap)
+        })();
+    }
+
+    fn convert(&mut self, h: Handle) -> Result<(), Error> {
+        self.heap.convert_reply_to_request(h)
+    }
+
+    /// The packet in the request of `rx`, up through SASP, SAGDP and SACCP into the VM.
+    fn packet_up<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
+        let rx = self.rx;
+        let out = self.sasp.receive(&mut self.heap, rx, hal)?;
+        self.log(Event::Up(Layer::Sasp, out));
+        match out {
+            HandlerOutcome::Pass => self.convert(rx)?,
+            HandlerOutcome::ReplyDown => {
+                // An "old nonce" message, already encrypted: straight to the bus.
+                self.convert(rx)?;
+                return self.transmit(hal, rx);
+            }
+            _ => return self.ignored(),
+        }
+        let pid = PacketId::from_bytes(self.sasp.last_received_pid().ok_or(Error::InvalidState)?);
+        let now = hal.now_ms();
+        let sasp = &self.sasp;
+        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let out = self.sagdp.receive(&mut self.heap, rx, pid, now, &mut ids)?;
+        self.log(Event::Up(Layer::Sagdp, out));
+        match out {
+            HandlerOutcome::Pass => self.convert(rx)?,
+            HandlerOutcome::ReplyDown => {
+                self.convert(rx)?;
+                return self.sasp_out(hal, rx, None);
+            }
+            HandlerOutcome::FatalErrorReinit => {
+                self.convert(rx)?;
+                let sent = self.sasp_out(hal, rx, None);
+                self.reinit();
+                return sent;
+            }
+            _ => return self.ignored(),
+        }
+        let status = self.sagdp.received_status().ok_or(Error::InvalidState)?;
+        let out = self.saccp.receive(&mut self.heap, rx, status)?;
+        self.log(Event::Up(Layer::Saccp, out));
+        match out {
+            HandlerOutcome::Pass => self.convert(rx)?,
+            HandlerOutcome::ReplyDown => {
+                self.convert(rx)?;
+                let st = self.saccp.error_reply_status();
+                return self.sagdp_out(hal, rx, st, None);
+            }
+            _ => return self.ignored(),
+        }
+        let f = self.saccp.exec_flags().ok_or(Error::InvalidState)?;
+        // The new program gets its own block; the one it replaces (if it still runs,
+        // "Overriding Command") is aborted by `start`.
+        core::mem::swap(&mut self.rx, &mut self.prog);
+        self.heap.clear_reply(self.rx)?;
+        self.vm_wait = None;
+        self.stats.programs = self.stats.programs.saturating_add(1);
+        let len = self.heap.request_len(self.prog)?;
+        self.log(Event::ProgramStarted(len as u16));
+        let flags = ExecFlags {
+            is_first: f.is_first,
+            is_last: f.is_last,
+        };
+        let step = self
+            .vm
+            .start(&mut self.heap, self.prog, flags, self.plugins, hal)?;
+        self.after_vm(step, hal)
+    }
+
+    fn ignored(&mut self) -> Result<(), Error> {
+        self.stats.ignored = self.stats.ignored.saturating_add(1);
+        Ok(())
+    }
+
+    /// Acts on what the VM reported: remember a wait, or send the reply down.
+    fn after_vm<H: DeviceHal>(&mut self, step: VmStep, hal: &mut H) -> Result<(), Error> {
+        match step {
+            VmStep::Waiting(what) => {
+                self.log(Event::VmWaiting(what));
+                self.vm_wait = Some(VmWait {
+                    what,
+                    since_ms: hal.now_ms(),
+                });
+                Ok(())
+            }
+            VmStep::Done {
+                flags,
+                padding_to,
+                exception,
+            } => {
+                self.log(Event::VmDone(exception.map(|e| e.code as u8)));
+                let p = self.prog;
+                let vm_len = self.heap.reply_len(p)?;
+                self.convert(p)?;
+                let status = match exception {
+                    Some(e) => {
+                        self.stats.vm_exceptions = self.stats.vm_exceptions.saturating_add(1);
+                        VmStatus::Exception {
+                            truncated: e.truncated,
+                        }
+                    }
+                    None => VmStatus::Ok { truncated: false },
+                };
+                self.saccp.send(&mut self.heap, p, status)?;
+                self.convert(p)?;
+                let chain = match flags {
+                    ReplyFlags::IsLast => PacketStatus::Terminating,
+                    ReplyFlags::None => PacketStatus::Intermediate,
+                    ReplyFlags::IsFirst => PacketStatus::First,
+                };
+                // EXIT's FORCED-PADDING-TO counts the reply buffer; SASP pads payloads,
+                // which also hold the SACCP and SAGDP headers.
+                let pad = padding_to.map(|t| (usize::from(t), vm_len));
+                self.sagdp_out(hal, p, chain, pad)
+            }
+        }
+    }
+
+    /// SACCP's packet in the request of `h`, down through SAGDP and SASP to the bus.
+    fn sagdp_out<H: DeviceHal>(
+        &mut self,
+        hal: &mut H,
+        h: Handle,
+        status: PacketStatus,
+        pad: Option<(usize, usize)>,
+    ) -> Result<(), Error> {
+        let saccp_len = self.heap.request_len(h)?;
+        let now = hal.now_ms();
+        let sasp = &self.sasp;
+        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let out = self.sagdp.send(&mut self.heap, h, status, now, &mut ids)?;
+        self.convert(h)?;
+        let payload_len = self.heap.request_len(h)?;
+        let pad_to = pad.map(|(to, vm_len)| {
+            to.saturating_add(payload_len.saturating_sub(vm_len.min(saccp_len)))
+        });
+        let sent = self.sasp_out(hal, h, pad_to);
+        if out == HandlerOutcome::FatalErrorReinit {
+            self.reinit();
+        }
+        sent
+    }
+
+    /// SAGDP's packet in the request of `h`, encrypted and sent.
+    fn sasp_out<H: DeviceHal>(
+        &mut self,
+        hal: &mut H,
+        h: Handle,
+        pad_to: Option<usize>,
+    ) -> Result<(), Error> {
+        self.sasp.send_padded(&mut self.heap, h, hal, pad_to)?;
+        self.convert(h)?;
+        self.transmit(hal, h)
+    }
+
+    /// Sends the request of `h` to the bus.
+    fn transmit<H: DeviceHal>(&mut self, hal: &mut H, h: Handle) -> Result<(), Error> {
+        let packet = self.heap.request(h)?;
+        let len = packet.len();
+        hal.send(self.cfg.bus, packet)?;
+        self.stats.packets_out = self.stats.packets_out.saturating_add(1);
+        self.log(Event::Sent(len as u16));
+        self.heap.set_request(h, &[])
+    }
+
+    /// SAGDP's resend timer fired: the last sent packet goes out again.
+    fn resend<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
+        let now = hal.now_ms();
+        let rx = self.rx;
+        let sasp = &self.sasp;
+        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        match self.sagdp.on_timeout(&mut self.heap, rx, now, &mut ids)? {
+            HandlerOutcome::ReplyDown => {
+                self.convert(rx)?;
+                self.sasp_out(hal, rx, None)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Provisions fresh nonce records (NFS = NLW = 0) in `storage` at `cfg.nonce_base`,
+/// e.g. when a device gets a new key. Never call it for a key already in use: it
+/// would make the device reuse nonces.
+pub fn provision<S: crate::hal::Storage + ?Sized>(
+    storage: &mut S,
+    cfg: &DeviceConfig,
+) -> Result<(), Error> {
+    NonceStore::provision(storage, cfg.nonce_base, 0, 0)
+}

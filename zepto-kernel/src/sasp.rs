@@ -1,0 +1,503 @@
+//! SASP, the SmartAnthill Security Protocol (`SimpleIoT/sp.rst`, formerly
+//! `protocols/sasp.rst`): EAX authenticated encryption with per-packet nonces,
+//! replay protection (NLW/NFS), "old nonce" resynchronisation and padding.
+//!
+//! # Packet
+//!
+//! `| header (6) | tag (16) | encrypted data (16*k, k >= 1) |`
+//!
+//! * header: nonce varying part (VP, 47 bits, little-endian in bytes 0..6, bits
+//!   0..46) and the destination flag (bit 7 of byte 5: 0 = for the higher protocol,
+//!   1 = for SASP itself);
+//! * EAX nonce (16 bytes, the block size, as the `eax` crate requires): the 6 header
+//!   bytes, then one byte holding the *sender's* peer-distinguishing flag (0 for the
+//!   device, 1 for the client), then 9 zero bytes. Both directions share one key, and
+//!   this byte keeps their nonces apart;
+//! * no associated data (the header is authenticated through the nonce).
+//!
+//! Data under encryption: `| first byte | (opt) complementary size | bytes | (opt)
+//! padding |` where bit 7 of the first byte flags padding and its low 7 bits belong
+//! to the payload. The payload handed to and from the higher protocol is
+//! `[first byte & 0x7f, bytes...]`: it must not be empty and its first byte must be
+//! below 0x80.
+//!
+//! # Handlers
+//!
+//! [`Sasp::receive`] reads an SASP packet as the request and writes the payload as
+//! the reply ([`HandlerOutcome::Pass`]), or writes an "old nonce" error packet
+//! ([`HandlerOutcome::ReplyDown`]: send it to the bus as-is), or drops the packet
+//! ([`HandlerOutcome::IgnorePacket`], counted in [`SaspStats`]).
+//! [`Sasp::send`] reads a payload as the request and writes the SASP packet as the
+//! reply ([`HandlerOutcome::Pass`]).
+
+use crate::encoding;
+use crate::error::{Error, HandlerOutcome};
+use crate::hal::{Random, Storage};
+use crate::heap::{Handle, HeapOps};
+use crate::nonce_store::{NonceStore, MAX_NONCE};
+use eax::aead::AeadInOut;
+use eax::cipher::consts::U16;
+use eax::cipher::{BlockCipherEncrypt, BlockSizeUser};
+use eax::{Eax, KeyInit, Nonce, Tag};
+
+/// Header bytes (nonce VP and destination flag).
+pub const HEADER_LEN: usize = 6;
+/// EAX tag bytes.
+pub const TAG_LEN: usize = 16;
+/// Cipher block size: data under encryption is padded to a multiple of it.
+pub const BLOCK_LEN: usize = 16;
+/// Bytes SASP adds in front of the encrypted data.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Smallest SASP packet (one block of encrypted data).
+pub const MIN_PACKET_LEN: usize = OVERHEAD + BLOCK_LEN;
+/// SASP-internal message type of the "old nonce" error message.
+pub const MSG_OLD_NONCE: u8 = 0x01;
+/// Payload length of the "old nonce" error message (type byte + 6-byte nonce).
+pub const OLD_NONCE_MSG_LEN: usize = 7;
+
+/// A 128-bit block cipher SASP can run EAX over.
+pub trait SaspCipher:
+    BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt + Clone + KeyInit
+{
+}
+
+impl<T: BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt + Clone + KeyInit> SaspCipher for T {}
+
+/// The cipher of the build: AES-128, or Speck-128/128 with the `speck` feature.
+#[cfg(not(feature = "speck"))]
+pub type DefaultCipher = aes::Aes128;
+/// The cipher of the build: AES-128, or Speck-128/128 with the `speck` feature.
+#[cfg(feature = "speck")]
+pub type DefaultCipher = speck_cipher::Speck128_128;
+
+/// Which end of the link this SASP instance is: decides its peer-distinguishing
+/// flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The SmartAnthill Device (slave): peer-distinguishing flag 0.
+    Device,
+    /// The SmartAnthill Client (master): peer-distinguishing flag 1.
+    Client,
+}
+
+impl Role {
+    /// This side's peer-distinguishing flag.
+    pub const fn peer_flag(self) -> u8 {
+        match self {
+            Role::Device => 0,
+            Role::Client => 1,
+        }
+    }
+
+    /// The other side's peer-distinguishing flag.
+    pub const fn other_flag(self) -> u8 {
+        1 - self.peer_flag()
+    }
+}
+
+/// Counters of what [`Sasp::receive`] dropped or handled specially.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaspStats {
+    /// Packets whose tag did not verify.
+    pub auth_failures: u32,
+    /// Packets too short, or authentic but with a malformed inner layout.
+    pub malformed: u32,
+    /// Authentic packets with an old nonce, answered with an "old nonce" message.
+    pub old_nonce_replies: u32,
+    /// "Old nonce" messages received.
+    pub old_nonce_received: u32,
+    /// "Old nonce" messages that raised NFS.
+    pub resyncs: u32,
+}
+
+/// The 6-byte header for nonce `vp` and destination flag `to_sasp`.
+pub fn header(vp: u64, to_sasp: bool) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    encoding::write_uint_le(vp & MAX_NONCE, &mut h);
+    if to_sasp {
+        if let Some(b5) = h.get_mut(5) {
+            *b5 |= 0x80;
+        }
+    }
+    h
+}
+
+/// Splits a header into (nonce VP, destination flag).
+pub fn parse_header(h: &[u8; HEADER_LEN]) -> (u64, bool) {
+    let raw = h
+        .iter()
+        .rev()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    (raw & MAX_NONCE, raw >> 47 != 0)
+}
+
+/// Packet ID of a packet (`sp.rst` 1.4): VP with the sender's peer-distinguishing
+/// flag in bit 7 of byte 5. SAGDP uses it as PID/PPID.
+pub fn packet_id(vp: u64, peer_flag: u8) -> [u8; 6] {
+    header(vp, peer_flag != 0)
+}
+
+/// The 16-byte EAX nonce of a packet: header, sender's peer flag, zeros.
+pub fn eax_nonce(header: &[u8; HEADER_LEN], sender_flag: u8) -> [u8; 16] {
+    let mut n = [0u8; 16];
+    if let Some(dst) = n.get_mut(..HEADER_LEN) {
+        dst.copy_from_slice(header);
+    }
+    if let Some(b) = n.get_mut(HEADER_LEN) {
+        *b = sender_flag & 1;
+    }
+    n
+}
+
+/// EAX encryption in place (the path SASP uses): returns the 16-byte tag.
+pub fn eax_seal<C: SaspCipher>(
+    aead: &Eax<C>,
+    nonce: &[u8; 16],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN], Error> {
+    let n = Nonce::<U16>::from(*nonce);
+    let tag = aead
+        .encrypt_inout_detached(&n, aad, buf.into())
+        .map_err(|_| Error::ValueOutOfRange)?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(tag.as_slice());
+    Ok(out)
+}
+
+/// EAX decryption in place: verifies `tag` first; on failure `buf` is unchanged and
+/// the result is [`Error::AuthenticationFailed`].
+pub fn eax_open<C: SaspCipher>(
+    aead: &Eax<C>,
+    nonce: &[u8; 16],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8],
+) -> Result<(), Error> {
+    let n = Nonce::<U16>::from(*nonce);
+    let t = Tag::<U16>::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
+    aead.decrypt_inout_detached(&n, aad, buf.into(), &t)
+        .map_err(|_| Error::AuthenticationFailed)
+}
+
+/// Size of the data under encryption for a payload of `len` bytes (first byte
+/// included) without enforced padding: `len` if it is a whole number of blocks,
+/// else the next multiple of 16 that leaves room for the size field.
+pub const fn due_len(len: usize) -> usize {
+    if len.is_multiple_of(BLOCK_LEN) && len > 0 {
+        len
+    } else {
+        (len + 1).div_ceil(BLOCK_LEN) * BLOCK_LEN
+    }
+}
+
+/// Size of the SASP packet carrying a payload of `len` bytes.
+pub const fn packet_len(len: usize) -> usize {
+    OVERHEAD + due_len(len)
+}
+
+/// Appends `n` zero bytes to the reply of `h`.
+fn append_zeros(heap: &mut dyn HeapOps, h: Handle, mut n: usize) -> Result<(), Error> {
+    const Z: [u8; 32] = [0; 32];
+    while n > 0 {
+        let k = n.min(Z.len());
+        heap.append_reply(h, Z.get(..k).ok_or(Error::BufferTooSmall)?)?;
+        n -= k;
+    }
+    Ok(())
+}
+
+/// Where the payload of a packet being built comes from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Request,
+    Bytes(&'a [u8]),
+}
+
+/// One end of an SASP link: key, role, nonces and counters.
+#[derive(Debug, Clone)]
+pub struct Sasp<C: SaspCipher = DefaultCipher> {
+    aead: Eax<C>,
+    role: Role,
+    nonces: NonceStore,
+    stats: SaspStats,
+    last_received: Option<u64>,
+    last_sent: Option<u64>,
+}
+
+impl<C: SaspCipher> Sasp<C> {
+    /// An SASP end with a 128-bit `key`, its `role` and its opened nonce store.
+    pub fn new(key: &[u8; 16], role: Role, nonces: NonceStore) -> Result<Self, Error> {
+        let aead = Eax::<C>::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
+        Ok(Self {
+            aead,
+            role,
+            nonces,
+            stats: SaspStats::default(),
+            last_received: None,
+            last_sent: None,
+        })
+    }
+
+    /// This end's role.
+    pub const fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Drop and resync counters.
+    pub const fn stats(&self) -> &SaspStats {
+        &self.stats
+    }
+
+    /// The nonce state (NFS, NLW, write count).
+    pub const fn nonces(&self) -> &NonceStore {
+        &self.nonces
+    }
+
+    /// Nonce VP of the last packet passed up by [`Sasp::receive`].
+    pub const fn last_received_nonce(&self) -> Option<u64> {
+        self.last_received
+    }
+
+    /// Nonce VP of the last packet built by [`Sasp::send`] or as an "old nonce"
+    /// message.
+    pub const fn last_sent_nonce(&self) -> Option<u64> {
+        self.last_sent
+    }
+
+    /// The nonce VP the next packet will get, unless an "old nonce" message arrives
+    /// first (`sp.rst` 7.3, "request for nonce VP").
+    pub const fn next_send_nonce(&self) -> u64 {
+        self.nonces.peek_send()
+    }
+
+    /// Packet ID (with this end's flag) that the next packet sent will carry, unless
+    /// an "old nonce" message arrives first: what SAGDP records for the packet it is
+    /// about to pass down.
+    pub fn next_packet_id(&self) -> [u8; 6] {
+        packet_id(self.next_send_nonce(), self.role.peer_flag())
+    }
+
+    /// Packet ID of the last packet passed up (peer's flag in it).
+    pub fn last_received_pid(&self) -> Option<[u8; 6]> {
+        self.last_received
+            .map(|vp| packet_id(vp, self.role.other_flag()))
+    }
+
+    /// Handles a packet from the bus (request of `h`). See the module documentation
+    /// for the outcomes. Errors are storage or heap failures; the packet must then
+    /// be dropped (no nonce state changed).
+    pub fn receive<H: Storage + Random + ?Sized>(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        hal: &mut H,
+    ) -> Result<HandlerOutcome, Error> {
+        heap.clear_reply(h)?;
+        let len = heap.request_len(h)?;
+        if len <= OVERHEAD {
+            self.stats.malformed = self.stats.malformed.saturating_add(1);
+            return Ok(HandlerOutcome::IgnorePacket);
+        }
+        append_zeros(heap, h, len - OVERHEAD)?;
+        let (vp, to_sasp) = {
+            let (req, rep) = heap.split_mut(h)?;
+            let hdr: [u8; HEADER_LEN] = req
+                .get(..HEADER_LEN)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(Error::Malformed)?;
+            let tag = req.get(HEADER_LEN..OVERHEAD).ok_or(Error::Malformed)?;
+            let ct = req.get(OVERHEAD..).ok_or(Error::Malformed)?;
+            if ct.len() != rep.len() {
+                return Err(Error::Malformed);
+            }
+            rep.copy_from_slice(ct);
+            let nonce = eax_nonce(&hdr, self.role.other_flag());
+            if eax_open(&self.aead, &nonce, &[], rep, tag).is_err() {
+                self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
+                heap.clear_reply(h)?;
+                return Ok(HandlerOutcome::IgnorePacket);
+            }
+            parse_header(&hdr)
+        };
+        if unpad_reply(heap, h).is_err() {
+            self.stats.malformed = self.stats.malformed.saturating_add(1);
+            heap.clear_reply(h)?;
+            return Ok(HandlerOutcome::IgnorePacket);
+        }
+        if to_sasp {
+            return self.receive_sasp_message(heap, h);
+        }
+        match self.nonces.accept_received(hal, vp) {
+            Ok(true) => {
+                self.last_received = Some(vp);
+                return Ok(HandlerOutcome::Pass);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // NLW could not be made durable: drop the packet, plaintext included.
+                heap.clear_reply(h)?;
+                return Err(e);
+            }
+        }
+        // Authentic but old: tell the peer the lowest nonce it may use next.
+        let mut msg = [0u8; OLD_NONCE_MSG_LEN];
+        if let Some((t, rest)) = msg.split_first_mut() {
+            *t = MSG_OLD_NONCE;
+            encoding::write_uint_le(self.nonces.nlw(), rest);
+        }
+        heap.clear_reply(h)?;
+        if let Err(e) = self.build(heap, h, hal, true, Source::Bytes(&msg), None) {
+            heap.clear_reply(h)?;
+            return Err(e);
+        }
+        self.stats.old_nonce_replies = self.stats.old_nonce_replies.saturating_add(1);
+        Ok(HandlerOutcome::ReplyDown)
+    }
+
+    fn receive_sasp_message(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+    ) -> Result<HandlerOutcome, Error> {
+        let value = {
+            let rep = heap.reply(h)?;
+            match rep.split_first() {
+                Some((&MSG_OLD_NONCE, v)) if v.len() == OLD_NONCE_MSG_LEN - 1 => {
+                    encoding::read_uint_le(v).ok()
+                }
+                _ => None,
+            }
+        };
+        heap.clear_reply(h)?;
+        match value.map(|v| self.nonces.raise_nfs(v)) {
+            Some(Ok(raised)) => {
+                self.stats.old_nonce_received = self.stats.old_nonce_received.saturating_add(1);
+                if raised {
+                    self.stats.resyncs = self.stats.resyncs.saturating_add(1);
+                }
+            }
+            _ => self.stats.malformed = self.stats.malformed.saturating_add(1),
+        }
+        Ok(HandlerOutcome::IgnorePacket)
+    }
+
+    /// Encrypts the payload in the request of `h` into an SASP packet in its reply.
+    /// Equivalent to [`Sasp::send_padded`] without enforced padding.
+    pub fn send<H: Storage + Random + ?Sized>(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        hal: &mut H,
+    ) -> Result<HandlerOutcome, Error> {
+        self.send_padded(heap, h, hal, None)
+    }
+
+    /// Encrypts the payload in the request of `h` into an SASP packet in its reply,
+    /// padded as a payload of `pad_to` bytes would be ("enforced padding"; `pad_to`
+    /// below the payload length is [`Error::ValueOutOfRange`]).
+    ///
+    /// The payload must be non-empty with its first byte below 0x80
+    /// ([`Error::ValueOutOfRange`] otherwise). The new NFS is persisted (when its
+    /// reserve is used up) before the packet is built.
+    pub fn send_padded<H: Storage + Random + ?Sized>(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        hal: &mut H,
+        pad_to: Option<usize>,
+    ) -> Result<HandlerOutcome, Error> {
+        heap.clear_reply(h)?;
+        if let Err(e) = self.build(heap, h, hal, false, Source::Request, pad_to) {
+            heap.clear_reply(h)?;
+            return Err(e);
+        }
+        Ok(HandlerOutcome::Pass)
+    }
+
+    /// Builds a packet in the reply of `h` (which must be empty).
+    fn build<H: Storage + Random + ?Sized>(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        hal: &mut H,
+        to_sasp: bool,
+        src: Source<'_>,
+        pad_to: Option<usize>,
+    ) -> Result<(), Error> {
+        let p = match src {
+            Source::Request => {
+                let req = heap.request(h)?;
+                match req.first() {
+                    Some(b) if *b < 0x80 => req.len(),
+                    _ => return Err(Error::ValueOutOfRange),
+                }
+            }
+            Source::Bytes(b) => b.len(),
+        };
+        let q = pad_to.unwrap_or(p);
+        if q < p {
+            return Err(Error::ValueOutOfRange);
+        }
+        let total = due_len(q);
+        let c = total - p;
+        let (cbuf, clen) = if c > 0 {
+            encoding::uint_to_array(c as u64, 2)?
+        } else {
+            ([0u8; encoding::MAX_ENCODED_LEN], 0)
+        };
+        if clen > c {
+            return Err(Error::ValueOutOfRange);
+        }
+        append_zeros(heap, h, OVERHEAD + total)?;
+        let vp = self.nonces.next_send(hal)?;
+        let hdr = header(vp, to_sasp);
+        let (req, rep) = heap.split_mut(h)?;
+        let payload: &[u8] = match src {
+            Source::Request => req,
+            Source::Bytes(b) => b,
+        };
+        let (first, rest) = payload.split_first().ok_or(Error::ValueOutOfRange)?;
+        let (head, due) = rep.split_at_mut(OVERHEAD);
+        let (hslot, tslot) = head.split_at_mut(HEADER_LEN);
+        hslot.copy_from_slice(&hdr);
+        let (d_first, d_rest) = due.split_first_mut().ok_or(Error::BufferTooSmall)?;
+        *d_first = first | if c > 0 { 0x80 } else { 0 };
+        let (d_size, d_rest) = d_rest.split_at_mut(clen);
+        d_size.copy_from_slice(cbuf.get(..clen).ok_or(Error::BufferTooSmall)?);
+        let (d_bytes, d_pad) = d_rest.split_at_mut(rest.len());
+        d_bytes.copy_from_slice(rest);
+        hal.fill_random(d_pad)?;
+        let nonce = eax_nonce(&hdr, self.role.peer_flag());
+        let tag = eax_seal(&self.aead, &nonce, &[], due)?;
+        tslot.copy_from_slice(&tag);
+        self.last_sent = Some(vp);
+        Ok(())
+    }
+}
+
+/// Removes the size field and padding from the decrypted data in the reply of `h`,
+/// leaving `[first byte & 0x7f, bytes...]`.
+fn unpad_reply(heap: &mut dyn HeapOps, h: Handle) -> Result<(), Error> {
+    let (first, len, c, clen) = {
+        let rep = heap.reply(h)?;
+        let (first, rest) = rep.split_first().ok_or(Error::Malformed)?;
+        if first & 0x80 == 0 {
+            return Ok(());
+        }
+        let (c, clen) = encoding::decode_uint(rest, 2)?;
+        (*first, rep.len(), c as usize, clen)
+    };
+    if c < clen || c > len - 1 {
+        return Err(Error::Malformed);
+    }
+    heap.truncate_reply(h, len - (c - clen))?;
+    {
+        let (_, rep) = heap.split_mut(h)?;
+        *rep.get_mut(clen).ok_or(Error::Malformed)? = first & 0x7f;
+    }
+    heap.drop_reply_front(h, clen)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,602 @@
+//! End to end: a client and a device exchange encrypted, reliable commands over an
+//! in-memory link that drops, duplicates, reorders, corrupts and replays packets.
+
+use zepto_kernel::client::{Client, ClientEvent};
+use zepto_kernel::heap::{Handle, HeapOps, Parser};
+use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::plugins::{Bodypart, Ping, Plugin, PluginFault, PluginStep};
+use zepto_kernel::pump::{self, Device, DeviceConfig, Event};
+use zepto_kernel::saccp::client::{self as saccp_client, Fragment, Reply};
+use zepto_kernel::saccp::{ErrorCode, ExtraHeaders};
+use zepto_kernel::sagdp;
+use zepto_kernel::sasp::{self, DefaultCipher, Role, Sasp};
+use zepto_kernel::testhal::TestHal;
+use zepto_kernel::vm::insn::{Instruction, ReplyFlags};
+use zepto_kernel::vm::reply;
+use zepto_kernel::vm::{VmConfig, VmHal, VmMedium};
+use zepto_kernel::Heap;
+
+const KEY: [u8; 16] = *b"zepto-test-key!!";
+const COUNTER_ID: i16 = 5;
+
+/// Counts its executions and replies with the count (u16 LE): "exactly once" shows
+/// in the replies.
+#[derive(Default)]
+struct Counter {
+    n: u16,
+}
+
+impl Plugin for Counter {
+    fn handle(
+        &mut self,
+        _command: &mut Parser,
+        heap: &mut dyn HeapOps,
+        reply: Handle,
+        _hal: &mut dyn VmHal,
+    ) -> Result<PluginStep, PluginFault> {
+        self.n += 1;
+        heap.append_reply_u16(reply, self.n)?;
+        Ok(PluginStep::Done)
+    }
+}
+
+type Vm = VmMedium<8, 16, 2>;
+type Dev<'t, 'p> = Device<'t, 'p, Vm, DefaultCipher, 1024, 8>;
+
+fn program(insns: &[Instruction<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in insns {
+        let mut buf = [0u8; 64];
+        let n = i.encode(&mut buf).unwrap();
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+fn counter_program() -> Vec<u8> {
+    program(&[Instruction::Exec {
+        bodypart: COUNTER_ID,
+        data: &[],
+    }])
+}
+
+fn fresh_hals(reserve_seed: u64) -> (TestHal<256>, TestHal<256>) {
+    let mut d = TestHal::<256>::new(reserve_seed);
+    let mut c = TestHal::<256>::new(reserve_seed + 1);
+    pump::provision(&mut d, &DeviceConfig::default()).unwrap();
+    NonceStore::provision(&mut c, 0, 0, 0).unwrap();
+    (d, c)
+}
+
+/// Deterministic xorshift for the link.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// One direction of a faulty link.
+struct Link {
+    rng: Rng,
+    loss: u64,
+    dup: u64,
+    corrupt: u64,
+    reorder: u64,
+    replay: u64,
+    queue: Vec<Vec<u8>>,
+    history: Vec<Vec<u8>>,
+}
+
+impl Link {
+    fn new(seed: u64, loss: u64) -> Self {
+        Self {
+            rng: Rng(seed | 1),
+            loss,
+            dup: 10,
+            corrupt: 5,
+            reorder: 10,
+            replay: 5,
+            queue: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, p: &[u8]) {
+        self.history.push(p.to_vec());
+        if self.rng.chance(self.loss) {
+            return;
+        }
+        let mut p = p.to_vec();
+        if self.rng.chance(self.corrupt) {
+            let i = (self.rng.next() as usize) % p.len();
+            p[i] ^= 1 << (self.rng.next() % 8);
+        }
+        if self.rng.chance(self.dup) {
+            self.queue.push(p.clone());
+        }
+        if self.rng.chance(self.reorder) && !self.queue.is_empty() {
+            self.queue.insert(0, p);
+        } else {
+            self.queue.push(p);
+        }
+        if self.rng.chance(self.replay) {
+            let i = (self.rng.next() as usize) % self.history.len();
+            let old = self.history[i].clone();
+            self.queue.push(old);
+        }
+    }
+
+    fn take(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.queue)
+    }
+}
+
+struct Bench<'t, 'p> {
+    dev: Dev<'t, 'p>,
+    dhal: TestHal<256>,
+    client: Client<DefaultCipher, 1024, 4>,
+    chal: TestHal<256>,
+    to_dev: Link,
+    to_client: Link,
+}
+
+impl Bench<'_, '_> {
+    /// Sends `prog` and pumps both ends until the reply arrives; returns the SACCP
+    /// reply bytes.
+    fn command(&mut self, prog: &[u8]) -> Vec<u8> {
+        let pkt = self
+            .client
+            .send_program(&mut self.chal, prog)
+            .unwrap()
+            .to_vec();
+        self.to_dev.offer(&pkt);
+        for _ in 0..2000 {
+            for p in self.to_dev.take() {
+                self.dhal.push_rx(&p).unwrap();
+            }
+            while !self.dhal.rx.is_empty() {
+                self.dev.poll(&mut self.dhal);
+            }
+            self.dev.poll(&mut self.dhal);
+            while let Some(p) = self.dhal.pop_tx() {
+                self.to_client.offer(&p);
+            }
+            for p in self.to_client.take() {
+                match self.client.receive(&mut self.chal, &p).unwrap() {
+                    ClientEvent::Reply => return self.client.reply().to_vec(),
+                    ClientEvent::Send => {
+                        let out = self.client.outgoing().to_vec();
+                        self.to_dev.offer(&out);
+                    }
+                    ClientEvent::Nothing => {}
+                }
+            }
+            self.dhal.now_ms += 50;
+            self.chal.now_ms += 50;
+            if let Some(p) = self.client.poll(&mut self.chal).unwrap() {
+                let p = p.to_vec();
+                self.to_dev.offer(&p);
+            }
+        }
+        panic!("no reply");
+    }
+}
+
+fn ok_body(reply: &[u8]) -> Vec<u8> {
+    match saccp_client::decode_reply(reply).unwrap() {
+        Reply::Ok { data, .. } => {
+            let frames: Vec<_> = reply::frames(data).collect::<Result<_, _>>().unwrap();
+            frames.iter().flat_map(|f| f.body.to_vec()).collect()
+        }
+        other => panic!("not OK: {other:?}"),
+    }
+}
+
+fn run_lossy(seed: u64, loss: u64, commands: u16) -> (u16, u32) {
+    let (mut dhal, mut chal) = fresh_hals(seed);
+    let mut counter = Counter::default();
+    let mut ping = Ping;
+    let mut table = [
+        Bodypart::new(COUNTER_ID, &mut counter),
+        Bodypart::new(1, &mut ping),
+    ];
+    let dev = Dev::new(
+        &KEY,
+        Vm::new(VmConfig::default()),
+        &mut table,
+        DeviceConfig::default(),
+        &mut dhal,
+    )
+    .unwrap();
+    let timing = sagdp::Config {
+        max_resends: Some(40),
+        ..sagdp::Config::MASTER
+    };
+    let client = Client::with_timing(&KEY, &mut chal, 0, 256, timing).unwrap();
+    let mut b = Bench {
+        dev,
+        dhal,
+        client,
+        chal,
+        to_dev: Link::new(seed * 3 + 1, loss),
+        to_client: Link::new(seed * 7 + 5, loss),
+    };
+    for i in 1..=commands {
+        let r = b.command(&counter_program());
+        // The reply carries the execution count: exactly one execution per command.
+        assert_eq!(ok_body(&r), i.to_le_bytes(), "command {i}, seed {seed}");
+    }
+    let auth_failures = b.dev.sasp_stats().auth_failures;
+    drop(b);
+    (counter.n, auth_failures)
+}
+
+#[test]
+fn clean_link_round_trip() {
+    let (n, _) = run_lossy(1, 0, 5);
+    assert_eq!(n, 5);
+}
+
+#[test]
+fn thirty_percent_loss_with_duplicates_reordering_corruption_and_replays() {
+    let mut forged = 0;
+    for seed in 1..=6 {
+        let (n, f) = run_lossy(seed, 30, 25);
+        assert_eq!(n, 25, "seed {seed}: each command ran exactly once");
+        forged += f;
+    }
+    // Corrupted packets were seen and rejected by authentication.
+    assert!(forged > 0);
+}
+
+fn device_and_client<'t, 'p>(
+    table: &'t mut [Bodypart<'p>],
+) -> (
+    Dev<'t, 'p>,
+    TestHal<256>,
+    Client<DefaultCipher, 1024, 4>,
+    TestHal<256>,
+) {
+    let (mut dhal, mut chal) = fresh_hals(9);
+    let dev = Dev::new(
+        &KEY,
+        Vm::new(VmConfig::default()),
+        table,
+        DeviceConfig::default(),
+        &mut dhal,
+    )
+    .unwrap();
+    let client = Client::new(&KEY, &mut chal, 0, 256).unwrap();
+    (dev, dhal, client, chal)
+}
+
+/// Delivers the client's packet and returns the client's view of the device's answer.
+fn exchange(
+    dev: &mut Dev<'_, '_>,
+    dhal: &mut TestHal<256>,
+    client: &mut Client<DefaultCipher, 1024, 4>,
+    chal: &mut TestHal<256>,
+    packet: &[u8],
+) -> Vec<ClientEvent> {
+    dhal.push_rx(packet).unwrap();
+    dev.poll(dhal);
+    let mut events = Vec::new();
+    while let Some(p) = dhal.pop_tx() {
+        events.push(client.receive(chal, &p).unwrap());
+    }
+    events
+}
+
+#[test]
+fn all_three_program_forms() {
+    let mut counter = Counter::default();
+    let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let prog = counter_program();
+    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+    assert_eq!(
+        exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p),
+        [ClientEvent::Reply]
+    );
+    assert_eq!(ok_body(client.reply()), 1u16.to_le_bytes());
+
+    // REPEAT_OLD_PROGRAM with an 8-byte checksum.
+    let p = client
+        .send_command(&mut chal, |heap, h| {
+            saccp_client::build_repeat_old_program(heap, h, &ExtraHeaders::default(), &prog, 8)
+        })
+        .unwrap()
+        .to_vec();
+    exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(ok_body(client.reply()), 2u16.to_le_bytes());
+
+    // REUSE_OLD_PROGRAM: old EXEC, then a verbatim PUSHREPLY.
+    let push = program(&[Instruction::PushReply { data: &[0xab] }]);
+    let frags = [
+        Fragment::Reference {
+            offset: 0,
+            len: prog.len() as u16,
+        },
+        Fragment::Verbatim(&push),
+    ];
+    let p = client
+        .send_command(&mut chal, |heap, h| {
+            saccp_client::build_reuse_old_program(
+                heap,
+                h,
+                &ExtraHeaders::default(),
+                &prog,
+                16,
+                &frags,
+            )
+        })
+        .unwrap()
+        .to_vec();
+    exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(ok_body(client.reply()), [3, 0, 0xab]);
+
+    // A wrong checksum is an SACCP error, and executes nothing.
+    let p = client
+        .send_command(&mut chal, |heap, h| {
+            saccp_client::build_repeat_old_program(heap, h, &ExtraHeaders::default(), b"other", 8)
+        })
+        .unwrap()
+        .to_vec();
+    exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(
+        client.decoded_reply().unwrap(),
+        Reply::Error(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH)
+    );
+    drop(dev);
+    assert_eq!(counter.n, 3);
+}
+
+#[test]
+fn vm_exception_reaches_the_client() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    // EXEC on a body part that does not exist.
+    let prog = program(&[Instruction::Exec {
+        bodypart: 9,
+        data: &[],
+    }]);
+    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+    exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    match client.decoded_reply().unwrap() {
+        Reply::Exception { data, .. } => {
+            let e = reply::decode_exception(data).unwrap();
+            assert_eq!(e.position, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dev.stats().vm_exceptions, 1);
+}
+
+#[test]
+fn sleeping_program_is_overridden_and_packets_are_handled_while_waiting() {
+    let mut ping = Ping;
+    let mut table = [Bodypart::new(1, &mut ping)];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let slow = program(&[
+        Instruction::Sleep { ms: 10_000 },
+        Instruction::PushReply { data: &[0x11] },
+    ]);
+    let p = client.send_program(&mut chal, &slow).unwrap().to_vec();
+    assert!(exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p).is_empty());
+    assert!(dev.vm_waiting());
+    // The device asks to be woken when the sleep ends.
+    let w = dev.poll(&mut dhal);
+    assert_eq!(w.timeout_ms, Some(10_000));
+    // The client gives up on the slow command (fast retries) and sends a new one:
+    // the device aborts the sleeping program and runs the new one.
+    let quick = program(&[Instruction::Exec {
+        bodypart: 1,
+        data: &[],
+    }]);
+    let mut client2 = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, 64, 256);
+    assert!(
+        client2.is_err(),
+        "second client needs its own provisioned nonces"
+    );
+    NonceStore::provision(&mut chal, 64, 1 << 20, 0).unwrap();
+    client2 = Client::new(&KEY, &mut chal, 64, 256);
+    let mut client2 = client2.unwrap();
+    let p = client2.send_program(&mut chal, &quick).unwrap().to_vec();
+    let ev = exchange(&mut dev, &mut dhal, &mut client2, &mut chal, &p);
+    assert_eq!(ev, [ClientEvent::Reply]);
+    assert_eq!(ok_body(client2.reply()), [0x01]);
+    assert!(!dev.vm_waiting());
+    // The aborted program never answers, even after its sleep would have ended.
+    dhal.now_ms += 20_000;
+    dev.poll(&mut dhal);
+    assert!(dhal.tx.is_empty());
+}
+
+#[test]
+fn sleep_then_reply() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let prog = program(&[
+        Instruction::Sleep { ms: 300 },
+        Instruction::PushReply { data: &[0x42] },
+        Instruction::Exit {
+            flags: ReplyFlags::IsLast,
+            padding_to: None,
+        },
+    ]);
+    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+    assert!(exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p).is_empty());
+    dhal.now_ms += 299;
+    dev.poll(&mut dhal);
+    assert!(dhal.tx.is_empty());
+    dhal.now_ms += 1;
+    dev.poll(&mut dhal);
+    assert!(dev.events().contains(&Event::VmDone(None)));
+    let p = dhal.pop_tx().unwrap();
+    assert_eq!(client.receive(&mut chal, &p).unwrap(), ClientEvent::Reply);
+    assert_eq!(ok_body(client.reply()), [0x42]);
+}
+
+/// Encrypts a hand-made SAGDP packet with a rogue client end (same key, its own
+/// nonces starting at `nfs`).
+fn forged_sagdp_packet(nfs: u64, sagdp_packet: &[u8]) -> Vec<u8> {
+    let mut hal = TestHal::<64>::new(77);
+    NonceStore::provision(&mut hal, 0, nfs, 0).unwrap();
+    let nonces = NonceStore::open(&mut hal, 0, 16).unwrap();
+    let mut s = Sasp::<DefaultCipher>::new(&KEY, Role::Client, nonces).unwrap();
+    let mut heap = Heap::<256, 2>::new();
+    let h = heap.alloc().unwrap();
+    heap.set_request(h, sagdp_packet).unwrap();
+    s.send(&mut heap, h, &mut hal).unwrap();
+    heap.reply(h).unwrap().to_vec()
+}
+
+#[test]
+fn device_recovers_from_reinitialisation_and_resyncs_nonces() {
+    let mut counter = Counter::default();
+    let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let prog = counter_program();
+    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+    exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    // An intermediate packet answering a packet the device never sent: the chain is
+    // broken, the device sends an Error Message and re-initialises.
+    let bogus = forged_sagdp_packet(1_000_000, &[0x00, 1, 2, 3, 4, 5, 6, 0x20]);
+    dhal.push_rx(&bogus).unwrap();
+    dev.poll(&mut dhal);
+    assert_eq!(dev.stats().reinits, 1);
+    assert!(dev.events().contains(&Event::Reinit));
+    let err_msg = dhal.pop_tx().expect("error message sent");
+    assert!(err_msg.len() >= sasp::MIN_PACKET_LEN);
+    // The client's nonces are now below the device's NLW: its next command gets an
+    // "old nonce" answer, resynchronises and goes through on the resend.
+    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+    dhal.push_rx(&p).unwrap();
+    dev.poll(&mut dhal);
+    let old_nonce = dhal.pop_tx().unwrap();
+    assert_eq!(
+        client.receive(&mut chal, &old_nonce).unwrap(),
+        ClientEvent::Nothing
+    );
+    assert_eq!(client.sasp_stats().resyncs, 1);
+    chal.now_ms += 500;
+    let resend = client.poll(&mut chal).unwrap().unwrap().to_vec();
+    let ev = exchange(&mut dev, &mut dhal, &mut client, &mut chal, &resend);
+    assert_eq!(ev, [ClientEvent::Reply]);
+    assert_eq!(ok_body(client.reply()), 2u16.to_le_bytes());
+}
+
+#[test]
+fn wrong_key_is_rejected_without_state_change() {
+    let mut ping = Ping;
+    let mut table = [Bodypart::new(1, &mut ping)];
+    let (mut dev, mut dhal, _client, _chal) = device_and_client(&mut table);
+    let mut other = TestHal::<256>::new(3);
+    NonceStore::provision(&mut other, 0, 0, 0).unwrap();
+    let mut intruder =
+        Client::<DefaultCipher, 1024, 4>::new(&[0x55; 16], &mut other, 0, 256).unwrap();
+    let prog = program(&[Instruction::Exec {
+        bodypart: 1,
+        data: &[],
+    }]);
+    let p = intruder.send_program(&mut other, &prog).unwrap().to_vec();
+    let writes = dhal.storage_writes;
+    dhal.push_rx(&p).unwrap();
+    dev.poll(&mut dhal);
+    assert!(dhal.tx.is_empty());
+    assert_eq!(dev.sasp_stats().auth_failures, 1);
+    assert_eq!(dev.stats().programs, 0);
+    assert_eq!(dhal.storage_writes, writes);
+}
+
+/// Power fails at every storage write in turn; after each reboot the device goes on.
+/// No nonce is ever sent twice.
+#[test]
+fn power_cut_at_every_storage_write_never_reuses_a_nonce() {
+    let cfg = DeviceConfig {
+        nonce_reserve: 2,
+        ..DeviceConfig::default()
+    };
+    // Count the writes of an uninterrupted run first.
+    let run = |cut_at: Option<u32>| -> Vec<u64> {
+        let mut dhal = TestHal::<256>::new(5);
+        let mut chal = TestHal::<256>::new(6);
+        pump::provision(&mut dhal, &cfg).unwrap();
+        NonceStore::provision(&mut chal, 0, 0, 0).unwrap();
+        let mut client = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, 0, 4).unwrap();
+        let mut sent = Vec::new();
+        dhal.power_cut_after = cut_at;
+        let mut ping = Ping;
+        let prog = program(&[Instruction::Exec {
+            bodypart: 1,
+            data: &[],
+        }]);
+        let mut rebooted = false;
+        for _ in 0..12 {
+            let mut table = [Bodypart::new(1, &mut ping)];
+            let mut dev = Dev::new(
+                &KEY,
+                Vm::new(VmConfig::default()),
+                &mut table,
+                cfg,
+                &mut dhal,
+            )
+            .unwrap();
+            let mut done = 0;
+            while done < 4 {
+                if !client.busy() {
+                    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+                    dhal.push_rx(&p).unwrap();
+                } else {
+                    chal.now_ms += 5000;
+                    if let Some(p) = client.poll(&mut chal).ok().flatten() {
+                        let p = p.to_vec();
+                        dhal.push_rx(&p).unwrap();
+                    }
+                }
+                dev.poll(&mut dhal);
+                while let Some(p) = dhal.pop_tx() {
+                    let hdr: [u8; 6] = p[..6].try_into().unwrap();
+                    sent.push(sasp::parse_header(&hdr).0);
+                    let _ = client.receive(&mut chal, &p);
+                }
+                if dhal.powered_off {
+                    break;
+                }
+                done += 1;
+            }
+            if dhal.powered_off && !rebooted {
+                dhal = dhal.rebooted();
+                rebooted = true;
+                continue;
+            }
+            if !dhal.powered_off {
+                break;
+            }
+        }
+        sent
+    };
+    let base = run(None);
+    assert!(base.len() >= 4);
+    let mut cuts = 0;
+    for k in 0..20 {
+        let sent = run(Some(k));
+        let mut sorted = sent.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            sent.len(),
+            "cut after {k} writes: nonce reused: {sent:?}"
+        );
+        cuts += 1;
+    }
+    assert_eq!(cuts, 20);
+}
