@@ -29,8 +29,6 @@
 #[cfg(test)]
 extern crate std;
 
-pub mod placeholder;
-
 use core::cell::Cell;
 use core::ops::ControlFlow;
 use libtock_platform::allow_ro::AllowRo;
@@ -63,6 +61,15 @@ pub mod command {
 
 /// Read-only allow slot holding the package name to discover.
 pub const ALLOW_RO_SEARCH: u32 = 0;
+
+/// The kernel's alarm driver, used for request timeouts.
+mod alarm {
+    pub const DRIVER_NUM: u32 = 0x0;
+    pub const FREQUENCY: u32 = 1;
+    pub const SET_RELATIVE: u32 = 5;
+    pub const STOP: u32 = 3;
+    pub const CALLBACK: u32 = 0;
+}
 
 /// Index of a process as numbered by the kernel's IPC driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,29 +172,105 @@ impl<S: Syscalls, C: Config> Ipc<S, C> {
     /// the kernel add a memory-protection region for the shared buffer to the
     /// service, so a client should reuse one buffer for all its requests.
     /// If the service has not subscribed yet, the kernel drops the
-    /// notification and this call waits forever.
+    /// notification and this call waits forever: use
+    /// [`Ipc::request_timeout`] unless the service is known to listen.
     pub fn request(service: ProcessIndex, buffer: &mut [u8]) -> Result<(), ErrorCode> {
-        dispatch_index!(service, request_on, service, buffer)
+        dispatch_index!(service, request_on, service, buffer, None)
+    }
+
+    /// Like [`Ipc::request`], but gives up after `timeout_ms` milliseconds
+    /// (alarm driver) with `NoAck`. A client retries on `NoAck`: that also
+    /// covers a service that had not subscribed yet when it was notified.
+    /// The service may still answer a request it got after the client gave
+    /// up, so the client must not use the buffer for anything else.
+    pub fn request_timeout(
+        service: ProcessIndex,
+        buffer: &mut [u8],
+        timeout_ms: u32,
+    ) -> Result<(), ErrorCode> {
+        dispatch_index!(service, request_on, service, buffer, Some(timeout_ms))
     }
 
     fn request_on<const SLOT: u32>(
         service: ProcessIndex,
         buffer: &mut [u8],
+        timeout_ms: Option<u32>,
     ) -> Result<(), ErrorCode> {
         let reply: Cell<Option<(u32, u32, u32)>> = Cell::new(None);
-        share::scope::<(AllowRw<_, DRIVER_NUM, SLOT>, Subscribe<_, DRIVER_NUM, SLOT>), _, _>(
-            |handle| {
-                let (allow, subscribe) = handle.split();
-                S::allow_rw::<C, DRIVER_NUM, SLOT>(allow, buffer)?;
-                S::subscribe::<_, _, C, DRIVER_NUM, SLOT>(subscribe, &reply)?;
-                Self::notify_service(service)?;
-                // Only the service at index SLOT upcalls on subscribe number SLOT.
-                while reply.get().is_none() {
-                    S::yield_wait();
+        let expired: Cell<Option<(u32, u32)>> = Cell::new(None);
+        share::scope::<
+            (
+                AllowRw<_, DRIVER_NUM, SLOT>,
+                Subscribe<_, DRIVER_NUM, SLOT>,
+                Subscribe<_, { alarm::DRIVER_NUM }, { alarm::CALLBACK }>,
+            ),
+            _,
+            _,
+        >(|handle| {
+            let (allow, subscribe, alarm_sub) = handle.split();
+            S::allow_rw::<C, DRIVER_NUM, SLOT>(allow, buffer)?;
+            S::subscribe::<_, _, C, DRIVER_NUM, SLOT>(subscribe, &reply)?;
+            let ticks = match timeout_ms {
+                Some(ms) => {
+                    let hz: u32 =
+                        S::command(alarm::DRIVER_NUM, alarm::FREQUENCY, 0, 0).to_result()?;
+                    S::subscribe::<_, _, C, { alarm::DRIVER_NUM }, { alarm::CALLBACK }>(
+                        alarm_sub, &expired,
+                    )?;
+                    Some((u64::from(ms) * u64::from(hz) / 1000).min(u64::from(u32::MAX)) as u32)
                 }
-                Ok(())
-            },
-        )
+                None => None,
+            };
+            Self::notify_service(service)?;
+            if let Some(ticks) = ticks {
+                S::command(alarm::DRIVER_NUM, alarm::SET_RELATIVE, ticks, 0)
+                    .to_result::<u32, ErrorCode>()?;
+            }
+            // Only the service at index SLOT upcalls on subscribe number SLOT.
+            let result = loop {
+                if reply.get().is_some() {
+                    break Ok(());
+                }
+                if expired.get().is_some() {
+                    break Err(ErrorCode::NoAck);
+                }
+                S::yield_wait();
+            };
+            if timeout_ms.is_some() {
+                let _ = S::command(alarm::DRIVER_NUM, alarm::STOP, 0, 0);
+            }
+            result
+        })
+    }
+
+    /// Service side: subscribes on the service's own index `own` and runs
+    /// `f` with the [`ServiceEnd`] that collects requests; unsubscribes when
+    /// `f` returns. `f` runs the service's event loop: it takes requests
+    /// with [`ServiceEnd::take`], answers them in the client's buffer
+    /// ([`Request::with_buffer`]) and notifies the client
+    /// ([`Ipc::notify_client`]), now or later.
+    pub fn with_service<R>(
+        own: ProcessIndex,
+        f: impl FnOnce(&ServiceEnd<'_>) -> R,
+    ) -> Result<R, ErrorCode> {
+        match own.get() {
+            0 => Self::with_service_on::<0, R>(own, f),
+            1 => Self::with_service_on::<1, R>(own, f),
+            2 => Self::with_service_on::<2, R>(own, f),
+            3 => Self::with_service_on::<3, R>(own, f),
+            _ => Err(ErrorCode::Invalid),
+        }
+    }
+
+    fn with_service_on<const SLOT: u32, R>(
+        own: ProcessIndex,
+        f: impl FnOnce(&ServiceEnd<'_>) -> R,
+    ) -> Result<R, ErrorCode> {
+        let inbox = Inbox::default();
+        share::scope::<Subscribe<_, DRIVER_NUM, SLOT>, _, _>(|subscribe| {
+            S::subscribe::<_, _, C, DRIVER_NUM, SLOT>(subscribe, &inbox)?;
+            Ok(f(&ServiceEnd { own, inbox: &inbox }))
+        })
     }
 
     /// Service side: finds its own index by discovering `own_name`,
@@ -196,46 +279,88 @@ impl<S: Syscalls, C: Config> Ipc<S, C> {
     /// one is handled are kept (one per client) and answered in turn.
     pub fn serve<H: Service>(own_name: &[u8], service: &mut H) -> Result<(), ErrorCode> {
         let own = Self::discover(own_name)?;
-        dispatch_index!(own, serve_on, own, service)
+        Self::serve_on(own, service)
     }
 
-    fn serve_on<const SLOT: u32>(
-        own: ProcessIndex,
-        service: &mut impl Service,
-    ) -> Result<(), ErrorCode> {
-        let inbox = Inbox::default();
-        share::scope::<Subscribe<_, DRIVER_NUM, SLOT>, _, _>(|subscribe| {
-            S::subscribe::<_, _, C, DRIVER_NUM, SLOT>(subscribe, &inbox)?;
+    fn serve_on(own: ProcessIndex, service: &mut impl Service) -> Result<(), ErrorCode> {
+        Self::with_service(own, |end| {
             service.ready(own);
             loop {
                 // Check before yielding: the handler may itself yield (e.g.
                 // to print), which can run our upcall early.
-                let Some((client, len, addr)) = inbox.take() else {
+                let Some(request) = end.take() else {
                     S::yield_wait();
                     continue;
                 };
-                let flow = if addr == 0 || len == 0 {
-                    service.handle(client, &mut [])
-                } else {
-                    // SAFETY: (len, addr) come from the kernel: they describe
-                    // the buffer `client` shared with this process on our
-                    // index, and the kernel gave this process access to it
-                    // before delivering the upcall. The client shares it for
-                    // the duration of its request and only waits (in
-                    // `request`) until we notify it below, so nothing else
-                    // uses the memory while this slice lives.
-                    let buffer = unsafe {
-                        core::slice::from_raw_parts_mut(addr as usize as *mut u8, len as usize)
-                    };
-                    service.handle(client, buffer)
-                };
+                let flow = request.with_buffer(|buffer| service.handle(request.client, buffer));
                 // A client that has gone away cannot be notified; keep serving.
-                let _ = Self::notify_client(client);
+                let _ = Self::notify_client(request.client);
                 if flow.is_break() {
-                    return Ok(());
+                    return;
                 }
             }
         })
+    }
+}
+
+/// A request a service received: the client and the buffer it shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The client's process index.
+    pub client: ProcessIndex,
+    len: u32,
+    addr: u32,
+}
+
+impl Request {
+    /// Length of the client's shared buffer (0: it shared none).
+    pub fn len(&self) -> usize {
+        if self.addr == 0 {
+            0
+        } else {
+            self.len as usize
+        }
+    }
+
+    /// True if the client shared no buffer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs `f` on the client's shared buffer (empty if it shared none).
+    pub fn with_buffer<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        if self.is_empty() {
+            return f(&mut []);
+        }
+        // SAFETY: (len, addr) come from the kernel's IPC upcall: they describe
+        // the buffer the client shared with this process on our index, and the
+        // kernel mapped it into this process (memory-protection region) before
+        // delivering the upcall; the mapping is not removed afterwards. The
+        // memory belongs to the client, never to this process's own data, so
+        // no other Rust reference of this process aliases it, and the slice
+        // does not outlive `f`.
+        let buffer =
+            unsafe { core::slice::from_raw_parts_mut(self.addr as usize as *mut u8, self.len()) };
+        f(buffer)
+    }
+}
+
+/// The service end of IPC while [`Ipc::with_service`] runs.
+pub struct ServiceEnd<'a> {
+    own: ProcessIndex,
+    inbox: &'a Inbox,
+}
+
+impl ServiceEnd<'_> {
+    /// The service's own process index.
+    pub fn own(&self) -> ProcessIndex {
+        self.own
+    }
+
+    /// The next pending request (one per client, lowest index first). Upcalls
+    /// arrive only while the process yields.
+    pub fn take(&self) -> Option<Request> {
+        self.inbox.take()
     }
 }
 
@@ -247,12 +372,15 @@ struct Inbox {
 }
 
 impl Inbox {
-    fn take(&self) -> Option<(ProcessIndex, u32, u32)> {
+    fn take(&self) -> Option<Request> {
         (0..MAX_PROCESSES)
             .zip(self.pending.iter())
             .find_map(|(client, slot)| {
-                slot.take()
-                    .map(|(len, addr)| (ProcessIndex(client), len, addr))
+                slot.take().map(|(len, addr)| Request {
+                    client: ProcessIndex(client),
+                    len,
+                    addr,
+                })
             })
     }
 }

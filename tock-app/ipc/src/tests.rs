@@ -1,9 +1,13 @@
 use crate::fake::FakeIpc;
-use crate::placeholder::{self, PlaceholderService};
-use crate::{command, ProcessIndex, Service};
+use crate::{command, ProcessIndex, Request, Service};
+use zepto_kernel::plugins::{Bodypart, Echo, Ping};
+use zepto_kernel::service::{self as proto, Op, Status};
+use zepto_kernel::testhal::TestHal;
+use zepto_kernel::vm::{VmConfig, VmTiny};
 use core::ops::ControlFlow;
 use libtock_platform::ErrorCode;
 use libtock_unittest::{fake, ExpectedSyscall, SyscallLogEntry};
+use std::boxed::Box;
 use std::rc::Rc;
 use std::vec;
 use std::vec::Vec;
@@ -159,34 +163,82 @@ fn request_reports_subscribe_failure() {
     assert_eq!(driver.take_notifications(), []);
 }
 
+type ZeptoService = proto::Service<'static, 'static, VmTiny<4>, 4, 32, 256, 2>;
+
+/// The zepto-kernel service protocol with Ping as body part 1 and Echo as 2
+/// (its plugin table lives for the rest of the test process).
+fn zepto_service() -> (ZeptoService, TestHal<64>) {
+    let table = Box::leak(Box::new([
+        Bodypart::new(1, Box::leak(Box::new(Ping))),
+        Bodypart::new(2, Box::leak(Box::new(Echo))),
+    ]));
+    let mut hal = TestHal::default();
+    let svc = proto::Service::new(VmTiny::new(VmConfig::default()), table, &mut hal).unwrap();
+    (svc, hal)
+}
+
+/// `EXEC 1` (Ping) and its reply buffer (one frame, body 0x01).
+const PING: [u8; 3] = [0x02, 0x02, 0x00];
+const PING_REPLY: [u8; 2] = [0x05, 0x01];
+
 #[test]
-fn client_and_placeholder_round_trip() {
+fn client_and_zepto_service_round_trip() {
     let (_kernel, driver) = setup(1);
-    let mut service = PlaceholderService::default();
-    driver.add_service(SERVICE, 0, move |buf| service.answer(buf));
+    let (mut svc, mut hal) = zepto_service();
+    driver.add_service(SERVICE, 0, move |buf| {
+        svc.handle(1, buf, &mut hal);
+    });
     let index = Ipc::discover(SERVICE).unwrap();
 
     let mut buf = [0u8; 16];
-    placeholder::encode(&mut buf, placeholder::OP_LOAD, &[7, 8, 9]).unwrap();
+    proto::encode_request(&mut buf, Op::Load, &PING).unwrap();
     Ipc::request(index, &mut buf).unwrap();
-    assert_eq!(
-        placeholder::decode(&buf),
-        Ok((placeholder::STATUS_OK, &[3u8][..]))
-    );
+    assert_eq!(buf[..4], [0, 0, 0, 0]);
 
-    placeholder::encode(&mut buf, placeholder::OP_EXECUTE, &[]).unwrap();
+    proto::encode_request(&mut buf, Op::Execute, &[]).unwrap();
     Ipc::request(index, &mut buf).unwrap();
-    assert_eq!(
-        placeholder::decode(&buf),
-        Ok((placeholder::STATUS_OK, &[7u8, 8, 9][..]))
-    );
+    let r = proto::decode_reply(&buf).unwrap();
+    assert_eq!((r.status, r.data), (Status::Ok, &PING_REPLY[..]));
+
+    buf[0] = 9;
+    Ipc::request(index, &mut buf).unwrap();
+    assert_eq!(buf[..4], [Status::UnknownOp as u8, 9, 0, 0]);
 }
 
-/// Test service: records what it saw, answers with the placeholder, stops
-/// after `stop_after` requests.
+#[test]
+fn request_timeout_gives_up_with_noack() {
+    let (kernel, driver) = setup(0);
+    let alarm = fake::Alarm::new(1000);
+    kernel.add_driver(&alarm);
+    // A process that never answers (e.g. not subscribed yet).
+    driver.add_process(SERVICE, 2);
+    let service = Ipc::discover(SERVICE).unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        Ipc::request_timeout(service, &mut buf, 20),
+        Err(ErrorCode::NoAck)
+    );
+    assert_eq!(driver.take_notifications(), [(command::NOTIFY_SERVICE, 2)]);
+}
+
+#[test]
+fn request_timeout_returns_the_reply_in_time() {
+    let (kernel, driver) = setup(0);
+    let alarm = fake::Alarm::new(1000);
+    kernel.add_driver(&alarm);
+    driver.add_service(SERVICE, 2, |buf| buf.reverse());
+    let service = Ipc::discover(SERVICE).unwrap();
+    let mut buf = *b"xyz";
+    Ipc::request_timeout(service, &mut buf, 500).unwrap();
+    assert_eq!(&buf, b"zyx");
+}
+
+/// Test service: records what it saw, answers with the zepto-kernel service
+/// protocol, stops after `stop_after` requests.
 struct Recorder {
     driver: Rc<FakeIpc>,
-    proto: PlaceholderService,
+    proto: ZeptoService,
+    hal: TestHal<64>,
     ready_as: Option<ProcessIndex>,
     seen: Vec<(u32, Vec<u8>)>,
     stop_after: usize,
@@ -201,7 +253,8 @@ impl Service for Recorder {
 
     fn handle(&mut self, client: ProcessIndex, buffer: &mut [u8]) -> ControlFlow<()> {
         self.seen.push((client.get(), buffer.to_vec()));
-        self.proto.answer(buffer);
+        self.proto
+            .handle(client.get() as usize, buffer, &mut self.hal);
         if self.seen.len() >= self.stop_after {
             ControlFlow::Break(())
         } else {
@@ -211,9 +264,11 @@ impl Service for Recorder {
 }
 
 fn recorder(driver: &Rc<FakeIpc>, stop_after: usize) -> Recorder {
+    let (proto, hal) = zepto_service();
     Recorder {
         driver: driver.clone(),
-        proto: PlaceholderService::default(),
+        proto,
+        hal,
         ready_as: None,
         seen: Vec::new(),
         stop_after,
@@ -226,9 +281,9 @@ fn serve_answers_requests_in_client_memory() {
     driver.add_process(SERVICE, 2);
     driver.add_process(CLIENT, 0);
     driver.add_process(b"other-client", 3);
-    driver.queue_request(0, &[placeholder::OP_LOAD, 2, 0x10, 0x20, 0, 0]);
-    driver.queue_request(3, &[placeholder::OP_EXECUTE, 0, 0, 0]);
-    driver.queue_request(0, &[9, 0, 0]);
+    driver.queue_request(0, &[0, 3, 0, 0x02, 0x02, 0x00]);
+    driver.queue_request(3, &[1, 0, 0, 0]);
+    driver.queue_request(0, &[1, 0, 0, 0, 0, 0]);
 
     let mut service = recorder(&driver, 3);
     Ipc::serve(SERVICE, &mut service).unwrap();
@@ -237,17 +292,20 @@ fn serve_answers_requests_in_client_memory() {
     assert_eq!(
         service.seen,
         [
-            (0, vec![0, 2, 0x10, 0x20, 0, 0]),
+            (0, vec![0, 3, 0, 0x02, 0x02, 0x00]),
             (3, vec![1, 0, 0, 0]),
-            (0, vec![9, 0, 0]),
+            (0, vec![1, 0, 0, 0, 0, 0]),
         ]
     );
     assert_eq!(
         driver.take_replies(),
         [
-            (0, vec![placeholder::STATUS_OK, 1, 2, 0x20, 0, 0]),
-            (3, vec![placeholder::STATUS_OK, 2, 0x10, 0x20]),
-            (0, vec![placeholder::STATUS_UNKNOWN_OP, 1, 9]),
+            // LOAD into client 0's slot: OK.
+            (0, vec![0, 0, 0, 0, 0x02, 0x00]),
+            // Client 3 has loaded nothing: its slot is separate.
+            (3, vec![Status::NoProgram as u8, 0, 0, 0]),
+            // EXECUTE in client 0's slot: OK with Ping's reply frame.
+            (0, vec![0, 0, 2, 0, 0x05, 0x01]),
         ]
     );
     assert_eq!(
@@ -300,97 +358,14 @@ fn inbox_keeps_one_request_per_client() {
     inbox.upcall(3, 8, 0x1000);
     inbox.upcall(1, 4, 0x2000);
     inbox.upcall(7, 4, 0x3000); // out of range: dropped
-    assert_eq!(inbox.take(), Some((ProcessIndex(1), 4, 0x2000)));
-    assert_eq!(inbox.take(), Some((ProcessIndex(3), 8, 0x1000)));
+    let r = inbox.take().unwrap();
+    assert_eq!((r.client, r.len()), (ProcessIndex(1), 4));
+    let r = inbox.take().unwrap();
+    assert_eq!((r.client, r.len()), (ProcessIndex(3), 8));
     assert_eq!(inbox.take(), None);
-}
-
-mod placeholder_protocol {
-    use super::placeholder::*;
-    use std::vec;
-    use std::vec::Vec;
-
-    fn answer(service: &mut PlaceholderService, request: &[u8], size: usize) -> Vec<u8> {
-        let mut buf = vec![0xEEu8; size];
-        buf[..request.len()].copy_from_slice(request);
-        service.answer(&mut buf);
-        buf
-    }
-
-    #[test]
-    fn encode_decode_round_trip() {
-        let mut buf = [0u8; 8];
-        assert_eq!(encode(&mut buf, 5, &[1, 2, 3]), Ok(5));
-        assert_eq!(buf[..5], [5, 3, 1, 2, 3]);
-        assert_eq!(decode(&buf), Ok((5, &[1u8, 2, 3][..])));
-        assert_eq!(encode(&mut buf, 5, &[0; 7]), Err(MessageError::DoesNotFit));
-        assert_eq!(
-            encode(&mut [0u8; 300], 5, &[0; 256]),
-            Err(MessageError::DoesNotFit)
-        );
-        assert_eq!(decode(&[1]), Err(MessageError::DoesNotFit));
-        assert_eq!(decode(&[1, 3, 0, 0]), Err(MessageError::DoesNotFit));
-    }
-
-    #[test]
-    fn load_then_execute_echoes_program() {
-        let mut s = PlaceholderService::default();
-        assert_eq!(
-            answer(&mut s, &[OP_EXECUTE, 0], 4),
-            [STATUS_NO_PROGRAM, 0, 0xEE, 0xEE]
-        );
-        assert_eq!(
-            answer(&mut s, &[OP_LOAD, 3, 4, 5, 6], 8)[..3],
-            [STATUS_OK, 1, 3]
-        );
-        assert_eq!(
-            answer(&mut s, &[OP_EXECUTE, 0], 8)[..5],
-            [STATUS_OK, 3, 4, 5, 6]
-        );
-        // An empty LOAD replaces the program with an empty one.
-        assert_eq!(answer(&mut s, &[OP_LOAD, 0], 4)[..3], [STATUS_OK, 1, 0]);
-        assert_eq!(
-            answer(&mut s, &[OP_EXECUTE, 0], 4),
-            [STATUS_OK, 0, 0xEE, 0xEE]
-        );
-    }
-
-    #[test]
-    fn unknown_op_is_error_reply() {
-        let mut s = PlaceholderService::default();
-        assert_eq!(answer(&mut s, &[2, 0], 4), [STATUS_UNKNOWN_OP, 1, 2, 0xEE]);
-        assert_eq!(
-            answer(&mut s, &[0xFF, 1, 0], 4),
-            [STATUS_UNKNOWN_OP, 1, 0xFF, 0xEE]
-        );
-    }
-
-    #[test]
-    fn malformed_requests() {
-        let mut s = PlaceholderService::default();
-        // Length beyond the buffer.
-        assert_eq!(
-            answer(&mut s, &[OP_LOAD, 9, 1], 4),
-            [STATUS_MALFORMED, 0, 1, 0xEE]
-        );
-        // Program too large; previous program kept.
-        assert_eq!(answer(&mut s, &[OP_LOAD, 1, 42], 4)[..3], [STATUS_OK, 1, 1]);
-        let mut big = vec![OP_LOAD, 33];
-        big.extend([0u8; 33]);
-        assert_eq!(answer(&mut s, &big, 40)[..2], [STATUS_MALFORMED, 0]);
-        assert_eq!(answer(&mut s, &[OP_EXECUTE, 0], 4)[..3], [STATUS_OK, 1, 42]);
-        // Reply that does not fit the buffer.
-        let mut full = vec![OP_LOAD, 32];
-        full.extend([7u8; 32]);
-        assert_eq!(answer(&mut s, &full, 34)[..3], [STATUS_OK, 1, 32]);
-        assert_eq!(
-            answer(&mut s, &[OP_EXECUTE, 0], 8)[..2],
-            [STATUS_MALFORMED, 0]
-        );
-        // Too short for a header: untouched.
-        let mut one = [OP_EXECUTE];
-        s.answer(&mut one);
-        assert_eq!(one, [OP_EXECUTE]);
-        s.answer(&mut []);
-    }
+    // A client without a buffer: empty.
+    inbox.upcall(2, 0, 0);
+    let r: Request = inbox.take().unwrap();
+    assert!(r.is_empty());
+    assert_eq!(r.with_buffer(|b| b.len()), 0);
 }
