@@ -1,9 +1,5 @@
 use crate::fake::FakeIpc;
 use crate::{command, ProcessIndex, Request, Service};
-use zepto_kernel::plugins::{Bodypart, Echo, Ping};
-use zepto_kernel::service::{self as proto, Op, Status};
-use zepto_kernel::testhal::TestHal;
-use zepto_kernel::vm::{VmConfig, VmTiny};
 use core::ops::ControlFlow;
 use libtock_platform::ErrorCode;
 use libtock_unittest::{fake, ExpectedSyscall, SyscallLogEntry};
@@ -11,6 +7,10 @@ use std::boxed::Box;
 use std::rc::Rc;
 use std::vec;
 use std::vec::Vec;
+use zepto_kernel::plugins::{Bodypart, Echo, Ping};
+use zepto_kernel::service::{self as proto, Op, Status};
+use zepto_kernel::testhal::TestHal;
+use zepto_kernel::vm::{VmConfig, VmTiny};
 
 type Ipc = crate::Ipc<fake::Syscalls>;
 

@@ -9,14 +9,14 @@
 use core::fmt::Write;
 use libtock::alarm::{Alarm, Milliseconds};
 use libtock::console::Console;
-use libtock::runtime::{set_main, stack_size, TockSyscalls};
 use libtock::platform::ErrorCode;
+use libtock::runtime::{set_main, stack_size, TockSyscalls};
 use zepto_kernel::service::{self, Op, Status};
 use zepto_kernel::vm::reply;
 use zepto_tock_ipc::ProcessIndex;
 
 set_main! {main}
-stack_size! {0x600}
+stack_size! {0x400}
 
 type Ipc = zepto_tock_ipc::Ipc<TockSyscalls>;
 
@@ -25,6 +25,10 @@ const SERVICE: &[u8] = b"zepto-service";
 const TRIES: u32 = 5;
 /// Time to wait for a reply before retrying.
 const TIMEOUT_MS: u32 = 1000;
+/// Times the whole sequence runs (with a pause between), so local requests
+/// interleave with network traffic the service handles meanwhile.
+const ROUNDS: u32 = 3;
+const PAUSE_MS: u32 = 1500;
 
 /// `EXEC 1` (Ping): reply body `01`.
 const PING: &[u8] = &[0x02, 0x02, 0x00];
@@ -148,15 +152,32 @@ fn main() {
     // the service, and a process has only a few memory-protection regions.
     let mut buffer = [0u8; 32];
     let b = &mut buffer;
-    call(service, b, "load ping", Op::Load as u8, PING);
-    for i in 1..=3 {
-        let what = ["execute #1", "execute #2", "execute #3"][i - 1];
-        call(service, b, what, Op::Execute as u8, &[]);
+    for round in 1..=ROUNDS {
+        say!("zepto-client: round {round}");
+        call(service, b, "load ping", Op::Load as u8, PING);
+        for what in ["execute #1", "execute #2", "execute #3"] {
+            call(service, b, what, Op::Execute as u8, &[]);
+        }
+        call(service, b, "load+execute echo", Op::LoadExecute as u8, ECHO);
+        call(
+            service,
+            b,
+            "load+execute sensor",
+            Op::LoadExecute as u8,
+            SENSOR,
+        );
+        call(service, b, "execute sensor", Op::Execute as u8, &[]);
+        call(
+            service,
+            b,
+            "load+execute exec 9",
+            Op::LoadExecute as u8,
+            NO_PLUGIN,
+        );
+        call(service, b, "bad op 9", 9, &[]);
+        if round < ROUNDS {
+            let _ = Alarm::sleep_for(Milliseconds(PAUSE_MS));
+        }
     }
-    call(service, b, "load+execute echo", Op::LoadExecute as u8, ECHO);
-    call(service, b, "load+execute sensor", Op::LoadExecute as u8, SENSOR);
-    call(service, b, "execute sensor", Op::Execute as u8, &[]);
-    call(service, b, "load+execute exec 9", Op::LoadExecute as u8, NO_PLUGIN);
-    call(service, b, "bad op 9", 9, &[]);
     say!("zepto-client: done");
 }

@@ -18,7 +18,7 @@ use libtock::runtime::TockSyscalls;
 use libtock_platform::subscribe::{OneId, Upcall};
 use libtock_platform::{ErrorCode, Syscalls};
 use zepto_kernel::hal::{
-    BusId, Clock, McuSleep, PacketBus, Pins, Random, Storage, Transceiver, WaitingFor, Waiter,
+    BusId, Clock, McuSleep, PacketBus, Pins, Random, Storage, Transceiver, Waiter, WaitingFor,
     WakeReason, Watchdog,
 };
 use zepto_kernel::{nonce_store, sadlp, Error};
@@ -297,7 +297,9 @@ impl Storage for TockHal {
     }
     fn flush(&mut self) -> Result<(), Error> {
         match self.backing {
-            NonceBacking::KeyValue => KeyValue::set(NONCE_KEY, &self.nonces).map_err(|_| Error::Storage),
+            NonceBacking::KeyValue => {
+                KeyValue::set(NONCE_KEY, &self.nonces).map_err(|_| Error::Storage)
+            }
             NonceBacking::Ram => Ok(()),
         }
     }

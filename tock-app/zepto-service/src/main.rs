@@ -34,7 +34,7 @@ use zepto_kernel::vm::{VmConfig, VmSmall};
 use zepto_tock_ipc::{Request, ServiceEnd, MAX_PROCESSES};
 
 set_main! {main}
-stack_size! {0x4000}
+stack_size! {0x2000}
 
 type Sys = TockSyscalls;
 type Ipc = zepto_tock_ipc::Ipc<Sys>;
@@ -104,8 +104,9 @@ fn setup_nonces(hal: &mut TockHal) -> Option<&'static str> {
             // upper half of the 47-bit space (see README, "Nonces").
             let mut r = [0u8; 8];
             hal.fill_random(&mut r).ok()?;
-            let half = (MAX_NONCE + 1) / 2;
-            let nfs = half + (u64::from_le_bytes(r) % (half / 2));
+            // NFS in [2^46, 2^46 + 2^45): 2^45 nonces stay above the highest start.
+            let half = (MAX_NONCE >> 1) + 1;
+            let nfs = half + (u64::from_le_bytes(r) % (half >> 1));
             NonceStore::provision(hal, 0, nfs, 0).ok()?;
             Some("RAM, random start")
         }
@@ -144,7 +145,13 @@ fn main() {
     ];
     let mut device = match nonces {
         Some(_) => {
-            match Dev::new(&KEY, Vm::new(VmConfig::default()), &mut dev_table, cfg, &mut hal) {
+            match Dev::new(
+                &KEY,
+                Vm::new(VmConfig::default()),
+                &mut dev_table,
+                cfg,
+                &mut hal,
+            ) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     say!("zepto-service: network side off: {e:?}");
@@ -268,7 +275,10 @@ fn run(
                 let slot = req.client.get() as usize;
                 let op = req.with_buffer(|buf| buf.first().copied());
                 let st = req.with_buffer(|buf| svc.handle(slot, buf, hal));
-                say!("zepto-service: client {slot} op {op:?} ({} B) -> {st:?}", req.len());
+                say!(
+                    "zepto-service: client {slot} op {op:?} ({} B) -> {st:?}",
+                    req.len()
+                );
                 if let Some(w) = waiting.get_mut(slot) {
                     *w = None;
                 }
