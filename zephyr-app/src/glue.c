@@ -8,13 +8,30 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <zephyr/device.h>
 #include <zephyr/devicetree.h>
 #include <zephyr/kernel.h>
 #include <zephyr/random/random.h>
+#include <zephyr/sys/util.h>
 #if defined(CONFIG_WATCHDOG)
 #include <zephyr/drivers/watchdog.h>
+#endif
+#if defined(CONFIG_GPIO)
+#include <zephyr/drivers/gpio.h>
+#endif
+#if defined(CONFIG_ZEPTO_STORAGE_NVS)
+#include <zephyr/drivers/flash.h>
+#include <zephyr/fs/nvs.h>
+#include <zephyr/storage/flash_map.h>
+#endif
+#if defined(CONFIG_ZEPTO_STORAGE_SEMIHOST)
+#include <zephyr/arch/common/semihost.h>
+#endif
+#if defined(CONFIG_PM)
+#include <zephyr/pm/pm.h>
+#include <zephyr/pm/policy.h>
 #endif
 
 #if !DT_HAS_CHOSEN(zepto_uart)
@@ -84,5 +101,381 @@ int zepto_watchdog_start(uint32_t timeout_ms)
 
 void zepto_watchdog_feed(void)
 {
+}
+#endif
+
+/*
+ * Pump wake-up: one semaphore (limit 1) that the UART receive interrupt, GPIO pin
+ * interrupts, local clients and the PM notifier give, and the pump thread takes with
+ * the timeout its next wait needs. Statically initialised, so any context may give
+ * it at any time, also before the pump thread runs.
+ */
+K_SEM_DEFINE(zepto_wake_sem, 0, 1);
+
+void zepto_wake_give(void)
+{
+	k_sem_give(&zepto_wake_sem);
+}
+
+/* Waits for a wake-up: 0, or -EAGAIN at the timeout (ms < 0 waits forever). */
+int zepto_wake_take(int32_t ms)
+{
+	return k_sem_take(&zepto_wake_sem, ms < 0 ? K_FOREVER : K_MSEC(ms));
+}
+
+/*
+ * Zepto pins: the GPIOs listed in the `zepto-gpios` property of the devicetree's
+ * /zephyr,user node, in order (Zepto pin 0 = first entry). Boards without it have
+ * no pins: every pin access fails with -ENOTSUP.
+ */
+#if defined(CONFIG_GPIO) && DT_NODE_HAS_PROP(DT_PATH(zephyr_user), zepto_gpios)
+#define ZEPTO_PIN_SPEC(node, prop, idx) GPIO_DT_SPEC_GET_BY_IDX(node, prop, idx)
+static const struct gpio_dt_spec zepto_pins[] = {
+	DT_FOREACH_PROP_ELEM_SEP(DT_PATH(zephyr_user), zepto_gpios, ZEPTO_PIN_SPEC, (,))
+};
+#define ZEPTO_NPINS ARRAY_SIZE(zepto_pins)
+static bool zepto_pin_is_output[ZEPTO_NPINS];
+static struct gpio_callback zepto_pin_cb[ZEPTO_NPINS];
+
+static void zepto_pin_changed(const struct device *port, struct gpio_callback *cb,
+			      gpio_port_pins_t pins)
+{
+	ARG_UNUSED(port);
+	ARG_UNUSED(cb);
+	ARG_UNUSED(pins);
+	k_sem_give(&zepto_wake_sem);
+}
+
+/* Configures every pin as an input that wakes the pump on any edge; returns the
+ * number of pins.
+ */
+int zepto_pins_init(void)
+{
+	for (size_t i = 0; i < ZEPTO_NPINS; i++) {
+		const struct gpio_dt_spec *p = &zepto_pins[i];
+
+		if (!gpio_is_ready_dt(p) || gpio_pin_configure_dt(p, GPIO_INPUT) != 0) {
+			continue;
+		}
+		gpio_init_callback(&zepto_pin_cb[i], zepto_pin_changed, BIT(p->pin));
+		if (gpio_add_callback_dt(p, &zepto_pin_cb[i]) == 0) {
+			(void)gpio_pin_interrupt_configure_dt(p, GPIO_INT_EDGE_BOTH);
+		}
+	}
+	return (int)ZEPTO_NPINS;
+}
+
+int zepto_pin_read(uint8_t pin)
+{
+	if (pin >= ZEPTO_NPINS) {
+		return -ENOTSUP;
+	}
+	return gpio_pin_get_dt(&zepto_pins[pin]);
+}
+
+int zepto_pin_write(uint8_t pin, int value)
+{
+	if (pin >= ZEPTO_NPINS) {
+		return -ENOTSUP;
+	}
+	if (!zepto_pin_is_output[pin]) {
+		int err = gpio_pin_configure_dt(&zepto_pins[pin], GPIO_OUTPUT | GPIO_INPUT);
+
+		if (err != 0) {
+			return err;
+		}
+		zepto_pin_is_output[pin] = true;
+	}
+	return gpio_pin_set_dt(&zepto_pins[pin], value);
+}
+#else
+int zepto_pins_init(void)
+{
+	return 0;
+}
+
+int zepto_pin_read(uint8_t pin)
+{
+	ARG_UNUSED(pin);
+	return -ENOTSUP;
+}
+
+int zepto_pin_write(uint8_t pin, int value)
+{
+	ARG_UNUSED(pin);
+	ARG_UNUSED(value);
+	return -ENOTSUP;
+}
+#endif
+
+/*
+ * Nonce storage: a small byte array (a few granules of ZEPTO_GRANULE bytes) kept in
+ *  - NVS on the devicetree's `storage_partition` (CONFIG_ZEPTO_STORAGE_NVS), one NVS
+ *    entry per granule, so each granule write is atomic and wear-levelled; or
+ *  - a host file through ARM semihosting (CONFIG_ZEPTO_STORAGE_SEMIHOST: QEMU with
+ *    `-semihosting-config enable=on,target=native`); or
+ *  - nothing: zepto_storage_open() fails and the network device does not start.
+ * Bytes never written read as 0xFF (erased flash).
+ */
+#define ZEPTO_GRANULE 16
+#define ZEPTO_STORAGE_SIZE (4 * ZEPTO_GRANULE)
+
+#if defined(CONFIG_ZEPTO_STORAGE_NVS)
+#define ZEPTO_NVS_ID_BASE 0x5a00
+static struct nvs_fs zepto_nvs;
+
+static int storage_backend_open(void)
+{
+	struct flash_pages_info info;
+	int err;
+
+	zepto_nvs.flash_device = FIXED_PARTITION_DEVICE(storage_partition);
+	if (!device_is_ready(zepto_nvs.flash_device)) {
+		return -ENODEV;
+	}
+	zepto_nvs.offset = FIXED_PARTITION_OFFSET(storage_partition);
+	err = flash_get_page_info_by_offs(zepto_nvs.flash_device, zepto_nvs.offset, &info);
+	if (err != 0) {
+		return err;
+	}
+	zepto_nvs.sector_size = info.size;
+	zepto_nvs.sector_count = MIN(FIXED_PARTITION_SIZE(storage_partition) / info.size, 8);
+	if (zepto_nvs.sector_count < 2) {
+		return -ENOSPC;
+	}
+	err = nvs_mount(&zepto_nvs);
+	return err == 0 ? 1 : err;
+}
+
+static int granule_read(size_t g, uint8_t *buf)
+{
+	ssize_t n = nvs_read(&zepto_nvs, ZEPTO_NVS_ID_BASE + g, buf, ZEPTO_GRANULE);
+
+	if (n == -ENOENT) {
+		memset(buf, 0xff, ZEPTO_GRANULE);
+		return 0;
+	}
+	return n == ZEPTO_GRANULE ? 0 : -EIO;
+}
+
+static int granule_write(size_t g, const uint8_t *buf)
+{
+	ssize_t n = nvs_write(&zepto_nvs, ZEPTO_NVS_ID_BASE + g, buf, ZEPTO_GRANULE);
+
+	/* 0: the entry already held these bytes. */
+	return (n == ZEPTO_GRANULE || n == 0) ? 0 : -EIO;
+}
+#elif defined(CONFIG_ZEPTO_STORAGE_SEMIHOST)
+static long zepto_semihost_fd = -1;
+
+static int storage_backend_open(void)
+{
+	zepto_semihost_fd = semihost_open(CONFIG_ZEPTO_STORAGE_SEMIHOST_FILE,
+					  SEMIHOST_OPEN_RB_PLUS);
+	if (zepto_semihost_fd < 0) {
+		/* First start: create the file. */
+		zepto_semihost_fd = semihost_open(CONFIG_ZEPTO_STORAGE_SEMIHOST_FILE,
+						  SEMIHOST_OPEN_WB_PLUS);
+	}
+	return zepto_semihost_fd < 0 ? -EIO : 2;
+}
+
+static int granule_read(size_t g, uint8_t *buf)
+{
+	long len = semihost_flen(zepto_semihost_fd);
+	long off = (long)(g * ZEPTO_GRANULE);
+
+	memset(buf, 0xff, ZEPTO_GRANULE);
+	if (len < off + ZEPTO_GRANULE) {
+		return 0;
+	}
+	if (semihost_seek(zepto_semihost_fd, off) != 0) {
+		return -EIO;
+	}
+	return semihost_read(zepto_semihost_fd, buf, ZEPTO_GRANULE) == ZEPTO_GRANULE ? 0 : -EIO;
+}
+
+static int granule_write(size_t g, const uint8_t *buf)
+{
+	long len = semihost_flen(zepto_semihost_fd);
+	long off = (long)(g * ZEPTO_GRANULE);
+	static const uint8_t erased[ZEPTO_GRANULE] = {
+		[0 ... ZEPTO_GRANULE - 1] = 0xff,
+	};
+
+	if (len < 0) {
+		return -EIO;
+	}
+	/* Fill a gap before this granule with erased bytes. */
+	for (; len < off; len += ZEPTO_GRANULE) {
+		if (semihost_seek(zepto_semihost_fd, len) != 0 ||
+		    semihost_write(zepto_semihost_fd, erased, ZEPTO_GRANULE) != 0) {
+			return -EIO;
+		}
+	}
+	if (semihost_seek(zepto_semihost_fd, off) != 0) {
+		return -EIO;
+	}
+	return semihost_write(zepto_semihost_fd, buf, ZEPTO_GRANULE) == 0 ? 0 : -EIO;
+}
+#else
+static int storage_backend_open(void)
+{
+	return -ENOTSUP;
+}
+
+static int granule_read(size_t g, uint8_t *buf)
+{
+	ARG_UNUSED(g);
+	ARG_UNUSED(buf);
+	return -ENOTSUP;
+}
+
+static int granule_write(size_t g, const uint8_t *buf)
+{
+	ARG_UNUSED(g);
+	ARG_UNUSED(buf);
+	return -ENOTSUP;
+}
+#endif
+
+static bool zepto_storage_ok;
+
+/*
+ * Opens the storage: 1 = NVS, 2 = semihosting file, or a negative errno (no
+ * storage). *size and *granule get its size and write granularity.
+ */
+int zepto_storage_open(size_t *size, size_t *granule)
+{
+	int kind = storage_backend_open();
+
+	zepto_storage_ok = kind > 0;
+	*size = zepto_storage_ok ? ZEPTO_STORAGE_SIZE : 0;
+	*granule = ZEPTO_GRANULE;
+	return kind;
+}
+
+static int storage_access(size_t addr, uint8_t *rd, const uint8_t *wr, size_t len)
+{
+	uint8_t g[ZEPTO_GRANULE];
+
+	if (!zepto_storage_ok) {
+		return -ENOTSUP;
+	}
+	if (addr > ZEPTO_STORAGE_SIZE || len > ZEPTO_STORAGE_SIZE - addr) {
+		return -EINVAL;
+	}
+	while (len > 0) {
+		size_t idx = addr / ZEPTO_GRANULE;
+		size_t in = addr % ZEPTO_GRANULE;
+		size_t n = MIN(len, ZEPTO_GRANULE - in);
+		int err = granule_read(idx, g);
+
+		if (err != 0) {
+			return err;
+		}
+		if (rd != NULL) {
+			memcpy(rd, g + in, n);
+			rd += n;
+		} else {
+			memcpy(g + in, wr, n);
+			err = granule_write(idx, g);
+			if (err != 0) {
+				return err;
+			}
+			wr += n;
+		}
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int zepto_storage_read(size_t addr, uint8_t *buf, size_t len)
+{
+	return storage_access(addr, buf, NULL, len);
+}
+
+/* Writes go straight to the medium (NVS entry or host file): flush has nothing to do. */
+int zepto_storage_write(size_t addr, const uint8_t *data, size_t len)
+{
+	return storage_access(addr, NULL, data, len);
+}
+
+/*
+ * Power management. While the pump works (a frame is being received, a program
+ * runs) it holds a policy lock on the deep states, so the PM subsystem does not
+ * suspend the SoC under it; it releases the lock when it goes to sleep (idle, or a
+ * program waiting in SLEEP / MCUSLEEP). A notifier asks the pump to checkpoint its
+ * nonces when the SoC enters a state that may lose power. Without CONFIG_PM these
+ * are no-ops.
+ */
+#if defined(CONFIG_PM)
+static const enum pm_state zepto_locked_states[] = {
+	PM_STATE_SUSPEND_TO_IDLE, PM_STATE_STANDBY, PM_STATE_SUSPEND_TO_RAM,
+	PM_STATE_SUSPEND_TO_DISK, PM_STATE_SOFT_OFF,
+};
+static bool zepto_pm_held;
+static atomic_t zepto_checkpoint_req;
+
+void zepto_pm_hold(bool hold)
+{
+	if (hold == zepto_pm_held) {
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(zepto_locked_states); i++) {
+		if (hold) {
+			pm_policy_state_lock_get(zepto_locked_states[i], PM_ALL_SUBSTATES);
+		} else {
+			pm_policy_state_lock_put(zepto_locked_states[i], PM_ALL_SUBSTATES);
+		}
+	}
+	zepto_pm_held = hold;
+}
+
+static void zepto_pm_entry(enum pm_state state)
+{
+	if (state != PM_STATE_ACTIVE && state != PM_STATE_RUNTIME_IDLE) {
+		atomic_set(&zepto_checkpoint_req, 1);
+		k_sem_give(&zepto_wake_sem);
+	}
+}
+
+static struct pm_notifier zepto_pm_notifier = {
+	.state_entry = zepto_pm_entry,
+};
+
+void zepto_pm_init(void)
+{
+	pm_notifier_register(&zepto_pm_notifier);
+}
+
+bool zepto_pm_checkpoint_requested(void)
+{
+	return atomic_clear(&zepto_checkpoint_req) != 0;
+}
+
+bool zepto_pm_enabled(void)
+{
+	return true;
+}
+#else
+void zepto_pm_hold(bool hold)
+{
+	ARG_UNUSED(hold);
+}
+
+void zepto_pm_init(void)
+{
+}
+
+bool zepto_pm_checkpoint_requested(void)
+{
+	return false;
+}
+
+bool zepto_pm_enabled(void)
+{
+	return false;
 }
 #endif

@@ -3,15 +3,20 @@
 //! * [`uart`]: the UART chosen as `zepto,uart` in the devicetree: interrupt-driven
 //!   receive into a ring buffer that wakes the pump thread through a semaphore (or a
 //!   poll thread on drivers without an interrupt API), polled transmit;
-//! * [`hal`]: zepto-kernel's HAL traits on Zephyr (clock, waiter, random, watchdog,
-//!   storage placeholder);
-//! * [`pump`]: the pump thread's body, [`pump::zepto_main_pump`].
+//! * [`hal`]: zepto-kernel's HAL traits on Zephyr (clock, waiter, SADLP packet bus,
+//!   nonce storage, pins, random, watchdog, transceiver, MCU sleep);
+//! * [`pump`]: the pump thread's body, [`pump::zepto_main_pump`]: the network device
+//!   and the local service;
+//! * [`service`]: local clients (other threads) and the Rust client API;
+//! * [`pm`]: power management hooks.
 #![no_std]
 // Zephyr's Kconfig options appear as `cfg(CONFIG_...)`; which exist depends on the build.
 #![allow(unexpected_cfgs)]
 
 pub mod hal;
+pub mod pm;
 pub mod pump;
+pub mod service;
 pub mod uart;
 
 use core::ffi::c_int;

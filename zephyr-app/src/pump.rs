@@ -1,96 +1,219 @@
-//! The pump thread's body.
+//! The pump thread's body: the Zepto device (SADLP on the packet UART, SASP, SAGDP,
+//! SACCP, Zepto VM: [`Device::poll`]) and the local service, driven by one wake
+//! semaphore with no busy waiting.
 //!
-//! [`zepto_main_pump`] is where the Zepto main pump (zepto-os.rst "Main Loop": SADLP
-//! framing, SASP, SAGDP, SACCP and the Zepto VM over one heap handle) runs on Zephyr.
-//! Until that pump is in zepto-kernel, it runs [`echo_pump`], which proves the
-//! receive path (interrupt, ring, semaphore, thread) and the transmit path: every
-//! frame received on the packet UART is sent back unchanged.
+//! Each round: take the PM policy lock, handle what is due (a received packet, a VM
+//! whose wait ended, SAGDP's resend timer, local client requests), then release the
+//! lock unless a frame is half received, and sleep on the semaphore until the earliest
+//! of what the device and the service wait for. The UART receive interrupt, GPIO pin
+//! interrupts, local clients and the PM notifier give the semaphore.
 
-use heapless::Vec;
 use zephyr::kconfig;
 use zephyr::printkln;
-use zepto_kernel::hal::{Clock, Random, Waiter, WaitingFor, Watchdog};
+use zepto_kernel::hal::{Clock, Random, Waiter, WaitingFor, WakeReason};
+use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
+use zepto_kernel::pump::{self, Device, DeviceConfig, Event};
+use zepto_kernel::sasp::DefaultCipher;
+use zepto_kernel::service::Service;
+use zepto_kernel::vm::VmConfig;
+use zepto_kernel::Error;
 
-use crate::hal::ZephyrHal;
+use crate::hal::{StorageKind, ZephyrHal, MAX_PACKET};
+use crate::pm;
+use crate::service::LocalService;
 
-/// Frame delimiter on the packet UART (SADLP byte framing: `0x00 | COBS(...) | 0x00`).
-const DELIMITER: u8 = 0x00;
+/// The configured VM level (`CONFIG_ZEPTO_VM_LEVEL_*`).
+#[cfg(CONFIG_ZEPTO_VM_LEVEL_ONE)]
+type AppVm = zepto_kernel::vm::VmOne;
+/// The configured VM level (`CONFIG_ZEPTO_VM_LEVEL_*`).
+#[cfg(CONFIG_ZEPTO_VM_LEVEL_TINY)]
+type AppVm = zepto_kernel::vm::VmTiny<8>;
+/// The configured VM level (`CONFIG_ZEPTO_VM_LEVEL_*`).
+#[cfg(CONFIG_ZEPTO_VM_LEVEL_SMALL)]
+type AppVm = zepto_kernel::vm::VmSmall<8, 16>;
+/// The configured VM level (`CONFIG_ZEPTO_VM_LEVEL_*`).
+#[cfg(CONFIG_ZEPTO_VM_LEVEL_MEDIUM)]
+type AppVm = zepto_kernel::vm::VmMedium<8, 16, 2>;
 
-/// Largest packet (`CONFIG_ZEPTO_MAX_PACKET_SIZE`).
-const MAX_PACKET: usize = kconfig::CONFIG_ZEPTO_MAX_PACKET_SIZE as usize;
+/// Zepto Heap of the network device (`CONFIG_ZEPTO_HEAP_SIZE`).
+const HEAP: usize = kconfig::CONFIG_ZEPTO_HEAP_SIZE as usize;
+/// Longest pause inside a frame before its start is given up (ms).
+const FRAME_GAP_MS: u32 = 500;
 
-/// Largest frame body between delimiters: COBS of the packet and its 2-byte CRC.
-const MAX_FRAME: usize = {
-    let n = MAX_PACKET + 2;
-    n + n / 254 + 1
-};
+/// Heap handles: the pump's four plus two PARALLEL pseudo-threads.
+const HANDLES: usize = 6;
 
-/// How long the pump sleeps when nothing happens (it still feeds the watchdog).
-const IDLE_WAIT_MS: u32 = 1000;
+fn vm_config() -> VmConfig {
+    VmConfig {
+        budget: 256,
+        guaranteed_payload: 64,
+        max_reply_buffer: (MAX_PACKET as u16).min(256),
+    }
+}
 
-/// Runs the device: the Zepto main pump goes here. Never returns.
+/// Parses `CONFIG_ZEPTO_KEY` (32 hex digits).
+fn key() -> Option<[u8; 16]> {
+    let hex = kconfig::CONFIG_ZEPTO_KEY.as_bytes();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (k, pair) in key.iter_mut().zip(hex.chunks(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        let (Some(hi), Some(lo)) = (digit(*pair.first()?), digit(*pair.get(1)?)) else {
+            return None;
+        };
+        *k = (hi * 16 + lo) as u8;
+    }
+    Some(key)
+}
+
+/// Opens the network device: its nonces must be in persistent storage. A blank
+/// storage (a new device) is provisioned first; a damaged one is left alone.
+fn open_device<'t, 'p>(
+    key: &[u8; 16],
+    table: &'t mut [Bodypart<'p>],
+    hal: &mut ZephyrHal,
+) -> Result<Device<'t, 'p, AppVm, DefaultCipher, HEAP, HANDLES>, Error> {
+    let cfg = DeviceConfig {
+        mtu: MAX_PACKET as u16,
+        ..DeviceConfig::default()
+    };
+    if hal.storage_kind() == StorageKind::None {
+        return Err(Error::Unsupported);
+    }
+    if hal.storage_blank() {
+        printkln!("zepto: blank nonce storage: provisioning a new device");
+        pump::provision(hal, &cfg)?;
+    }
+    Device::new(key, AppVm::new(vm_config()), table, cfg, hal)
+}
+
+fn log_events(events: &[Event]) {
+    for e in events {
+        match e {
+            Event::Received(n) => printkln!("zepto: bus <- {} bytes", n),
+            Event::ProgramStarted(n) => printkln!("zepto: VM start, program {} bytes", n),
+            Event::VmWaiting(w) => printkln!("zepto: VM waits {:?} ms", w.timeout_ms),
+            Event::VmDone(None) => printkln!("zepto: VM done"),
+            Event::VmDone(Some(c)) => printkln!("zepto: VM exception {}", c),
+            Event::Sent(n) => printkln!("zepto: bus -> {} bytes", n),
+            Event::Dropped(e) => printkln!("zepto: packet dropped ({:?})", e),
+            Event::Reinit => printkln!("zepto: stack re-initialised"),
+            Event::Up(..) => {}
+        }
+    }
+}
+
+/// Runs the device and the local service. Never returns.
 pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
     let mut seed = [0u8; 4];
-    let random = match hal.random.fill_random(&mut seed) {
+    let random = match hal.fill_random(&mut seed) {
         Ok(()) => "yes",
         Err(_) => "no",
     };
     printkln!(
-        "zepto: pump running (t={} ms, random source: {}, watchdog: {})",
-        hal.clock.now_ms(),
+        "zepto: pump running (t={} ms, random source: {}, watchdog: {}, nonce storage: {}, pins: {}, PM hooks: {})",
+        hal.now_ms(),
         random,
-        if hal.watchdog.is_armed() {
-            "armed"
-        } else {
-            "none"
-        },
+        if hal.watchdog_armed() { "armed" } else { "none" },
+        hal.storage_kind().name(),
+        hal.pin_count(),
+        if pm::enabled() { "on" } else { "off (no CONFIG_PM)" },
     );
-    echo_pump(hal)
-}
 
-/// Stand-in pump: echoes every non-empty frame received, delimiters included.
-/// Frames longer than [`MAX_FRAME`] are dropped.
-pub fn echo_pump(hal: &mut ZephyrHal) -> ! {
-    let mut frame: Vec<u8, MAX_FRAME> = Vec::new();
-    let mut overlong = false;
-    let mut echoed: u32 = 0;
-    let mut reported_drops: u32 = 0;
+    // Body parts of the network device: 1 Ping, 2 Echo, 3 simulated sensor, 4 pin 0.
+    let (mut ping, mut echo) = (Ping, Echo);
+    let mut sensor = SimSensor::new(200, 1, 50);
+    let mut pin = DigitalPin { pin: 0 };
+    let mut table = [
+        Bodypart::new(1, &mut ping),
+        Bodypart::new(2, &mut echo),
+        Bodypart::new(3, &mut sensor),
+        Bodypart::new(4, &mut pin),
+    ];
+    // The local service has its own VM and body parts (same kinds).
+    let (mut sping, mut secho) = (Ping, Echo);
+    let mut ssensor = SimSensor::new(100, 10, 50);
+    let mut spin = DigitalPin { pin: 0 };
+    let mut stable = [
+        Bodypart::new(1, &mut sping),
+        Bodypart::new(2, &mut secho),
+        Bodypart::new(3, &mut ssensor),
+        Bodypart::new(4, &mut spin),
+    ];
+
+    let mut device = match key() {
+        None => {
+            printkln!("zepto: CONFIG_ZEPTO_KEY is not 32 hex digits: network device off");
+            None
+        }
+        Some(k) => match open_device(&k, &mut table, hal) {
+            Ok(d) => {
+                printkln!("zepto: device ready on the zepto,uart (SADLP, SASP)");
+                Some(d)
+            }
+            Err(Error::Unsupported) => {
+                printkln!("zepto: no persistent nonce storage: network device off (local service only)");
+                None
+            }
+            Err(e) => {
+                printkln!("zepto: device start failed ({:?}): network device off", e);
+                None
+            }
+        },
+    };
+    let mut local = match Service::new(AppVm::new(vm_config()), &mut stable, hal) {
+        Ok(s) => Some(LocalService::new(s)),
+        Err(e) => {
+            printkln!("zepto: local service start failed ({:?})", e);
+            None
+        }
+    };
+    pm::init();
+
+    let mut moved_since_checkpoint = false;
     loop {
-        hal.watchdog.feed();
-        let _ = hal.waiter.wait_for(&WaitingFor::time(IDLE_WAIT_MS));
-        let mut chunk = [0u8; 32];
-        loop {
-            let n = hal.port.read(&mut chunk);
-            if n == 0 {
-                break;
+        pm::hold(true);
+        let mut wait = WaitingFor::default();
+        if let Some(dev) = device.as_mut() {
+            if pm::checkpoint_requested() {
+                match dev.checkpoint(hal) {
+                    Ok(()) => printkln!("zepto: nonces checkpointed (PM suspend)"),
+                    Err(e) => printkln!("zepto: nonce checkpoint failed ({:?})", e),
+                }
+                moved_since_checkpoint = false;
             }
-            for &b in chunk.iter().take(n) {
-                if b != DELIMITER {
-                    overlong |= frame.push(b).is_err();
-                    continue;
-                }
-                if overlong {
-                    printkln!("zepto: dropped an over-long frame");
-                } else if !frame.is_empty() {
-                    hal.port.write(&[DELIMITER]);
-                    hal.port.write(&frame);
-                    hal.port.write(&[DELIMITER]);
-                    echoed = echoed.wrapping_add(1);
-                    printkln!(
-                        "zepto: echoed frame #{} ({} bytes) at {} ms",
-                        echoed,
-                        frame.len(),
-                        hal.clock.now_ms()
-                    );
-                }
-                frame.clear();
-                overlong = false;
+            let before = (dev.stats().packets_in, dev.stats().packets_out);
+            wait = dev.poll(hal);
+            log_events(dev.events());
+            moved_since_checkpoint |= before != (dev.stats().packets_in, dev.stats().packets_out);
+        }
+        if let Some(svc) = local.as_mut() {
+            if let Some(w) = svc.poll(hal) {
+                wait = wait.merge(&w);
             }
         }
-        let dropped = crate::uart::rx_dropped();
-        if dropped != reported_drops {
-            printkln!("zepto: {} received bytes dropped (ring full)", dropped);
-            reported_drops = dropped;
+        if hal.mid_frame() {
+            // More bytes are queued or a frame is half received: keep the lock, and
+            // poll again at once if bytes are waiting (the waiter returns early). A
+            // frame whose rest does not come within FRAME_GAP_MS is given up.
+            let gap = wait.merge(&WaitingFor::time(FRAME_GAP_MS));
+            if hal.wait_for(&gap) == WakeReason::Timeout {
+                hal.abandon_partial_frame();
+            }
+            continue;
         }
+        if pm::enabled() && moved_since_checkpoint {
+            // The SoC may suspend (and lose RAM) once the lock goes: make the nonces
+            // exact in storage first, so the next start needs no resynchronisation.
+            if let Some(dev) = device.as_mut() {
+                if dev.checkpoint(hal).is_ok() {
+                    moved_since_checkpoint = false;
+                }
+            }
+        }
+        pm::hold(false);
+        let _ = hal.wait_for(&wait);
     }
 }

@@ -1,9 +1,9 @@
 //! The UART that carries Zepto packets: the devicetree node chosen as `zepto,uart`.
 //!
 //! Receive: with `CONFIG_UART_INTERRUPT_DRIVEN` the UART interrupt handler moves the
-//! received bytes into a ring buffer and gives [`RX_SIGNAL`]; without it (drivers with
-//! no interrupt API) a poll thread does the same every
-//! `CONFIG_ZEPTO_UART_POLL_INTERVAL_MS`. The pump thread sleeps on [`RX_SIGNAL`] and
+//! received bytes into a ring buffer and gives the pump's wake semaphore (glue.c);
+//! without it (drivers with no interrupt API) a poll thread does the same every
+//! `CONFIG_ZEPTO_UART_POLL_INTERVAL_MS`. The pump thread sleeps on that semaphore and
 //! drains the ring with [`UartPort::read`]. Transmit is polled.
 //!
 //! The port moves bytes only; frames (SADLP) are found in the byte stream above it.
@@ -17,7 +17,6 @@ use critical_section::Mutex;
 use heapless::Deque;
 use zephyr::kconfig;
 use zephyr::raw::device;
-use zephyr::sys::sync::Semaphore;
 
 /// Capacity of the receive ring (`CONFIG_ZEPTO_UART_RX_RING_SIZE`).
 const RING_SIZE: usize = kconfig::CONFIG_ZEPTO_UART_RX_RING_SIZE as usize;
@@ -26,16 +25,14 @@ const RING_SIZE: usize = kconfig::CONFIG_ZEPTO_UART_RX_RING_SIZE as usize;
 /// context, drained by the pump thread.
 static RX_RING: Mutex<RefCell<Deque<u8, RING_SIZE>>> = Mutex::new(RefCell::new(Deque::new()));
 
-/// Given whenever bytes were added to the ring; the pump thread waits on it.
-/// Its limit is 1: one give wakes the pump, which then drains everything queued.
-pub static RX_SIGNAL: Semaphore = Semaphore::new(0, 1);
-
 /// Bytes dropped because the ring was full.
 static RX_DROPPED: AtomicU32 = AtomicU32::new(0);
 
 extern "C" {
     /// The `zepto,uart` device if its driver is ready, else NULL (glue.c).
     fn zepto_uart_device() -> *const device;
+    /// Gives the pump's wake semaphore (limit 1); callable from interrupts (glue.c).
+    fn zepto_wake_give();
 }
 
 /// Appends received bytes to the ring (interrupt or poll-thread context), counting
@@ -57,7 +54,8 @@ fn push_received(bytes: &[u8]) {
             Ordering::Relaxed,
         );
     }
-    RX_SIGNAL.give();
+    // SAFETY: plain call into glue.c; k_sem_give may be called from an ISR.
+    unsafe { zepto_wake_give() };
 }
 
 /// True if received bytes are waiting in the ring.
@@ -84,9 +82,6 @@ impl UartPort {
         if dev.is_null() {
             return None;
         }
-        // Initialise the semaphore's kernel object now, in thread context, before an
-        // interrupt can give it.
-        let _ = RX_SIGNAL.count_get();
         start_receive(dev);
         Some(UartPort { dev })
     }

@@ -1,0 +1,93 @@
+/*
+ * SPDX-License-Identifier: BSD-3-Clause
+ *
+ * Example local client (CONFIG_ZEPTO_CLIENT_EXAMPLE): a thread that uses the Zepto
+ * service through include/zepto/service.h. It loads a program, executes it several
+ * times, runs a program that sleeps (its call waits until the VM resumes), sends one
+ * bad request, and logs every round trip with its duration.
+ */
+#include <zephyr/kernel.h>
+#include <zephyr/sys/printk.h>
+
+#include <zepto/service.h>
+
+#define SLOT CONFIG_ZEPTO_CLIENT_EXAMPLE_SLOT
+
+/* EXEC 2 "68656c6c6f": the Echo body part replies "hello". */
+static const uint8_t echo_hello[] = {0x02, 0x04, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f};
+/* EXEC 3 "" twice: two measurements of the simulated sensor (it waits 50 ms each). */
+static const uint8_t sensor_twice[] = {0x02, 0x06, 0x00, 0x02, 0x06, 0x00};
+/* SLEEP 200; EXEC 1 "": wait 200 ms in the VM, then Ping. */
+static const uint8_t sleep_ping[] = {0x04, 0xc8, 0x00, 0x02, 0x02, 0x00};
+/* EXEC 9 "": no body part 9, a VM exception (UNKNOWNBODYPART). */
+static const uint8_t no_such_part[] = {0x02, 0x12, 0x00};
+
+static void show(const char *what, int rc, const struct zepto_reply *r, const uint8_t *data,
+		 int64_t t0)
+{
+	int64_t ms = k_uptime_get() - t0;
+
+	if (rc != 0) {
+		printk("client: %-22s -> error %d after %lld ms\n", what, rc, ms);
+		return;
+	}
+	printk("client: %-22s -> status %u detail %u, %u data bytes:", what, r->status,
+	       r->detail, r->full_len);
+	for (uint16_t i = 0; i < r->len; i++) {
+		printk(" %02x", data[i]);
+	}
+	printk(" (%lld ms)\n", ms);
+}
+
+static void client_main(void *a, void *b, void *c)
+{
+	ARG_UNUSED(a);
+	ARG_UNUSED(b);
+	ARG_UNUSED(c);
+	struct zepto_reply r;
+	uint8_t data[32];
+	int64_t t0;
+	int rc;
+
+	/* Let the pump start first. */
+	k_sleep(K_MSEC(500));
+	printk("client: slot %d, service calls with a 2 s timeout\n", SLOT);
+
+	t0 = k_uptime_get();
+	rc = zepto_service_load(SLOT, echo_hello, sizeof(echo_hello), &r, K_SECONDS(2));
+	show("load echo", rc, &r, data, t0);
+	for (int i = 1; i <= 3; i++) {
+		t0 = k_uptime_get();
+		rc = zepto_service_execute(SLOT, data, sizeof(data), &r, K_SECONDS(2));
+		show(i == 1 ? "execute #1" : i == 2 ? "execute #2" : "execute #3", rc, &r,
+		     data, t0);
+	}
+
+	t0 = k_uptime_get();
+	rc = zepto_service_load_execute(SLOT, sensor_twice, sizeof(sensor_twice), data,
+					sizeof(data), &r, K_SECONDS(2));
+	show("load+execute sensor x2", rc, &r, data, t0);
+
+	t0 = k_uptime_get();
+	rc = zepto_service_load_execute(SLOT, sleep_ping, sizeof(sleep_ping), data,
+					sizeof(data), &r, K_SECONDS(2));
+	show("sleep 200 ms + ping", rc, &r, data, t0);
+
+	t0 = k_uptime_get();
+	rc = zepto_service_load_execute(SLOT, no_such_part, sizeof(no_such_part), data,
+					sizeof(data), &r, K_SECONDS(2));
+	show("exec missing part", rc, &r, data, t0);
+
+	/* A bad request: OP 7 does not exist. */
+	t0 = k_uptime_get();
+	rc = zepto_service_call(SLOT, 7, NULL, 0, data, sizeof(data), &r, K_SECONDS(2));
+	show("bad request (op 7)", rc, &r, data, t0);
+
+	/* A slot that does not exist is refused before it reaches the service. */
+	rc = zepto_service_load(CONFIG_ZEPTO_SERVICE_SLOTS, echo_hello, sizeof(echo_hello), &r,
+				K_SECONDS(2));
+	printk("client: slot %d (no such slot) -> %d\n", CONFIG_ZEPTO_SERVICE_SLOTS, rc);
+	printk("client: done\n");
+}
+
+K_THREAD_DEFINE(zepto_client_example, 1024, client_main, NULL, NULL, NULL, 7, 0, 0);
