@@ -203,9 +203,7 @@ impl PacketBus for ZephyrHal {
             let [b] = byte;
             self.partial = b != sadlp::DELIMITER;
             if let Some(packet) = self.decoder.push(b) {
-                let dst = buf
-                    .get_mut(..packet.len())
-                    .ok_or(Error::BufferTooSmall)?;
+                let dst = buf.get_mut(..packet.len()).ok_or(Error::BufferTooSmall)?;
                 dst.copy_from_slice(packet);
                 return Ok(Some(packet.len()));
             }
@@ -216,7 +214,8 @@ impl PacketBus for ZephyrHal {
     fn send(&mut self, _bus: BusId, packet: &[u8]) -> Result<(), Error> {
         let mut frame = [0u8; FRAME_LEN];
         let n = sadlp::encode(packet, &mut frame)?;
-        self.port.write(frame.get(..n).ok_or(Error::BufferTooSmall)?);
+        self.port
+            .write(frame.get(..n).ok_or(Error::BufferTooSmall)?);
         Ok(())
     }
 }

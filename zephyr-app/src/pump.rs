@@ -148,20 +148,22 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
             printkln!("zepto: CONFIG_ZEPTO_KEY is not 32 hex digits: network device off");
             None
         }
-        Some(k) => match open_device(&k, &mut table, hal) {
-            Ok(d) => {
-                printkln!("zepto: device ready on the zepto,uart (SADLP, SASP)");
-                Some(d)
+        Some(k) => {
+            match open_device(&k, &mut table, hal) {
+                Ok(d) => {
+                    printkln!("zepto: device ready on the zepto,uart (SADLP, SASP)");
+                    Some(d)
+                }
+                Err(Error::Unsupported) => {
+                    printkln!("zepto: no persistent nonce storage: network device off (local service only)");
+                    None
+                }
+                Err(e) => {
+                    printkln!("zepto: device start failed ({:?}): network device off", e);
+                    None
+                }
             }
-            Err(Error::Unsupported) => {
-                printkln!("zepto: no persistent nonce storage: network device off (local service only)");
-                None
-            }
-            Err(e) => {
-                printkln!("zepto: device start failed ({:?}): network device off", e);
-                None
-            }
-        },
+        }
     };
     let mut local = match Service::new(AppVm::new(vm_config()), &mut stable, hal) {
         Ok(s) => Some(LocalService::new(s)),
