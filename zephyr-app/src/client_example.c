@@ -3,8 +3,9 @@
  *
  * Example local client (CONFIG_ZEPTO_CLIENT_EXAMPLE): a thread that uses the Zepto
  * service through include/zepto/service.h. It loads a program, executes it several
- * times, runs a program that sleeps (its call waits until the VM resumes), sends one
- * bad request, and logs every round trip with its duration.
+ * times, runs a program that sleeps (its call waits until the VM resumes), gives up on
+ * one that sleeps longer than its timeout, sends one bad request, and logs every round
+ * trip with its duration.
  */
 #include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
@@ -19,6 +20,8 @@ static const uint8_t echo_hello[] = {0x02, 0x04, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0
 static const uint8_t sensor_twice[] = {0x02, 0x06, 0x00, 0x02, 0x06, 0x00};
 /* SLEEP 200; EXEC 1 "": wait 200 ms in the VM, then Ping. */
 static const uint8_t sleep_ping[] = {0x04, 0xc8, 0x00, 0x02, 0x02, 0x00};
+/* SLEEP 1500; EXEC 1 "": longer than the caller's 500 ms timeout. */
+static const uint8_t long_sleep[] = {0x04, 0xdc, 0x0a, 0x02, 0x02, 0x00};
 /* EXEC 9 "": no body part 9, a VM exception (UNKNOWNBODYPART). */
 static const uint8_t no_such_part[] = {0x02, 0x12, 0x00};
 
@@ -28,10 +31,10 @@ static void show(const char *what, int rc, const struct zepto_reply *r, const ui
 	int64_t ms = k_uptime_get() - t0;
 
 	if (rc != 0) {
-		printk("client: %-22s -> error %d after %lld ms\n", what, rc, ms);
+		printk("client: %-25s -> error %d after %lld ms\n", what, rc, ms);
 		return;
 	}
-	printk("client: %-22s -> status %u detail %u, %u data bytes:", what, r->status,
+	printk("client: %-25s -> status %u detail %u, %u data bytes:", what, r->status,
 	       r->detail, r->full_len);
 	for (uint16_t i = 0; i < r->len; i++) {
 		printk(" %02x", data[i]);
@@ -72,6 +75,12 @@ static void client_main(void *a, void *b, void *c)
 	rc = zepto_service_load_execute(SLOT, sleep_ping, sizeof(sleep_ping), data,
 					sizeof(data), &r, K_SECONDS(2));
 	show("sleep 200 ms + ping", rc, &r, data, t0);
+
+	/* Gives up after 500 ms; the next request on the slot cancels the program. */
+	t0 = k_uptime_get();
+	rc = zepto_service_load_execute(SLOT, long_sleep, sizeof(long_sleep), data,
+					sizeof(data), &r, K_MSEC(500));
+	show("sleep 1500 ms, 500 ms tmo", rc, &r, data, t0);
 
 	t0 = k_uptime_get();
 	rc = zepto_service_load_execute(SLOT, no_such_part, sizeof(no_such_part), data,
