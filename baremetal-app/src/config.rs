@@ -24,8 +24,10 @@ pub const HANDLES: usize = 4;
 pub const HANDLES: usize = 6;
 
 /// Reply stack frames, expression stack entries and pseudo-threads of the VM.
+#[allow(dead_code)]
 pub const REPLY_STACK: usize = 4;
 /// See above.
+#[allow(dead_code)]
 pub const EXPR_STACK: usize = 4;
 /// See above.
 #[allow(dead_code)]

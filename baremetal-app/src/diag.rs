@@ -4,8 +4,10 @@
 //! RAM) with `0xCCCC_CCCC` at reset (`paint-stack` feature); the deepest word no
 //! longer holding the paint marks the stack's high-water mark.
 //!
-//! Command: ignored. Reply (three little-endian u16): peak stack bytes since reset,
-//! bytes of `.data` + `.bss`, Zepto Heap arena bytes.
+//! Command: ignored. Reply (four little-endian u16): peak stack bytes since reset,
+//! bytes of `.data` + `.bss`, Zepto Heap arena bytes, bytes of the device object
+//! (all protocol, VM and heap state; it lives in `main`'s stack frame, so the peak
+//! stack includes it).
 
 use zepto_kernel::heap::{Handle, HeapOps, Parser};
 use zepto_kernel::plugins::PluginFault;
@@ -40,13 +42,15 @@ pub fn static_ram() -> usize {
     core::ptr::addr_of!(_stack_end) as usize - core::ptr::addr_of!(__sdata) as usize
 }
 
-/// The diagnostics plugin.
-pub struct Diag;
+/// The diagnostics plugin, configured with the size of the device object.
+pub struct Diag {
+    state_bytes: u16,
+}
 
 impl Diag {
     /// The plugin.
-    pub const fn new() -> Self {
-        Self
+    pub const fn new(state_bytes: u16) -> Self {
+        Self { state_bytes }
     }
 }
 
@@ -61,6 +65,7 @@ impl Plugin for Diag {
         heap.append_reply_u16(reply, peak_stack() as u16)?;
         heap.append_reply_u16(reply, static_ram() as u16)?;
         heap.append_reply_u16(reply, crate::config::HEAP as u16)?;
+        heap.append_reply_u16(reply, self.state_bytes)?;
         Ok(PluginStep::Done)
     }
 }

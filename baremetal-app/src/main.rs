@@ -45,6 +45,24 @@ const VM_CONFIG: VmConfig = VmConfig {
     max_reply_buffer: (config::MTU - 32) as u16,
 };
 
+/// The device of this build.
+#[cfg(not(feature = "vm-only"))]
+type Dev<'t, 'p> = zepto_kernel::pump::Device<
+    't,
+    'p,
+    config::Vm,
+    zepto_kernel::sasp::DefaultCipher,
+    { config::HEAP },
+    { config::HANDLES },
+>;
+
+/// Bytes of the stack state object (the device with its heap, or the VM and heap).
+#[cfg(not(feature = "vm-only"))]
+const STATE_BYTES: usize = core::mem::size_of::<Dev<'static, 'static>>();
+#[cfg(feature = "vm-only")]
+const STATE_BYTES: usize = core::mem::size_of::<config::Vm>()
+    + core::mem::size_of::<zepto_kernel::heap::Heap<{ config::HEAP }, 2>>();
+
 #[entry]
 fn main() -> ! {
     let p = nrf51_pac::Peripherals::take().unwrap_or_else(|| halt());
@@ -52,7 +70,7 @@ fn main() -> ! {
     board.tx_text(config::NAME.as_bytes());
     let (mut ping, mut echo, mut led) = (Ping, Echo, DigitalPin { pin: 13 });
     let mut sensor = SimSensor::new(100, 1, 10);
-    let mut diag = Diag::new();
+    let mut diag = Diag::new(STATE_BYTES as u16);
     let mut table = [
         Bodypart::new(0, &mut ping),
         Bodypart::new(1, &mut echo),
@@ -72,8 +90,7 @@ fn halt() -> ! {
 #[cfg(not(feature = "vm-only"))]
 fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
     use zepto_kernel::nonce_store::NonceStore;
-    use zepto_kernel::pump::{self, Device, DeviceConfig};
-    use zepto_kernel::sasp::DefaultCipher;
+    use zepto_kernel::pump::{self, DeviceConfig};
 
     let cfg = DeviceConfig {
         bus: 0,
@@ -91,14 +108,7 @@ fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
         }
     }
     let mut dev =
-        Device::<'_, '_, config::Vm, DefaultCipher, { config::HEAP }, { config::HANDLES }>::new(
-            &KEY,
-            config::Vm::new(VM_CONFIG),
-            table,
-            cfg,
-            board,
-        )
-        .unwrap_or_else(|_| halt());
+        Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board).unwrap_or_else(|_| halt());
     dev.run(board)
 }
 

@@ -5,8 +5,8 @@
 //! The test builds nothing: it needs the firmware ELF in `ZEPTO_MICROBIT_ELF` (a
 //! release build of the default VM-Small configuration) and `qemu-system-arm` on the
 //! PATH, and is skipped without them. `baremetal-app/qemu-test.sh` builds the
-//! firmware and runs it. With `--features zepto-kernel/speck` it expects a firmware
-//! built with `--features speck`.
+//! firmware and runs it. With `--features speck-firmware` (which turns on the
+//! kernel's `speck`) it expects a firmware built with `--features speck`.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -21,7 +21,7 @@ use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::insn::Instruction;
 use zepto_kernel::vm::reply;
-use zepto_kernel::vm::{caps, ExceptionCode};
+use zepto_kernel::vm::{caps, ExceptionCode, Level};
 
 const KEY: [u8; 16] = *b"zepto-test-key!!";
 
@@ -162,12 +162,21 @@ fn microbit_firmware_in_qemu() {
         return;
     };
     let (_qemu, mut s, banner) = boot(&elf);
-    let cipher = if banner.contains("speck") {
+    // "zepto micro:bit <vm> <cipher>": any full-stack configuration.
+    let words: Vec<&str> = banner.trim_end().split(' ').collect();
+    assert_eq!(words[..2], ["zepto", "micro:bit"], "banner {banner:?}");
+    let level = match words[2] {
+        "vm-one" => Level::One,
+        "vm-small" => Level::Small,
+        "vm-medium" => Level::Medium,
+        other => panic!("not a full-stack build: {other}"),
+    };
+    let cipher = if cfg!(feature = "speck-firmware") {
         "speck"
     } else {
         "aes"
     };
-    assert_eq!(banner, format!("zepto micro:bit vm-small {cipher}\r\n"));
+    assert_eq!(words[3], cipher, "firmware and client must use one cipher");
 
     // Ping.
     let ping = program(&[Instruction::Exec {
@@ -185,11 +194,12 @@ fn microbit_firmware_in_qemu() {
     assert_eq!(s.frames(&echo), [vec![1, 0, 2, 3, 4, 5, 6, 7]]);
 
     // DEVICECAPS: SACCP_GUARANTEED_PAYLOAD 8 (DEVICE-CAPS-UINT2: 8 << 1 in one
-    // Encoded-Unsigned-Int byte) and ZEPTOVM_LEVEL (VM-Small = 2).
+    // Encoded-Unsigned-Int byte) and ZEPTOVM_LEVEL (VM-One 0, VM-Small 2,
+    // VM-Medium 3).
     let devcaps = program(&[Instruction::DeviceCaps {
         fields: &[caps::SACCP_GUARANTEED_PAYLOAD, caps::LEVEL],
     }]);
-    assert_eq!(s.frames(&devcaps), [vec![16, 2]]);
+    assert_eq!(s.frames(&devcaps), [vec![16, level as u8]]);
 
     // LED matrix row 1 (P0.13): drive high, read back, drive low, read back.
     let led = |cmd: u8| {
@@ -253,11 +263,13 @@ fn microbit_firmware_in_qemu() {
     let d = s.frames(&diag);
     assert_eq!(d.len(), 1);
     let f = &d[0];
-    assert_eq!(f.len(), 6);
+    assert_eq!(f.len(), 8);
     let word = |i: usize| u16::from_le_bytes([f[2 * i], f[2 * i + 1]]);
-    let (stack, statics, heap) = (word(0), word(1), word(2));
-    println!("device RAM: peak stack {stack} B, data+bss {statics} B, heap arena {heap} B");
-    println!("ZEPTO_RAM stack={stack} static={statics} heap={heap}");
+    let (stack, statics, heap, state) = (word(0), word(1), word(2), word(3));
+    println!(
+        "device RAM: peak stack {stack} B (device object {state} B), data+bss {statics} B, heap arena {heap} B"
+    );
+    println!("ZEPTO_RAM stack={stack} static={statics} heap={heap} device={state}");
     // The stack was used (the pump is deeper than a few frames) and stayed inside
     // the 16 KiB of RAM.
     assert!(stack > 256 && usize::from(stack) + usize::from(statics) < 16 * 1024);
