@@ -76,6 +76,10 @@ impl Board {
             timer.tasks_clear.write(|w| w.bits(1));
             timer.tasks_start.write(|w| w.bits(1));
             rng.tasks_start.write(|w| w.bits(1));
+            // Wake-up sources of `wait_for` (interrupts stay masked by PRIMASK).
+            uart.intenset.write(|w| w.bits(1 << 2));
+            timer.intenset.write(|w| w.bits(1 << 17));
+            core::ptr::write_volatile(NVIC_ISER as *mut u32, WAKE_IRQS);
         }
         Self {
             uart,
@@ -233,10 +237,22 @@ impl Clock for Board {
     }
 }
 
+/// NVIC set-enable and clear-pending registers; UART0 is IRQ 2, TIMER0 IRQ 8.
+const NVIC_ISER: usize = 0xE000_E100;
+const NVIC_ICPR: usize = 0xE000_E280;
+const WAKE_IRQS: u32 = (1 << 2) | (1 << 8);
+
+/// Sleeps with WFI until a byte arrives (UART RXDRDY) or the timeout passes (TIMER0
+/// COMPARE[1]). Interrupts stay masked (PRIMASK) for the whole program: a pending
+/// interrupt ends WFI without running a handler. Waits for pins poll instead, as
+/// QEMU does not emulate the GPIOTE block.
 impl Waiter for Board {
     fn wait_for(&mut self, what: &WaitingFor) -> WakeReason {
         let start = self.now_ms();
+        let polling = what.pins().next().is_some();
         loop {
+            // SAFETY: NVIC clear-pending, then arming TIMER0 CC[1] and its event.
+            unsafe { core::ptr::write_volatile(NVIC_ICPR as *mut u32, WAKE_IRQS) };
             if self.uart.events_rxdrdy.read().bits() != 0 {
                 return WakeReason::PacketArrived;
             }
@@ -245,10 +261,21 @@ impl Waiter for Board {
                     return WakeReason::Pin(pin);
                 }
             }
+            let mut left_us = u32::MAX / 2;
             if let Some(t) = what.timeout_ms {
-                if self.now_ms() - start >= u64::from(t) {
+                let gone = self.now_ms() - start;
+                if gone >= u64::from(t) {
                     return WakeReason::Timeout;
                 }
+                left_us = (u64::from(t) - gone)
+                    .saturating_mul(1000)
+                    .min(u64::from(left_us)) as u32;
+            }
+            if !polling {
+                self.timer.events_compare[1].write(|w| unsafe { w.bits(0) });
+                let at = self.ticks().wrapping_add(left_us);
+                self.timer.cc[1].write(|w| unsafe { w.bits(at) });
+                cortex_m::asm::wfi();
             }
         }
     }

@@ -65,6 +65,8 @@ const STATE_BYTES: usize = core::mem::size_of::<config::Vm>()
 
 #[entry]
 fn main() -> ! {
+    // Interrupts stay masked: WFI wakes on a pending interrupt without a handler.
+    cortex_m::interrupt::disable();
     let p = nrf51_pac::Peripherals::take().unwrap_or_else(|| halt());
     let mut board = Board::new(p.UART0, p.TIMER0, p.GPIO, p.NVMC, p.RNG);
     board.tx_text(config::NAME.as_bytes());
