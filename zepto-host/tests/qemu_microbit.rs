@@ -116,6 +116,12 @@ fn boot(elf: &str) -> (Qemu, Session, String) {
             .arg("-serial")
             .arg(format!("tcp:127.0.0.1:{port},server=on,wait=on"))
             .args(["-kernel", elf])
+            // Extra arguments, e.g. an instruction trace (baremetal-app/perf-trace.sh).
+            .args(
+                std::env::var("ZEPTO_QEMU_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("qemu-system-arm"),
@@ -273,4 +279,31 @@ fn microbit_firmware_in_qemu() {
     // The stack was used (the pump is deeper than a few frames) and stayed inside
     // the 16 KiB of RAM.
     assert!(stack > 256 && usize::from(stack) + usize::from(statics) < 16 * 1024);
+}
+
+/// One 64-byte command round trip, as measured by `baremetal-app/perf-trace.sh`: a
+/// 64-byte program (EXEC of Echo with 61 data bytes) and its 61-byte echo. Needs a
+/// firmware built with the `big` feature (room for 64-byte programs); skipped
+/// otherwise.
+#[test]
+fn microbit_echo_64_bytes() {
+    let Ok(elf) = std::env::var("ZEPTO_MICROBIT_ELF") else {
+        eprintln!("skipped: set ZEPTO_MICROBIT_ELF (see baremetal-app/qemu-test.sh)");
+        return;
+    };
+    let (_qemu, mut s, banner) = boot(&elf);
+    if !banner.trim_end().ends_with(" big") {
+        eprintln!("skipped: firmware without the `big` feature ({banner:?})");
+        return;
+    }
+    let data: Vec<u8> = (0..61u8).map(|i| i.wrapping_mul(37)).collect();
+    let prog = program(&[Instruction::Exec {
+        bodypart: 1,
+        data: &data,
+    }]);
+    assert_eq!(prog.len(), 64);
+    // Warm-up, then the measured commands (the trace script takes the last).
+    for _ in 0..3 {
+        assert_eq!(s.frames(&prog), [data.clone()]);
+    }
 }
