@@ -217,6 +217,7 @@ impl Board {
     }
 
     /// Erases the nonce storage (used before provisioning a blank device).
+    #[cfg_attr(feature = "vm-only", allow(dead_code))]
     pub fn erase_storage(&mut self) {
         for p in STORAGE_PAGES {
             self.erase_page(p);
@@ -341,7 +342,7 @@ impl Storage for Board {
             *b = if n == 0 {
                 0xFF
             } else {
-                let word = Self::flash_word(page + (n - 1) * SLOT + (a % SLOT & !3));
+                let word = Self::flash_word(page + (n - 1) * SLOT + ((a % SLOT) & !3));
                 (word >> (8 * (a % 4))) as u8
             };
         }
@@ -349,7 +350,7 @@ impl Storage for Board {
     }
 
     fn write(&mut self, addr: usize, data: &[u8]) -> Result<(), Error> {
-        if addr % SLOT != 0 || data.len() % SLOT != 0 {
+        if !addr.is_multiple_of(SLOT) || !data.len().is_multiple_of(SLOT) {
             return Err(Error::Storage);
         }
         for (k, rec) in data.chunks_exact(SLOT).enumerate() {

@@ -18,6 +18,7 @@ pub const HEAP: usize = 512;
 
 /// Heap handles: the pump's four, plus one per pseudo-thread (VM-Medium).
 #[cfg(not(feature = "vm-medium"))]
+#[cfg_attr(feature = "vm-only", allow(dead_code))]
 pub const HANDLES: usize = 4;
 /// See above.
 #[cfg(feature = "vm-medium")]
