@@ -23,7 +23,7 @@ for c in "${configs[@]}"; do
     echo "== $c"
     log="target/qemu/$c.log"
     if ! (cd "$root" && ZEPTO_MICROBIT_ELF="$elf" nice -n 10 cargo test -p zepto-host \
-        "${host_feats[@]}" --test qemu_microbit -- --nocapture) >"$log" 2>&1; then
+        "${host_feats[@]}" --test qemu_microbit -- --ignored --nocapture) >"$log" 2>&1; then
         cat "$log"
         echo "qemu test of $c failed"
         exit 1
