@@ -13,7 +13,9 @@
 //! * [`sagdp`]: the guaranteed-delivery layer (chains, resends), device and client;
 //! * [`saccp`]: the command layer between SAGDP and the Zepto VM, device and client;
 //! * [`vm`]: the Zepto VM and its client-side instruction/reply codecs;
-//! * [`plugins`]: the plugin trait and the built-in plugins.
+//! * [`plugins`]: the plugin trait and the built-in plugins;
+//! * [`service`]: the local service protocol (load and run programs for processes
+//!   on the same device).
 //!
 //! With the `test-hal` feature, `testhal` provides an in-memory port used by tests
 //! and by the host simulator.
@@ -48,6 +50,7 @@ pub mod saccp;
 pub mod sadlp;
 pub mod sagdp;
 pub mod sasp;
+pub mod service;
 #[cfg(feature = "test-hal")]
 pub mod testhal;
 pub mod vm;

@@ -1,0 +1,331 @@
+//! Zepto service: the Zepto device stack as a Tock process.
+//!
+//! * Network side: `zepto_kernel::pump::Device` (SASP, SAGDP, SACCP, Zepto VM)
+//!   with SADLP frames on the console (a host talks to it through the serial
+//!   port), driven from the yield loop below.
+//! * Local side: IPC clients send requests of the service protocol
+//!   (`zepto_kernel::service`, `docs/service.md`); each client process has
+//!   its own slot. A client is notified when its final reply is in its buffer
+//!   (PENDING replies are not signalled).
+//!
+//! One loop serves both: it feeds console bytes to the SADLP decoder, polls
+//! the pump, answers IPC requests, resumes waiting programs, then sleeps in
+//! Yield-Wait until a console byte, an IPC request or the alarm arrives.
+#![no_main]
+#![no_std]
+
+mod hal;
+
+use core::cell::Cell;
+use core::fmt::Write;
+use hal::{RxRing, TockHal, CONSOLE, CONSOLE_ALLOW_READ, CONSOLE_SUB_READ, MTU};
+use libtock::console::Console;
+use libtock::runtime::{set_main, stack_size, TockSyscalls};
+use libtock_platform::allow_rw::AllowRw;
+use libtock_platform::subscribe::Subscribe;
+use libtock_platform::{share, DefaultConfig, ErrorCode, Syscalls};
+use zepto_kernel::hal::Random;
+use zepto_kernel::nonce_store::{NonceStore, MAX_NONCE};
+use zepto_kernel::plugins::{Bodypart, Echo, Ping, SimSensor};
+use zepto_kernel::pump::{Device, DeviceConfig, Event};
+use zepto_kernel::sasp::DefaultCipher;
+use zepto_kernel::service::{Service, Status};
+use zepto_kernel::vm::{VmConfig, VmSmall};
+use zepto_tock_ipc::{Request, ServiceEnd, MAX_PROCESSES};
+
+set_main! {main}
+stack_size! {0x2000}
+
+type Sys = TockSyscalls;
+type Ipc = zepto_tock_ipc::Ipc<Sys>;
+
+include!(concat!(env!("OUT_DIR"), "/key.rs"));
+
+/// Package name (elf2tab `-n`) the service discovers to find its own index.
+const NAME: &[u8] = b"zepto-service";
+
+/// One service slot per process index.
+const SLOTS: usize = MAX_PROCESSES as usize;
+/// Largest program a client can load.
+const PROGRAM: usize = 96;
+
+type Vm = VmSmall<4, 8>;
+type Dev<'t, 'p> = Device<'t, 'p, Vm, DefaultCipher, 640, 6>;
+type Svc<'t, 'p> = Service<'t, 'p, Vm, SLOTS, PROGRAM, 384, 2>;
+
+/// Alarm driver: set-relative command and callback.
+const ALARM: u32 = 0x0;
+const ALARM_SET_RELATIVE: u32 = 5;
+
+/// Longest sleep between two rounds of work: pins (no GPIO interrupts used)
+/// and the clock's 32-bit wrap are checked at least this often.
+const MAX_WAIT_MS: u32 = 100;
+
+/// Nonces covered by one write of the nonce records.
+const NONCE_RESERVE: u32 = 64;
+
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(Console::writer(), $($t)*);
+    }};
+}
+
+/// Touches a driver once so its grant is allocated now; a failed allocation
+/// is reported and ends the process instead of failing later.
+fn probe(name: &str, driver: u32, required: bool) -> bool {
+    match Sys::command(driver, 0, 0, 0).to_result::<(), ErrorCode>() {
+        Ok(()) => true,
+        Err(ErrorCode::NoMem) => {
+            say!("zepto-service: grant allocation failed for the {name} driver (NOMEM): raise the kernel heap in the TBF header");
+            Sys::exit_terminate(2)
+        }
+        Err(e) if required => {
+            say!("zepto-service: no {name} driver ({e:?})");
+            Sys::exit_terminate(3)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Prepares the nonce records; returns how they are kept, or `None` if the
+/// network side must stay off (no safe nonce source).
+fn setup_nonces(hal: &mut TockHal) -> Option<&'static str> {
+    if hal.load_nonces() {
+        return Some("key-value store");
+    }
+    match hal.backing {
+        hal::NonceBacking::KeyValue => {
+            // A fresh device: first records.
+            NonceStore::provision(hal, 0, 0, 0).ok()?;
+            Some("key-value store (new)")
+        }
+        hal::NonceBacking::Ram => {
+            // No persistent storage: start sending at a random nonce in the
+            // upper half of the 47-bit space (see README, "Nonces").
+            let mut r = [0u8; 8];
+            hal.fill_random(&mut r).ok()?;
+            // NFS in [2^46, 2^46 + 2^45): 2^45 nonces stay above the highest start.
+            let half = (MAX_NONCE >> 1) + 1;
+            let nfs = half + (u64::from_le_bytes(r) % (half >> 1));
+            NonceStore::provision(hal, 0, nfs, 0).ok()?;
+            Some("RAM, random start")
+        }
+    }
+}
+
+fn main() {
+    probe("console", CONSOLE, true);
+    probe("alarm", ALARM, true);
+    probe("IPC", zepto_tock_ipc::DRIVER_NUM, true);
+    let rng = probe("RNG", 0x40001, false);
+    let mut hal = match TockHal::new() {
+        Ok(h) => h,
+        Err(e) => {
+            say!("zepto-service: alarm unusable: {e:?}");
+            return;
+        }
+    };
+    let nonces = if rng || hal.backing == hal::NonceBacking::KeyValue {
+        setup_nonces(&mut hal)
+    } else {
+        None
+    };
+
+    let cfg = DeviceConfig {
+        bus: 0,
+        mtu: MTU as u16,
+        nonce_base: 0,
+        nonce_reserve: NONCE_RESERVE,
+    };
+    let (mut ping, mut echo, mut sensor) = (Ping, Echo, SimSensor::new(100, 1, 200));
+    let mut dev_table = [
+        Bodypart::new(1, &mut ping),
+        Bodypart::new(2, &mut echo),
+        Bodypart::new(3, &mut sensor),
+    ];
+    let mut device = match nonces {
+        Some(_) => {
+            match Dev::new(
+                &KEY,
+                Vm::new(VmConfig::default()),
+                &mut dev_table,
+                cfg,
+                &mut hal,
+            ) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    say!("zepto-service: network side off: {e:?}");
+                    None
+                }
+            }
+        }
+        None => {
+            say!("zepto-service: network side off: no RNG and no key-value store for nonces");
+            None
+        }
+    };
+
+    let (mut sping, mut secho, mut ssensor) = (Ping, Echo, SimSensor::new(500, 5, 100));
+    let mut svc_table = [
+        Bodypart::new(1, &mut sping),
+        Bodypart::new(2, &mut secho),
+        Bodypart::new(3, &mut ssensor),
+    ];
+    let mut svc: Svc<'_, '_> =
+        match Service::new(Vm::new(VmConfig::default()), &mut svc_table, &mut hal) {
+            Ok(s) => s,
+            Err(e) => {
+                say!("zepto-service: service init failed: {e:?}");
+                return;
+            }
+        };
+
+    let own = match Ipc::discover(NAME) {
+        Ok(i) => i,
+        Err(e) => {
+            say!("zepto-service: cannot find own package name: {e:?}");
+            return;
+        }
+    };
+    say!(
+        "zepto-service: process {}, nonces: {}, GPIO pins: {}",
+        own.get(),
+        nonces.unwrap_or("none"),
+        hal.gpio_pins()
+    );
+    let result = Ipc::with_service(own, |end| run(end, &mut hal, device.as_mut(), &mut svc));
+    match result {
+        Ok(Err(ErrorCode::NoMem)) | Err(ErrorCode::NoMem) => say!(
+            "zepto-service: grant allocation failed (NOMEM) while subscribing: raise the kernel heap in the TBF header"
+        ),
+        Ok(Err(e)) | Err(e) => say!("zepto-service: stopped: {e:?}"),
+        Ok(Ok(())) => {}
+    }
+}
+
+fn log_events(events: &[Event]) {
+    if events.is_empty() {
+        return;
+    }
+    let mut w = Console::writer();
+    let _ = write!(w, "zepto-service: net");
+    for e in events {
+        let _ = match e {
+            Event::Received(n) => write!(w, " rx {n} B;"),
+            Event::ProgramStarted(n) => write!(w, " program {n} B;"),
+            Event::VmDone(None) => write!(w, " vm ok;"),
+            Event::VmDone(Some(c)) => write!(w, " vm exception {c};"),
+            Event::Sent(n) => write!(w, " tx {n} B;"),
+            Event::Dropped(err) => write!(w, " dropped {err:?};"),
+            Event::Reinit => write!(w, " reinit;"),
+            Event::Up(..) | Event::VmWaiting(..) => Ok(()),
+        };
+    }
+    let _ = writeln!(w);
+}
+
+/// The event loop (never returns unless a system call fails).
+fn run(
+    end: &ServiceEnd<'_>,
+    hal: &mut TockHal,
+    mut dev: Option<&mut Dev<'_, '_>>,
+    svc: &mut Svc<'_, '_>,
+) -> Result<(), ErrorCode> {
+    let mut byte = [0u8; 1];
+    let p = byte.as_mut_ptr();
+    let ring = RxRing::new(p);
+    // SAFETY: `p` points to `byte`, which outlives this function's scope
+    // below; the slice is only handed to the kernel (allow), and the app
+    // reads the byte through `p` alone, in the read upcall (see `RxRing`).
+    let read_buf = unsafe { core::slice::from_raw_parts_mut(p, 1) };
+    let fired: Cell<Option<(u32, u32)>> = Cell::new(None);
+    let mut waiting: [Option<Request>; SLOTS] = [None; SLOTS];
+    share::scope::<
+        (
+            AllowRw<Sys, CONSOLE, CONSOLE_ALLOW_READ>,
+            Subscribe<Sys, CONSOLE, CONSOLE_SUB_READ>,
+            Subscribe<Sys, ALARM, 0>,
+        ),
+        _,
+        _,
+    >(|h| {
+        let (allow, sub_rx, sub_alarm) = h.split();
+        Sys::allow_rw::<DefaultConfig, CONSOLE, CONSOLE_ALLOW_READ>(allow, read_buf)?;
+        Sys::subscribe::<_, _, DefaultConfig, CONSOLE, CONSOLE_SUB_READ>(sub_rx, &ring)?;
+        Sys::subscribe::<_, _, DefaultConfig, ALARM, 0>(sub_alarm, &fired)?;
+        ring.start()?;
+        say!("zepto-service: ready");
+        loop {
+            // Network: console bytes -> packets -> pump (one packet per poll).
+            hal.feed(&ring);
+            let mut net_wait = None;
+            if let Some(d) = dev.as_deref_mut() {
+                loop {
+                    let w = d.poll(hal);
+                    log_events(d.events());
+                    hal.feed(&ring);
+                    if !hal.has_packet() {
+                        net_wait = Some(w);
+                        break;
+                    }
+                }
+            }
+            // Local clients.
+            while let Some(req) = end.take() {
+                let slot = req.client.get() as usize;
+                let op = req.with_buffer(|buf| buf.first().copied());
+                let st = req.with_buffer(|buf| svc.handle(slot, buf, hal));
+                say!(
+                    "zepto-service: client {slot} op {op:?} ({} B) -> {st:?}",
+                    req.len()
+                );
+                if let Some(w) = waiting.get_mut(slot) {
+                    *w = None;
+                }
+                if st == Status::Pending {
+                    if let Some(w) = waiting.get_mut(slot) {
+                        *w = Some(req);
+                    }
+                } else {
+                    let _ = Ipc::notify_client(req.client);
+                }
+            }
+            let sp = svc.poll(hal);
+            if let Some(slot) = sp.finished {
+                match waiting.get_mut(slot).and_then(Option::take) {
+                    Some(req) => {
+                        // Written (and notified) only over the PENDING reply: a
+                        // client that gave up has a new request there.
+                        let st = req.with_buffer(|buf| svc.deliver(slot, buf));
+                        say!("zepto-service: client {slot} program done -> {st:?}");
+                        if st.is_some() {
+                            let _ = Ipc::notify_client(req.client);
+                        }
+                    }
+                    None => {
+                        let _ = svc.deliver(slot, &mut []);
+                    }
+                }
+                continue;
+            }
+            if let Some(e) = ring.failed.get() {
+                say!("zepto-service: console read failed: {e}");
+                return Err(ErrorCode::Fail);
+            }
+            // Sleep until the earliest deadline or any upcall.
+            let mut ms = MAX_WAIT_MS;
+            for w in [net_wait, sp.wait].into_iter().flatten() {
+                if let Some(t) = w.timeout_ms {
+                    ms = ms.min(t);
+                }
+            }
+            if ms == 0 {
+                continue;
+            }
+            fired.set(None);
+            Sys::command(ALARM, ALARM_SET_RELATIVE, hal.ms_to_ticks(ms), 0)
+                .to_result::<u32, ErrorCode>()?;
+            Sys::yield_wait();
+        }
+    })
+}
