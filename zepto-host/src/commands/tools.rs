@@ -45,7 +45,7 @@ pub struct VmArgs {
     /// VM level.
     #[arg(long, value_enum, default_value_t = Level::Medium)]
     pub level: Level,
-    /// Body part: ID=KIND[:ARG] with KIND ping, echo, sensor, const:HEX, pin:N.
+    /// Body part: `ID=KIND[:ARG]` with KIND ping, echo, sensor, const:HEX, pin:N.
     #[arg(long = "plugin", value_name = "ID=KIND[:ARG]")]
     pub plugins: Vec<PluginSpec>,
     /// Print one JSON object.
