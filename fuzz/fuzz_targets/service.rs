@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
-use zepto_kernel::service::{decode_reply, Service, REPLY_HEADER};
+use zepto_kernel::service::{decode_reply, Service, PENDING_REPLY, REPLY_HEADER};
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::{VmConfig, VmMedium};
 
@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         hal.now_ms += u64::from(*dt);
         if let Some(s) = svc.poll(&mut hal).finished {
             let mut out = [0u8; 64];
+            out[..REPLY_HEADER].copy_from_slice(&PENDING_REPLY);
             let st = svc.deliver(s, &mut out).expect("finished slot delivers");
             assert_eq!(decode_reply(&out).expect("reply decodes").status, st);
         }

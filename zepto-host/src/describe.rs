@@ -3,71 +3,87 @@
 
 use serde_json::{json, Value};
 use zepto_kernel::saccp::client::Reply;
-use zepto_kernel::vm::reply::{self, Frame};
+use zepto_kernel::vm::reply::{self, frames};
 use zepto_kernel::vm::ExceptionCode;
 
 use crate::cli::{hex, spaced_hex};
 
-/// The name of a VM exception code.
-pub fn exception_name(code: u16) -> String {
+/// Spec name of a VM exception code.
+pub fn exception_name(code: u16) -> &'static str {
+    use ExceptionCode::*;
     match ExceptionCode::from_code(code) {
-        Some(c) => format!("{c:?}"),
-        None => format!("unknown ({code})"),
+        Some(InvalidInstruction) => "INVALIDINSTRUCTION",
+        Some(InvalidEncodedSize) => "INVALIDENCODEDSIZE",
+        Some(PluginError) => "PLUGINERROR",
+        Some(InvalidParameter) => "INVALIDPARAMETER",
+        Some(InvalidReplyNumber) => "INVALIDREPLYNUMBER",
+        Some(ExprStackUnderflow) => "EXPRSTACKUNDERFLOW",
+        Some(ExprStackInvalidOffset) => "EXPRSTACKINVALIDOFFSET",
+        Some(ExprStackFrozenViolation) => "EXPRSTACKFROZENVIOLATION",
+        Some(ExprStackOverflow) => "EXPRSTACKOVERFLOW",
+        Some(ProgramErrorInvalidReplyFlag) => "PROGRAMERROR_INVALIDREPLYFLAG",
+        Some(ProgramErrorInvalidReplySequence) => "PROGRAMERROR_INVALIDREPLYSEQUENCE",
+        Some(InvalidExprData) => "INVALIDEXPRDATA",
+        Some(ReplyStackOverflow) => "REPLYSTACKOVERFLOW",
+        Some(OutOfMemory) => "OUTOFMEMORY",
+        Some(HalError) => "HALERROR",
+        Some(UnknownBodypart) => "UNKNOWNBODYPART",
+        None => "unknown",
     }
 }
 
-fn frame_json(f: &Frame<'_>) -> Value {
-    json!({
-        "body": hex(f.body),
-        "truncated": f.truncated,
-        "exception": f.exception.map(|e| json!({
-            "code": e.code, "file_hash": e.file_hash, "line": e.line
-        })),
-    })
-}
-
-/// The frames of a VM reply buffer as JSON (an error string for a malformed buffer).
-pub fn frames_json(buf: &[u8]) -> Value {
-    match reply::frames(buf).collect::<Result<Vec<_>, _>>() {
-        Ok(frames) => Value::Array(frames.iter().map(frame_json).collect()),
-        Err(e) => json!({ "error": e.to_string() }),
-    }
-}
-
-/// Readable lines for the frames of a VM reply buffer.
-pub fn frames_text(buf: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, f) in reply::frames(buf).enumerate() {
+/// Decodes a reply buffer into frames: JSON objects and readable lines.
+pub fn frames_report(buf: &[u8], indent: &str) -> (Vec<Value>, Vec<String>) {
+    let mut js = Vec::new();
+    let mut lines = Vec::new();
+    for (i, f) in frames(buf).enumerate() {
         match f {
             Ok(f) => {
-                let mut line = format!(
-                    "  frame {i}: {:<24} ({} byte{})",
-                    if f.body.is_empty() {
-                        "(empty)".to_string()
-                    } else {
-                        spaced_hex(f.body)
-                    },
-                    f.body.len(),
-                    if f.body.len() == 1 { "" } else { "s" }
-                );
+                let exc = f
+                    .exception
+                    .map(|e| json!({"code": e.code, "file_hash": e.file_hash, "line": e.line}));
+                js.push(json!({
+                    "body": hex(f.body),
+                    "truncated": f.truncated,
+                    "exception": exc,
+                }));
+                let mut s = format!("{indent}{:<11}{}", format!("frame {i}:"), show_body(f.body));
                 if f.truncated {
-                    line.push_str(" truncated");
+                    s.push_str("  (truncated)");
                 }
                 if let Some(e) = f.exception {
-                    line.push_str(&format!(
-                        " plugin exception {} (file {:04x} line {})",
+                    s.push_str(&format!(
+                        "  plugin exception {} (file hash 0x{:04x}, line {})",
                         e.code, e.file_hash, e.line
                     ));
                 }
-                out.push(line);
+                lines.push(s);
             }
             Err(e) => {
-                out.push(format!("  frame {i}: malformed ({e})"));
-                break;
+                js.push(json!({"error": format!("malformed frame: {e}")}));
+                lines.push(format!(
+                    "{indent}{:<11}malformed ({e})",
+                    format!("frame {i}:")
+                ));
             }
         }
     }
-    out
+    if lines.is_empty() {
+        lines.push(format!("{indent}{:<11}(none)", "frames:"));
+    }
+    (js, lines)
+}
+
+/// A frame body: hex, plus the text if it is printable ASCII.
+pub fn show_body(b: &[u8]) -> String {
+    if b.is_empty() {
+        return "(empty)".to_string();
+    }
+    let mut s = hex(b);
+    if b.iter().all(|c| (0x20..0x7f).contains(c)) {
+        s.push_str(&format!("  \"{}\"", String::from_utf8_lossy(b)));
+    }
+    s
 }
 
 /// A decoded SACCP reply as JSON.
@@ -77,7 +93,7 @@ pub fn reply_json(r: &Reply<'_>) -> Value {
             "status": "ok",
             "truncated": truncated,
             "reply": hex(data),
-            "frames": frames_json(data),
+            "frames": frames_report(data, "").0,
             "exception": null,
         }),
         Reply::Exception { truncated, data } => match reply::decode_exception(data) {
@@ -90,7 +106,7 @@ pub fn reply_json(r: &Reply<'_>) -> Value {
                     "name": exception_name(e.code),
                     "position": e.position,
                 },
-                "frames": frames_json(e.reply_buffer),
+                "frames": frames_report(e.reply_buffer, "").0,
             }),
             Err(err) => json!({
                 "status": "exception",
@@ -127,7 +143,7 @@ pub fn reply_text(r: &Reply<'_>) -> Vec<String> {
                 if *truncated { " (truncated)" } else { "" },
                 spaced_hex(data)
             )];
-            v.extend(frames_text(data));
+            v.extend(frames_report(data, "  ").1);
             v
         }
         Reply::Exception { data, .. } => match reply::decode_exception(data) {
@@ -141,7 +157,7 @@ pub fn reply_text(r: &Reply<'_>) -> Vec<String> {
                 )];
                 if !e.reply_buffer.is_empty() {
                     v.push("  reply buffer before the exception:".into());
-                    v.extend(frames_text(e.reply_buffer));
+                    v.extend(frames_report(e.reply_buffer, "    ").1);
                 }
                 v
             }

@@ -201,7 +201,7 @@ fn vm_exception_exit_code_and_output() {
     assert_eq!(out.status.code(), Some(4));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("VM EXCEPTION UnknownBodypart (16) at instruction offset 0"),
+        text.contains("VM EXCEPTION UNKNOWNBODYPART (16) at instruction offset 0"),
         "{text}"
     );
 }

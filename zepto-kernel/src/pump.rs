@@ -13,7 +13,7 @@
 //! packet can be received beside it, and a new program aborts the old one.
 //!
 //! Byte links carry packets in SADLP frames; that framing belongs to the port's
-//! [`PacketBus`], so the pump sees whole packets.
+//! [`PacketBus`](crate::hal::PacketBus), so the pump sees whole packets.
 
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{BusId, Platform, WaitingFor, WakeReason};
@@ -325,7 +325,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
     }
 
     /// Runs the pump forever: poll, then wait for what it asks (the port's
-    /// [`Waiter`] returns early when a packet arrives).
+    /// [`Waiter`](crate::hal::Waiter) returns early when a packet arrives).
     pub fn run<H: DeviceHal>(&mut self, hal: &mut H) -> ! {
         loop {
             let w = self.poll(hal);

@@ -120,6 +120,9 @@ impl Status {
     }
 }
 
+/// The reply header of [`Status::Pending`] (STATUS 7, DETAIL 0, LEN 0).
+pub const PENDING_REPLY: [u8; REPLY_HEADER] = [Status::Pending as u8, 0, 0, 0];
+
 /// DETAIL of [`Status::TooBig`]: the program does not fit the slot.
 pub const TOO_BIG_PROGRAM: u8 = 0;
 /// DETAIL of [`Status::TooBig`]: the reply does not fit the buffer.
@@ -379,10 +382,7 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
             .vm
             .start(&mut self.heap, self.h, flags, self.plugins, hal);
         match self.after_step(slot, step, hal) {
-            Run::Finished { status, detail, .. } => {
-                self.run = Run::Idle;
-                self.write_vm_reply(buf, status, detail)
-            }
+            Run::Finished { status, detail, .. } => self.write_vm_reply(buf, status, detail),
             _ => write_reply(buf, Status::Pending, 0, &[]),
         }
     }
@@ -426,6 +426,7 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
 
     /// Copies the VM's reply (or nothing, for an internal error) into `buf`.
     fn write_vm_reply(&mut self, buf: &mut [u8], status: Status, detail: u8) -> Status {
+        self.run = Run::Idle;
         let data = match status {
             Status::Ok | Status::VmException => self.heap.reply(self.h).unwrap_or(&[]),
             _ => &[],
@@ -485,8 +486,13 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
     }
 
     /// Writes the final reply of `slot`'s finished program into `buf` (that client's
-    /// buffer) and frees the VM for the next program. Returns `None` (and leaves
-    /// `buf` alone) if `slot` has no finished program.
+    /// buffer) and frees the VM for the next program.
+    ///
+    /// The reply is written only over the PENDING reply the client was given
+    /// ([`PENDING_REPLY`]); if the buffer holds anything else (the client gave up
+    /// and wrote a new request, or passed no buffer) the result is dropped, `buf`
+    /// is left alone and `None` is returned, as it is when `slot` has no finished
+    /// program.
     pub fn deliver(&mut self, slot: usize, buf: &mut [u8]) -> Option<Status> {
         match self.run {
             Run::Finished {
@@ -494,8 +500,13 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
                 status,
                 detail,
             } if s == slot => {
-                self.run = Run::Idle;
-                Some(self.write_vm_reply(buf, status, detail))
+                if buf.starts_with(&PENDING_REPLY) {
+                    Some(self.write_vm_reply(buf, status, detail))
+                } else {
+                    let _ = self.heap.set_request(self.h, &[]);
+                    self.run = Run::Idle;
+                    None
+                }
             }
             _ => None,
         }

@@ -294,9 +294,13 @@ fn run(
             if let Some(slot) = sp.finished {
                 match waiting.get_mut(slot).and_then(Option::take) {
                     Some(req) => {
+                        // Written (and notified) only over the PENDING reply: a
+                        // client that gave up has a new request there.
                         let st = req.with_buffer(|buf| svc.deliver(slot, buf));
                         say!("zepto-service: client {slot} program done -> {st:?}");
-                        let _ = Ipc::notify_client(req.client);
+                        if st.is_some() {
+                            let _ = Ipc::notify_client(req.client);
+                        }
                     }
                     None => {
                         let _ = svc.deliver(slot, &mut []);

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use zepto_kernel::saccp::client::decode_reply;
-use zepto_kernel::vm::insn::write_program;
 use zepto_kernel::vm::VmMedium;
 
 use crate::cli::{hex, CliError};
@@ -45,10 +44,10 @@ pub const TOUR: &[Stop] = &[
         source: "DEVICECAPS 1 2 3 4 5 6\n",
     },
     Stop {
-        title: "Sensor read with a condition: LED on if the reading is above 200",
+        title: "Sensor read with a condition: LED on if the reading is above 150",
         source: "\
     EXEC 3 \"\"                        ; read the sensor (u16)
-    JMPIFREPLYFIELD_GT -1 U16 200 hot
+    JMPIFREPLYFIELD_GT -1 U16 150 hot
     EXEC 4 \"00\"                      ; LED off
     EXIT ISLAST
 hot:
@@ -68,9 +67,9 @@ again:
         title: "PARALLEL: sensor and echo run side by side; replies keep declaration order",
         source: "\
     PARALLEL {
-        EXEC 3 \"\"
+    EXEC 3 \"\"     ; thread 1: sensor (50 ms)
     } {
-        EXEC 2 \"cafe\"
+    EXEC 2 \"cafe\" ; thread 2: echo (at once)
     }
 ",
     },
@@ -124,10 +123,17 @@ pub fn run(a: DemoArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::other(format!("tour program {}: {e}", i + 1)))?;
         println!();
         println!("{}. {}", i + 1, stop.title);
-        let mut listing = String::new();
-        write_program(&mut listing, &program).map_err(|e| CliError::other(e.to_string()))?;
-        for line in listing.lines() {
-            println!("     | {line}");
+        // Labels flush left, instructions indented, PARALLEL blocks one step more.
+        let mut depth = 1usize;
+        for line in stop.source.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if line.starts_with('}') {
+                depth = depth.saturating_sub(1);
+            }
+            let indent = if line.ends_with(':') { 0 } else { 4 * depth };
+            println!("     | {:indent$}{line}", "");
+            if line.ends_with('{') {
+                depth += 1;
+            }
         }
         println!("     program: {} bytes: {}", program.len(), hex(&program));
         let t = Instant::now();

@@ -30,7 +30,7 @@ pub struct DeviceArgs {
     /// Zepto VM level.
     #[arg(long, value_enum, default_value_t = Level::Medium)]
     pub level: Level,
-    /// Body part: ID=KIND[:ARG] with KIND ping, echo, sensor, const:HEX, pin:N
+    /// Body part: `ID=KIND[:ARG]` with KIND ping, echo, sensor, const:HEX, pin:N
     /// (default: 1=ping 2=echo 3=sensor 4=pin:13).
     #[arg(long = "plugin", value_name = "ID=KIND[:ARG]")]
     pub plugins: Vec<PluginSpec>,

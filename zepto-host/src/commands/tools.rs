@@ -12,15 +12,14 @@ use zepto_kernel::pump::Execution;
 use zepto_kernel::sagdp::{self, PacketStatus};
 use zepto_kernel::sasp::{self, DefaultCipher};
 use zepto_kernel::testhal::TestHal;
-use zepto_kernel::vm::reply::{decode_exception, frames};
-use zepto_kernel::vm::{
-    ExceptionCode, ExecFlags, VmConfig, VmMedium, VmOne, VmSmall, VmStep, VmTiny,
-};
+use zepto_kernel::vm::reply::decode_exception;
+use zepto_kernel::vm::{ExecFlags, VmConfig, VmMedium, VmOne, VmSmall, VmStep, VmTiny};
 use zepto_kernel::{saccp, Heap, HeapOps};
 
 use crate::asm;
 use crate::cli::{hex, parse_hex, parse_key, CliError};
 use crate::commands::common::{default_plugins, Level, PluginSet, PluginSpec};
+use crate::describe::{exception_name, frames_report};
 
 /// `zepto asm [FILE|-]`
 #[derive(Args, Debug)]
@@ -45,7 +44,7 @@ pub struct VmArgs {
     /// VM level.
     #[arg(long, value_enum, default_value_t = Level::Medium)]
     pub level: Level,
-    /// Body part: ID=KIND[:ARG] with KIND ping, echo, sensor, const:HEX, pin:N.
+    /// Body part: `ID=KIND[:ARG]` with KIND ping, echo, sensor, const:HEX, pin:N.
     #[arg(long = "plugin", value_name = "ID=KIND[:ARG]")]
     pub plugins: Vec<PluginSpec>,
     /// Print one JSON object.
@@ -133,84 +132,6 @@ fn disasm_lines(code: &[u8], indent: &str) -> Vec<String> {
             s
         })
         .collect()
-}
-
-/// Spec name of a VM exception code.
-pub fn exception_name(code: u16) -> &'static str {
-    use ExceptionCode::*;
-    match ExceptionCode::from_code(code) {
-        Some(InvalidInstruction) => "INVALIDINSTRUCTION",
-        Some(InvalidEncodedSize) => "INVALIDENCODEDSIZE",
-        Some(PluginError) => "PLUGINERROR",
-        Some(InvalidParameter) => "INVALIDPARAMETER",
-        Some(InvalidReplyNumber) => "INVALIDREPLYNUMBER",
-        Some(ExprStackUnderflow) => "EXPRSTACKUNDERFLOW",
-        Some(ExprStackInvalidOffset) => "EXPRSTACKINVALIDOFFSET",
-        Some(ExprStackFrozenViolation) => "EXPRSTACKFROZENVIOLATION",
-        Some(ExprStackOverflow) => "EXPRSTACKOVERFLOW",
-        Some(ProgramErrorInvalidReplyFlag) => "PROGRAMERROR_INVALIDREPLYFLAG",
-        Some(ProgramErrorInvalidReplySequence) => "PROGRAMERROR_INVALIDREPLYSEQUENCE",
-        Some(InvalidExprData) => "INVALIDEXPRDATA",
-        Some(ReplyStackOverflow) => "REPLYSTACKOVERFLOW",
-        Some(OutOfMemory) => "OUTOFMEMORY",
-        Some(HalError) => "HALERROR",
-        Some(UnknownBodypart) => "UNKNOWNBODYPART",
-        None => "unknown",
-    }
-}
-
-/// Decodes a reply buffer into frames: JSON objects and readable lines.
-fn frames_report(buf: &[u8], indent: &str) -> (Vec<Value>, Vec<String>) {
-    let mut js = Vec::new();
-    let mut lines = Vec::new();
-    for (i, f) in frames(buf).enumerate() {
-        match f {
-            Ok(f) => {
-                let exc = f
-                    .exception
-                    .map(|e| json!({"code": e.code, "file_hash": e.file_hash, "line": e.line}));
-                js.push(json!({
-                    "body": hex(f.body),
-                    "truncated": f.truncated,
-                    "exception": exc,
-                }));
-                let mut s = format!("{indent}{:<11}{}", format!("frame {i}:"), show_body(f.body));
-                if f.truncated {
-                    s.push_str("  (truncated)");
-                }
-                if let Some(e) = f.exception {
-                    s.push_str(&format!(
-                        "  plugin exception {} (file hash 0x{:04x}, line {})",
-                        e.code, e.file_hash, e.line
-                    ));
-                }
-                lines.push(s);
-            }
-            Err(e) => {
-                js.push(json!({"error": format!("malformed frame: {e}")}));
-                lines.push(format!(
-                    "{indent}{:<11}malformed ({e})",
-                    format!("frame {i}:")
-                ));
-            }
-        }
-    }
-    if lines.is_empty() {
-        lines.push(format!("{indent}{:<11}(none)", "frames:"));
-    }
-    (js, lines)
-}
-
-/// A frame body: hex, plus the text if it is printable ASCII.
-fn show_body(b: &[u8]) -> String {
-    if b.is_empty() {
-        return "(empty)".to_string();
-    }
-    let mut s = hex(b);
-    if b.iter().all(|c| (0x20..0x7f).contains(c)) {
-        s.push_str(&format!("  \"{}\"", String::from_utf8_lossy(b)));
-    }
-    s
 }
 
 /// Largest number of start/resume steps `zepto vm` takes before giving up.

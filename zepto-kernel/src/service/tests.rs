@@ -208,6 +208,7 @@ fn reply_too_big_for_the_buffer_is_cut_and_flagged() {
     fx.hal.now_ms += 1;
     assert_eq!(svc.poll(&mut fx.hal).finished, Some(0));
     let mut small = [0u8; 10];
+    small[..4].copy_from_slice(&PENDING_REPLY);
     assert_eq!(svc.deliver(0, &mut small), Some(Status::TooBig));
     assert_eq!(small, [0x04, 0x01, 6, 0, 0x21, 1, 2, 3, 4, 5]);
 }
@@ -248,8 +249,9 @@ fn sleeping_program_is_pending_then_delivered() {
     );
     // Only the finished slot can take the reply.
     let mut other = [0u8; 16];
+    other[..4].copy_from_slice(&PENDING_REPLY);
     assert_eq!(svc.deliver(1, &mut other), None);
-    assert_eq!(other, [0u8; 16]);
+    assert_eq!(other[4..], [0u8; 12]);
     assert_eq!(svc.deliver(0, &mut a), Some(Status::Ok));
     assert_eq!(a[..6], [0x00, 0x00, 0x02, 0x00, 0x05, 0x42]);
     assert_eq!(svc.deliver(0, &mut a), None);
@@ -277,6 +279,25 @@ fn waiting_plugin_finishes_on_a_later_poll() {
     assert_eq!(svc.deliver(2, &mut a), Some(Status::Ok));
     // TWO-BYTE body 100 = 0x0064: FLAGS-AND-SIZE (2 << 2) | 1.
     assert_eq!(a[..7], [0x00, 0x00, 0x03, 0x00, 0x09, 0x64, 0x00]);
+}
+
+#[test]
+fn a_final_reply_never_overwrites_a_new_request() {
+    let mut fx = Fixture::new();
+    service!(fx, table, svc);
+    let sleep = program(&[Instruction::Sleep { ms: 10 }]);
+    let mut a = request(2, &sleep, 16);
+    assert_eq!(svc.handle(0, &mut a, &mut fx.hal), Status::Pending);
+    fx.hal.now_ms += 10;
+    assert_eq!(svc.poll(&mut fx.hal).finished, Some(0));
+    // The client gave up and wrote a new request before the reply went out.
+    let mut b = request(1, &[], 16);
+    let before = b.clone();
+    assert_eq!(svc.deliver(0, &mut b), None);
+    assert_eq!(b, before);
+    // The result is dropped and the VM free: the new request is served.
+    assert_eq!(svc.poll(&mut fx.hal).finished, None);
+    assert_eq!(svc.handle(0, &mut b, &mut fx.hal), Status::Pending);
 }
 
 #[test]
@@ -344,6 +365,7 @@ proptest! {
             let p = svc.poll(&mut fx.hal);
             if let Some(s) = p.finished {
                 let mut out = [0u8; 32];
+                out[..4].copy_from_slice(&PENDING_REPLY);
                 let st = svc.deliver(s, &mut out).unwrap();
                 prop_assert_eq!(decode_reply(&out).unwrap().status, st);
             }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Instructions one 64-byte command round trip costs the Cortex-M0, counted by QEMU:
+# builds the firmware with `big` (room for 64-byte programs), runs the 64-byte echo
+# test of zepto-host/tests/qemu_microbit.rs with QEMU logging every executed
+# instruction (-accel tcg,one-insn-per-tb=on -d exec,nochain), and counts them
+# with perf-trace.py. Debian's QEMU ships no TCG plugins (no libinsn.so), so the
+# exec log stands in for one. The log (~400 MB) is deleted afterwards.
+# Usage: baremetal-app/perf-trace.sh [speck]
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(cd .. && pwd)
+feats=vm-small,big
+host_feats=()
+if [ "${1:-}" = speck ]; then
+    feats=$feats,speck
+    host_feats=(--features speck-firmware)
+fi
+nice -n 10 cargo build --release --quiet --no-default-features --features "$feats"
+mkdir -p target/trace
+elf="$PWD/target/trace/fw.elf"
+cp target/thumbv6m-none-eabi/release/zepto-baremetal "$elf"
+log="$PWD/target/trace/exec.log"
+rm -f "$log"
+(cd "$root" && ZEPTO_MICROBIT_ELF="$elf" \
+    ZEPTO_QEMU_ARGS="-accel tcg,one-insn-per-tb=on -d exec,nochain -D $log" \
+    nice -n 10 cargo test -q -p zepto-host "${host_feats[@]}" --test qemu_microbit \
+    microbit_echo_64_bytes -- --exact >/dev/null)
+echo "firmware features: $feats"
+python3 perf-trace.py "$elf" "$log"
+rm -f "$log"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the micro:bit firmware (release) and runs it in QEMU's `microbit` machine
+# under zepto-host/tests/qemu_microbit.rs, which talks to it over the emulated UART.
+# Prints the RAM the device measured (peak stack, .data + .bss, heap, device object).
+# Usage: baremetal-app/qemu-test.sh [CONFIG...]   (default: vm-small; also vm-one,
+#        vm-medium, vm-small-speck, vm-one-speck, vm-medium-speck)
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(cd .. && pwd)
+configs=("$@")
+[ ${#configs[@]} -gt 0 ] || configs=(vm-small)
+for c in "${configs[@]}"; do
+    feats=${c%-speck}
+    host_feats=()
+    if [ "$feats" != "$c" ]; then
+        feats="$feats,speck"
+        host_feats=(--features speck-firmware)
+    fi
+    nice -n 10 cargo build --release --quiet --no-default-features --features "$feats"
+    mkdir -p target/qemu
+    elf="$PWD/target/qemu/$c.elf"
+    cp target/thumbv6m-none-eabi/release/zepto-baremetal "$elf"
+    echo "== $c"
+    log="target/qemu/$c.log"
+    if ! (cd "$root" && ZEPTO_MICROBIT_ELF="$elf" nice -n 10 cargo test -p zepto-host \
+        "${host_feats[@]}" --test qemu_microbit -- --ignored --nocapture) >"$log" 2>&1; then
+        cat "$log"
+        echo "qemu test of $c failed"
+        exit 1
+    fi
+    grep -E "device RAM|test result" "$log"
+done
