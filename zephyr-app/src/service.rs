@@ -100,13 +100,21 @@ impl<'t, 'p, V: Execution> LocalService<'t, 'p, V> {
         }
         let p = self.svc.poll(hal);
         if let Some(slot) = p.finished {
-            if let Some(seq) = self.owed.get_mut(slot).and_then(Option::take) {
-                if self.svc.deliver(slot, &mut buf).is_some() {
-                    self.answer(slot, seq, &buf);
-                }
+            // `deliver` writes the final reply only over the PENDING reply the client
+            // was given; the client's copy of it lives in its mailbox, so the pump
+            // hands over a PENDING buffer when it still owes the reply and anything
+            // else (which drops the result and frees the VM) when it does not.
+            let owed = self.owed.get_mut(slot).and_then(Option::take);
+            let mark: &[u8] = if owed.is_some() {
+                &service::PENDING_REPLY
             } else {
-                // Nobody waits for it any more: free the VM.
-                let _ = self.svc.deliver(slot, &mut buf);
+                &[0xff]
+            };
+            if let Some(head) = buf.get_mut(..mark.len()) {
+                head.copy_from_slice(mark);
+            }
+            if let (Some(seq), Some(_)) = (owed, self.svc.deliver(slot, &mut buf)) {
+                self.answer(slot, seq, &buf);
             }
         }
         p.wait
