@@ -94,16 +94,18 @@ fn setup_nonces(hal: &mut TockHal<'_>) -> Option<&'static str> {
             NonceStore::provision(hal, 0, 0, 0).ok()?;
             Some("key-value store (new)")
         }
+        hal::NonceBacking::Ram if !VOLATILE_NONCES => None,
         hal::NonceBacking::Ram => {
-            // No persistent storage: start sending at a random nonce in the
-            // upper half of the 47-bit space (see README, "Nonces").
+            // Built with ZEPTO_VOLATILE_NONCES=1: no persistent storage, so
+            // start sending at a random nonce in the upper half of the 47-bit
+            // space (probabilistic, see README, "Nonces").
             let mut r = [0u8; 8];
             hal.fill_random(&mut r).ok()?;
             // NFS in [2^46, 2^46 + 2^45): 2^45 nonces stay above the highest start.
             let half = (MAX_NONCE >> 1) + 1;
             let nfs = half + (u64::from_le_bytes(r) % (half >> 1));
             NonceStore::provision(hal, 0, nfs, 0).ok()?;
-            Some("RAM, random start")
+            Some("RAM, random start (ZEPTO_VOLATILE_NONCES)")
         }
     }
 }
@@ -125,6 +127,12 @@ fn main() {
         setup_nonces(&mut hal)
     } else {
         None
+    };
+    let why_off = match hal.backing {
+        hal::NonceBacking::Ram if !VOLATILE_NONCES => {
+            "no persistent storage for nonces (no key-value driver); a nonce must never be reused"
+        }
+        _ => "no RNG and no key-value store for nonces",
     };
 
     let cfg = DeviceConfig {
@@ -156,7 +164,7 @@ fn main() {
             }
         }
         None => {
-            say!("zepto-service: network side off: no RNG and no key-value store for nonces");
+            say!("zepto-service: network side off: {why_off}");
             None
         }
     };
