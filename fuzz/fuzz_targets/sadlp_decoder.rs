@@ -1,8 +1,11 @@
 //! Feeds arbitrary bytes to the SADLP decoder in chunks sized by the input; nothing
-//! may panic, every packet out must fit the buffer and re-encode to a valid frame.
+//! may panic, every packet out must fit the buffer and re-encode to a valid frame,
+//! also in place; the whole input is also unframed in place.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zepto_kernel::sadlp::{decoder_buffer_len, encode, encoded_len, Decoder};
+use zepto_kernel::sadlp::{
+    decode_in_place, decoder_buffer_len, encode, encode_in_place, encoded_len, Decoder,
+};
 
 const MAX: usize = 64;
 
@@ -25,10 +28,18 @@ fuzz_target!(|data: &[u8]| {
                 let mut again = Decoder::<{ decoder_buffer_len(MAX) }>::new();
                 let (_, q) = again.feed(&out[..n]);
                 assert_eq!(q, Some(p));
+                let mut inplace = [0u8; encoded_len(MAX)];
+                inplace[..p.len()].copy_from_slice(p);
+                assert_eq!(encode_in_place(&mut inplace, p.len()), Ok(n));
+                assert_eq!(&inplace[..n], &out[..n]);
                 frames += 1;
             }
             rest = &rest[used..];
         }
     }
     assert_eq!(d.stats().frames, frames);
+    let mut whole = body.to_vec();
+    if let Ok(n) = decode_in_place(&mut whole) {
+        assert!(n + 2 <= body.len());
+    }
 });

@@ -132,6 +132,32 @@ pub trait PacketBus {
     fn receive(&mut self, bus: BusId, buf: &mut [u8]) -> Result<Option<usize>, Error>;
     /// Sends one packet.
     fn send(&mut self, bus: BusId, packet: &[u8]) -> Result<(), Error>;
+
+    /// Heap bytes [`PacketBus::receive`] gets for a packet of up to `mtu` bytes. A
+    /// byte link that receives the encoded frame into the heap block and unframes
+    /// it there asks for the frame size (e.g. [`sadlp::decoder_buffer_len`]);
+    /// by default `mtu`.
+    ///
+    /// [`sadlp::decoder_buffer_len`]: crate::sadlp::decoder_buffer_len
+    fn rx_room(&self, _bus: BusId, mtu: usize) -> usize {
+        mtu
+    }
+
+    /// Free bytes [`PacketBus::send_in_place`] needs after a packet of `len` bytes
+    /// (e.g. [`sadlp::encoded_len`]`(len) - len` to frame it in place); by default 0.
+    ///
+    /// [`sadlp::encoded_len`]: crate::sadlp::encoded_len
+    fn tx_room(&self, _bus: BusId, _len: usize) -> usize {
+        0
+    }
+
+    /// Sends the packet `buf[..len]`. `buf` is the packet's heap block followed by
+    /// [`PacketBus::tx_room`] free bytes, which the bus may overwrite (to frame the
+    /// packet in place and hand the frame to its driver without a copy). By
+    /// default calls [`PacketBus::send`].
+    fn send_in_place(&mut self, bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
+        self.send(bus, buf.get(..len).ok_or(Error::BufferTooSmall)?)
+    }
 }
 
 /// Radio (or line driver) power control (Zepto VM TRANSMITTER instruction).

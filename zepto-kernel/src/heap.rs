@@ -309,6 +309,14 @@ pub trait HeapOps {
     /// Creates a parser over the whole request of `h` (`zepto_create_parser`).
     fn parser(&self, h: Handle) -> Result<Parser, Error>;
 
+    /// Drops the reply and returns the request followed by `room` free bytes as one
+    /// mutable slice (moving blocks if needed). The request keeps its length; the
+    /// `room` bytes do not belong to the block and their contents are unspecified,
+    /// so a link driver can frame the request in place there (see
+    /// [`sadlp::encode_in_place`](crate::sadlp::encode_in_place)) until the next
+    /// heap call.
+    fn request_and_room_mut(&mut self, h: Handle, room: usize) -> Result<&mut [u8], Error>;
+
     /// Appends one byte to the reply.
     fn append_reply_u8(&mut self, h: Handle, v: u8) -> Result<(), Error> {
         self.append_reply(h, &[v])
@@ -498,6 +506,19 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
             Ok(data.len())
         })
         .map(|_| ())
+    }
+
+    fn request_and_room_mut(&mut self, h: Handle, room: usize) -> Result<&mut [u8], Error> {
+        self.block_mut(h)?.rep = 0;
+        self.make_room(h.index(), room)?;
+        let b = *self.block(h)?;
+        let s = b.start as usize;
+        let end = b
+            .end()
+            .checked_add(room)
+            .filter(|e| *e <= N)
+            .ok_or(Error::OutOfMemory)?;
+        self.arena.get_mut(s..end).ok_or(Error::OutOfMemory)
     }
 
     fn parser(&self, h: Handle) -> Result<Parser, Error> {
@@ -779,6 +800,32 @@ mod tests {
         assert_eq!(n, 3);
         assert_eq!(heap.request(h).unwrap(), &[7, 7, 7]);
         assert_eq!(heap.fill_request(h, 65, |_| Ok(0)), Err(Error::OutOfMemory));
+    }
+
+    #[test]
+    fn request_and_room_leaves_other_blocks_alone() {
+        let mut heap = Heap::<32, 3>::new();
+        let a = heap.alloc().unwrap();
+        let b = heap.alloc().unwrap();
+        heap.set_request(a, &[1, 2, 3]).unwrap();
+        heap.append_reply(a, &[9, 9]).unwrap();
+        heap.set_request(b, &[4; 10]).unwrap();
+        // `b` sits right after `a`: the room must be opened by moving it.
+        let buf = heap.request_and_room_mut(a, 8).unwrap();
+        assert_eq!(buf.len(), 11);
+        assert_eq!(&buf[..3], &[1, 2, 3]);
+        buf[3..].fill(0x77);
+        assert_eq!(heap.request(a).unwrap(), &[1, 2, 3]);
+        assert_eq!(heap.reply(a).unwrap(), &[] as &[u8]);
+        assert_eq!(heap.request(b).unwrap(), &[4; 10]);
+        assert_eq!(heap.used_bytes(), 13);
+        // More room than the arena has left.
+        assert_eq!(heap.request_and_room_mut(a, 20), Err(Error::OutOfMemory));
+        assert_eq!(heap.request(b).unwrap(), &[4; 10]);
+        assert_eq!(heap.request(a).unwrap(), &[1, 2, 3]);
+        let c = heap.alloc().unwrap();
+        heap.free(c).unwrap();
+        assert_eq!(heap.request_and_room_mut(c, 1), Err(Error::InvalidHandle));
     }
 
     #[derive(Debug, Clone)]

@@ -318,10 +318,16 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
     /// Receives a pending packet (if any) straight into the `rx` block; 0 if none.
     fn receive<H: DeviceHal>(&mut self, hal: &mut H) -> Result<usize, Error> {
         let bus = self.cfg.bus;
-        self.heap
-            .fill_request(self.rx, usize::from(self.cfg.mtu), |buf| {
-                Ok(hal.receive(bus, buf)?.unwrap_or(0))
-            })
+        let mtu = usize::from(self.cfg.mtu);
+        let room = hal.rx_room(bus, mtu).max(mtu);
+        let n = self
+            .heap
+            .fill_request(self.rx, room, |buf| Ok(hal.receive(bus, buf)?.unwrap_or(0)))?;
+        if n > mtu {
+            self.heap.set_request(self.rx, &[])?;
+            return Err(Error::BufferTooSmall);
+        }
+        Ok(n)
     }
 
     /// Runs the pump forever: poll, then wait for what it asks (the port's
@@ -561,11 +567,13 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
         self.transmit(hal, h)
     }
 
-    /// Sends the request of `h` to the bus.
+    /// Sends the request of `h` to the bus, with the room the bus asks for after it
+    /// in the same heap block (so a byte link frames the packet in place).
     fn transmit<H: DeviceHal>(&mut self, hal: &mut H, h: Handle) -> Result<(), Error> {
-        let packet = self.heap.request(h)?;
-        let len = packet.len();
-        hal.send(self.cfg.bus, packet)?;
+        let len = self.heap.request_len(h)?;
+        let room = hal.tx_room(self.cfg.bus, len);
+        let buf = self.heap.request_and_room_mut(h, room)?;
+        hal.send_in_place(self.cfg.bus, buf, len)?;
         self.stats.packets_out = self.stats.packets_out.saturating_add(1);
         self.log(Event::Sent(len as u16));
         self.heap.set_request(h, &[])

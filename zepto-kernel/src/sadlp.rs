@@ -16,6 +16,11 @@
 //! [`Decoder`] is a streaming decoder with a fixed buffer: bytes go in one at a time
 //! or in chunks, complete packets come out; over-long frames, COBS errors and bad
 //! CRCs are dropped and counted. It never panics. [`encode`] writes one frame.
+//!
+//! [`encode_in_place`] and [`decode_in_place`] do the same inside one buffer, so a
+//! port whose link driver reads and writes app memory directly (e.g. Tock's console
+//! allow buffers) can frame and unframe a packet inside its Zepto heap block without
+//! a separate frame buffer.
 //! On datagram links (UDP) one datagram is one packet and SADLP is not used.
 
 use crate::error::Error;
@@ -58,6 +63,84 @@ pub fn encode(packet: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let n = enc.finalize();
     *body.get_mut(n).ok_or(Error::BufferTooSmall)? = DELIMITER;
     Ok(n + 2)
+}
+
+/// Frames the packet in `buf[..len]` in place: on success `buf[..n]` holds the whole
+/// frame (both delimiters) and `n` is returned; the bytes are the same [`encode`]
+/// writes. `buf` must be at least [`encoded_len`]`(len)` long
+/// ([`Error::BufferTooSmall`] otherwise, `buf` unchanged); an empty packet is
+/// [`Error::ValueOutOfRange`].
+pub fn encode_in_place(buf: &mut [u8], len: usize) -> Result<usize, Error> {
+    if len == 0 {
+        return Err(Error::ValueOutOfRange);
+    }
+    let total = encoded_len(len);
+    if buf.len() < total || len > buf.len() {
+        return Err(Error::BufferTooSmall);
+    }
+    let crc = CRC16
+        .checksum(buf.get(..len).ok_or(Error::BufferTooSmall)?)
+        .to_le_bytes();
+    // Move packet | CRC to the end of the frame area. The encoder below then
+    // writes at most one code byte ahead of the data it has consumed, so it never
+    // overwrites bytes it has not read yet: the data starts `total - m` bytes in,
+    // more than the leading delimiter plus every code byte.
+    let m = len + CRC_LEN;
+    let src = total - m;
+    buf.copy_within(..len, src);
+    buf.get_mut(src + len..total)
+        .ok_or(Error::BufferTooSmall)?
+        .copy_from_slice(&crc);
+    let mut code_at = 1usize;
+    let mut out = 2usize;
+    let mut code = 1u8;
+    for k in src..total {
+        let b = *buf.get(k).ok_or(Error::BufferTooSmall)?;
+        if b == DELIMITER {
+            *buf.get_mut(code_at).ok_or(Error::BufferTooSmall)? = code;
+            code_at = out;
+            out += 1;
+            code = 1;
+        } else {
+            *buf.get_mut(out).ok_or(Error::BufferTooSmall)? = b;
+            out += 1;
+            code += 1;
+            if code == 0xff && k + 1 < total {
+                *buf.get_mut(code_at).ok_or(Error::BufferTooSmall)? = code;
+                code_at = out;
+                out += 1;
+                code = 1;
+            }
+        }
+    }
+    *buf.get_mut(code_at).ok_or(Error::BufferTooSmall)? = code;
+    *buf.first_mut().ok_or(Error::BufferTooSmall)? = DELIMITER;
+    *buf.get_mut(out).ok_or(Error::BufferTooSmall)? = DELIMITER;
+    Ok(out + 1)
+}
+
+/// Unframes, in place, one frame body: the bytes between two delimiters, without
+/// them. On success the packet is `frame[..n]` and `n` is returned. Fails with
+/// [`Error::Malformed`] for bytes that are not COBS or too short for a CRC and one
+/// packet byte, and with [`Error::AuthenticationFailed`] for a CRC mismatch; the
+/// buffer's contents are then unspecified.
+pub fn decode_in_place(frame: &mut [u8]) -> Result<usize, Error> {
+    let n = match cobs::decode_in_place(frame) {
+        Ok(n) if n > CRC_LEN => n,
+        _ => return Err(Error::Malformed),
+    };
+    let (packet, crc) = frame
+        .get(..n)
+        .ok_or(Error::Malformed)?
+        .split_at(n - CRC_LEN);
+    let stored = u16::from_le_bytes([
+        *crc.first().ok_or(Error::Malformed)?,
+        *crc.get(1).ok_or(Error::Malformed)?,
+    ]);
+    if CRC16.checksum(packet) != stored {
+        return Err(Error::AuthenticationFailed);
+    }
+    Ok(n - CRC_LEN)
 }
 
 /// What a [`Decoder`] dropped.
@@ -137,22 +220,20 @@ impl<const N: usize> Decoder<N> {
         if len == 0 {
             return None;
         }
-        let frame = self.buf.get_mut(..len)?;
-        let n = match cobs::decode_in_place(frame) {
-            Ok(n) if n > CRC_LEN => n,
-            _ => {
-                self.stats.malformed = self.stats.malformed.saturating_add(1);
-                return None;
+        match decode_in_place(self.buf.get_mut(..len)?) {
+            Ok(n) => {
+                self.stats.frames = self.stats.frames.saturating_add(1);
+                self.buf.get(..n)
             }
-        };
-        let (packet, crc) = self.buf.get(..n)?.split_at(n - CRC_LEN);
-        let stored = u16::from_le_bytes([*crc.first()?, *crc.get(1)?]);
-        if CRC16.checksum(packet) != stored {
-            self.stats.bad_crc = self.stats.bad_crc.saturating_add(1);
-            return None;
+            Err(Error::AuthenticationFailed) => {
+                self.stats.bad_crc = self.stats.bad_crc.saturating_add(1);
+                None
+            }
+            Err(_) => {
+                self.stats.malformed = self.stats.malformed.saturating_add(1);
+                None
+            }
         }
-        self.stats.frames = self.stats.frames.saturating_add(1);
-        Some(packet)
     }
 
     /// Feeds bytes from `input` until a frame completes or the input ends. Returns
@@ -291,7 +372,63 @@ mod tests {
         assert_eq!(d.stats().malformed, 1);
     }
 
+    #[test]
+    fn in_place_matches_streaming() {
+        let p = [0x11u8, 0x00, 0x22];
+        let mut buf = [0xeeu8; 16];
+        buf[..3].copy_from_slice(&p);
+        let n = encode_in_place(&mut buf, 3).unwrap();
+        assert_eq!(&buf[..n], frame(&p).as_slice());
+        let mut body = buf[1..n - 1].to_vec();
+        assert_eq!(decode_in_place(&mut body), Ok(3));
+        assert_eq!(&body[..3], &p);
+        // Too small, empty, bad CRC, not COBS.
+        let mut small = [1u8; 7];
+        assert_eq!(encode_in_place(&mut small, 3), Err(Error::BufferTooSmall));
+        assert_eq!(small, [1u8; 7]);
+        assert_eq!(encode_in_place(&mut buf, 0), Err(Error::ValueOutOfRange));
+        let mut bad = frame(&p)[1..7].to_vec();
+        bad[1] ^= 1;
+        assert_eq!(decode_in_place(&mut bad), Err(Error::AuthenticationFailed));
+        assert_eq!(decode_in_place(&mut [5, 1, 1]), Err(Error::Malformed));
+        assert_eq!(decode_in_place(&mut [3, 1, 1]), Err(Error::Malformed));
+        assert_eq!(decode_in_place(&mut []), Err(Error::Malformed));
+        // Runs of non-zero bytes around COBS's 254-byte block boundary.
+        for len in [252usize, 253, 254, 255, 507, 508, 509] {
+            let p: Vec<u8> = (0..len).map(|i| (i % 255 + 1) as u8).collect();
+            let mut buf = vec![0u8; encoded_len(len)];
+            buf[..len].copy_from_slice(&p);
+            let n = encode_in_place(&mut buf, len).unwrap();
+            assert_eq!(&buf[..n], frame(&p).as_slice(), "len {len}");
+        }
+    }
+
     proptest! {
+        /// In-place framing writes exactly the bytes of [`encode`] (packets of every
+        /// length up to and across COBS's 254-byte blocks) and decodes back.
+        #[test]
+        fn prop_in_place_round_trip(
+            p in proptest::collection::vec(prop_oneof![Just(0u8), any::<u8>(), 1u8..=255], 1..600),
+            spare in 0usize..4,
+        ) {
+            let want = frame(&p);
+            let mut buf = vec![0xa5u8; encoded_len(p.len()) + spare];
+            buf[..p.len()].copy_from_slice(&p);
+            let n = encode_in_place(&mut buf, p.len()).unwrap();
+            prop_assert_eq!(&buf[..n], want.as_slice());
+            let mut body = buf[1..n - 1].to_vec();
+            let k = decode_in_place(&mut body).unwrap();
+            prop_assert_eq!(&body[..k], p.as_slice());
+        }
+
+        /// Arbitrary bytes never panic the in-place decoder.
+        #[test]
+        fn prop_decode_in_place_total(mut b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(n) = decode_in_place(&mut b) {
+                prop_assert!(n + CRC_LEN <= b.len());
+            }
+        }
+
         /// Frames mixed with random garbage (that contains no frame delimiter inside
         /// a frame): every intact frame comes out, in order, and nothing else.
         #[test]

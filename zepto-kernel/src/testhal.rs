@@ -9,6 +9,7 @@ use crate::hal::{
     BusId, Clock, McuSleep, PacketBus, Pins, Random, Storage, Transceiver, Waiter, WaitingFor,
     WakeReason, Watchdog, MAX_PINS,
 };
+use crate::sadlp;
 use heapless::{Deque, Vec};
 
 /// Largest packet the test HAL carries.
@@ -56,6 +57,13 @@ pub struct TestHal<const S: usize = 256> {
     pub transmitter_on: bool,
     /// Milliseconds spent in MCU sleep.
     pub mcu_slept_ms: u64,
+    /// Simulates a byte link whose driver reads and writes the heap directly: [`rx`]
+    /// holds SADLP frame bodies (what [`TestHal::push_rx`] queues is framed first),
+    /// which `receive` writes into the heap block and unframes there, and `tx` holds
+    /// whole SADLP frames that `send_in_place` framed inside the heap block.
+    ///
+    /// [`rx`]: TestHal::rx
+    pub sadlp_in_place: bool,
     rng: u64,
 }
 
@@ -85,13 +93,20 @@ impl<const S: usize> TestHal<S> {
             receiver_on: true,
             transmitter_on: true,
             mcu_slept_ms: 0,
+            sadlp_in_place: false,
             rng: seed | 1,
         }
     }
 
     /// Queues a packet for the device to receive.
     pub fn push_rx(&mut self, packet: &[u8]) -> Result<(), Error> {
-        let p = TestPacket::from_slice(packet).map_err(|_| Error::BufferTooSmall)?;
+        let mut p = TestPacket::from_slice(packet).map_err(|_| Error::BufferTooSmall)?;
+        if self.sadlp_in_place {
+            let mut f = [0u8; TEST_MTU + 8];
+            let n = sadlp::encode(packet, &mut f)?;
+            p = TestPacket::from_slice(f.get(1..n - 1).ok_or(Error::BufferTooSmall)?)
+                .map_err(|_| Error::BufferTooSmall)?;
+        }
         self.rx.push_back(p).map_err(|_| Error::Bus)
     }
 
@@ -154,11 +169,44 @@ impl<const S: usize> PacketBus for TestHal<S> {
         };
         let dst = buf.get_mut(..p.len()).ok_or(Error::BufferTooSmall)?;
         dst.copy_from_slice(&p);
+        if self.sadlp_in_place {
+            return sadlp::decode_in_place(dst).map(Some);
+        }
         Ok(Some(p.len()))
     }
 
     fn send(&mut self, _bus: BusId, packet: &[u8]) -> Result<(), Error> {
+        if self.sadlp_in_place {
+            // In-place framing goes through `send_in_place` only.
+            return Err(Error::InvalidState);
+        }
         let p = TestPacket::from_slice(packet).map_err(|_| Error::BufferTooSmall)?;
+        self.tx.push_back(p).map_err(|_| Error::Bus)
+    }
+
+    fn rx_room(&self, _bus: BusId, mtu: usize) -> usize {
+        if self.sadlp_in_place {
+            sadlp::decoder_buffer_len(mtu)
+        } else {
+            mtu
+        }
+    }
+
+    fn tx_room(&self, _bus: BusId, len: usize) -> usize {
+        if self.sadlp_in_place {
+            sadlp::encoded_len(len) - len
+        } else {
+            0
+        }
+    }
+
+    fn send_in_place(&mut self, bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
+        if !self.sadlp_in_place {
+            return self.send(bus, buf.get(..len).ok_or(Error::BufferTooSmall)?);
+        }
+        let n = sadlp::encode_in_place(buf, len)?;
+        let p = TestPacket::from_slice(buf.get(..n).ok_or(Error::BufferTooSmall)?)
+            .map_err(|_| Error::BufferTooSmall)?;
         self.tx.push_back(p).map_err(|_| Error::Bus)
     }
 }

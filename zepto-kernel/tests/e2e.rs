@@ -600,3 +600,40 @@ fn power_cut_at_every_storage_write_never_reuses_a_nonce() {
     }
     assert_eq!(cuts, 20);
 }
+
+/// A byte link that frames and unframes SADLP inside the device's heap blocks
+/// (`PacketBus::rx_room` / `tx_room` / `send_in_place`): the same commands and
+/// replies, and the frames on the wire are the ones `sadlp::encode` writes.
+#[test]
+fn sadlp_framed_in_the_heap() {
+    let mut counter = Counter::default();
+    let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    dhal.sadlp_in_place = true;
+    let prog = counter_program();
+    for round in 1..=3u16 {
+        let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+        dhal.push_rx(&p).unwrap();
+        dev.poll(&mut dhal);
+        let frame = dhal.pop_tx().expect("a framed reply");
+        assert!(dhal.pop_tx().is_none());
+        let mut d = zepto_kernel::sadlp::Decoder::<300>::new();
+        let (used, packet) = d.feed(&frame);
+        let packet = packet.expect("one valid frame").to_vec();
+        assert_eq!(used, frame.len());
+        let mut again = vec![0u8; zepto_kernel::sadlp::encoded_len(packet.len())];
+        let n = zepto_kernel::sadlp::encode(&packet, &mut again).unwrap();
+        assert_eq!(&again[..n], frame.as_slice());
+        assert_eq!(client.receive(&mut chal, &packet), Ok(ClientEvent::Reply));
+        assert_eq!(ok_body(client.reply()), round.to_le_bytes());
+    }
+    assert_eq!(dev.stats().errors, 0);
+    // A corrupted frame is dropped by its CRC, in the heap, without a reply.
+    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+    dhal.push_rx(&p).unwrap();
+    let last = dhal.rx.back_mut().unwrap();
+    last[3] ^= 0x40;
+    dev.poll(&mut dhal);
+    assert!(dhal.pop_tx().is_none());
+    assert_eq!(dev.stats().errors, 1);
+}

@@ -1,9 +1,9 @@
 //! The Zepto HAL on Tock system calls (libtock-rs):
 //!
 //! * time: the alarm driver's tick counter, extended to 64 bits;
-//! * packets: SADLP frames on the console; received bytes come from [`RxRing`]
-//!   (filled by the console read upcall), sent frames go out with one console
-//!   write each, so a frame is never split by other output;
+//! * packets: SADLP frames on the console, received into and sent from the
+//!   pump's heap blocks (the console's allow buffers point into the Zepto heap);
+//!   each sent frame is one console write, never split by other output;
 //! * storage: the SASP nonce records in RAM, written through to the key-value
 //!   driver when the board has one ([`NonceBacking`]);
 //! * pins: the GPIO driver when the board has one, otherwise unsupported;
@@ -15,8 +15,7 @@ use libtock::console::Console;
 use libtock::key_value::KeyValue;
 use libtock::rng::Rng;
 use libtock::runtime::TockSyscalls;
-use libtock_platform::subscribe::{OneId, Upcall};
-use libtock_platform::{ErrorCode, Syscalls};
+use libtock_platform::{syscall_class, ErrorCode, RawSyscalls, Syscalls, YieldNoWaitReturn};
 use zepto_kernel::hal::{
     BusId, Clock, McuSleep, PacketBus, Pins, Random, Storage, Transceiver, Waiter, WaitingFor,
     WakeReason, Watchdog,
@@ -31,6 +30,14 @@ pub const CONSOLE: u32 = 0x1;
 pub const CONSOLE_READ: u32 = 2;
 pub const CONSOLE_ALLOW_READ: u32 = 1;
 pub const CONSOLE_SUB_READ: u32 = 2;
+
+/// Alarm driver: set-relative command.
+pub const ALARM: u32 = 0x0;
+const ALARM_SET_RELATIVE: u32 = 5;
+
+/// Longest time a frame may take to arrive once its first byte is in (a
+/// 134-byte frame takes 140 ms at 9600 baud).
+const FRAME_MS: u32 = 200;
 
 const GPIO: u32 = 0x4;
 const GPIO_ENABLE_OUTPUT: u32 = 1;
@@ -47,71 +54,60 @@ const GRANULARITY: usize = 4;
 /// Bytes of nonce records.
 pub const NONCE_BYTES: usize = nonce_store::storage_len(GRANULARITY);
 
-/// Received console bytes. The console read upcall stores the byte the kernel
-/// wrote into the one-byte read buffer and immediately asks for the next byte,
-/// so bytes keep arriving while the app is busy (e.g. writing to the console).
-pub struct RxRing {
-    byte: *const u8,
-    ring: [Cell<u8>; 256],
-    head: Cell<u8>,
-    tail: Cell<u8>,
-    /// Bytes dropped because the ring was full.
-    pub overflow: Cell<u32>,
-    /// Error code of a failed read (the ring stops receiving).
-    pub failed: Cell<Option<u32>>,
+/// State shared with the upcalls of the console read and of the alarm, and the
+/// one-byte buffer a pending console read writes to while no heap block is
+/// allowed (see [`TockHal`]'s `PacketBus::receive`).
+pub struct Signals {
+    /// (status, count) of the completed console read.
+    pub read: Cell<Option<(u32, u32)>>,
+    /// The alarm fired.
+    pub alarm: Cell<Option<(u32, u32)>>,
+    park: Cell<u8>,
 }
 
-impl RxRing {
-    /// A ring reading the kernel's bytes from `byte` (the allowed read buffer).
-    pub fn new(byte: *const u8) -> Self {
+impl Signals {
+    pub const fn new() -> Self {
         Self {
-            byte,
-            ring: [const { Cell::new(0) }; 256],
-            head: Cell::new(0),
-            tail: Cell::new(0),
-            overflow: Cell::new(0),
-            failed: Cell::new(None),
+            read: Cell::new(None),
+            alarm: Cell::new(None),
+            park: Cell::new(0),
         }
-    }
-
-    /// Asks the console for the next byte.
-    pub fn start(&self) -> Result<(), ErrorCode> {
-        TockSyscalls::command(CONSOLE, CONSOLE_READ, 1, 0).to_result()
-    }
-
-    /// Takes the oldest received byte.
-    pub fn pop(&self) -> Option<u8> {
-        let t = self.tail.get();
-        if t == self.head.get() {
-            return None;
-        }
-        self.tail.set(t.wrapping_add(1));
-        self.ring.get(usize::from(t)).map(Cell::get)
     }
 }
 
-impl Upcall<OneId<CONSOLE, CONSOLE_SUB_READ>> for RxRing {
-    fn upcall(&self, status: u32, count: u32, _: u32) {
-        if status == 0 && count >= 1 {
-            // SAFETY: `byte` points to the one-byte buffer allowed to the
-            // console for reading, which lives as long as the subscription
-            // (see `main::run`). The kernel writes it only while completing a
-            // read, before it queues this upcall, and the next read is only
-            // requested below, after the byte has been copied out.
-            let b = unsafe { core::ptr::read_volatile(self.byte) };
-            let h = self.head.get();
-            if h.wrapping_add(1) == self.tail.get() {
-                self.overflow.set(self.overflow.get().wrapping_add(1));
-            } else {
-                if let Some(c) = self.ring.get(usize::from(h)) {
-                    c.set(b);
-                }
-                self.head.set(h.wrapping_add(1));
-            }
-        }
-        if let Err(e) = self.start() {
-            self.failed.set(Some(e as u32));
-        }
+/// Where the pending one-byte console read writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// No read is pending.
+    Idle,
+    /// The park byte of [`Signals`].
+    Park,
+    /// Byte `i` of the heap block being received.
+    Heap(usize),
+}
+
+/// Read-write allow of `len` bytes at `ptr` as the console's read buffer,
+/// replacing the previous one.
+///
+/// # Safety
+/// The bytes must stay valid, and not be accessed through references that
+/// assume they do not change, until another buffer replaces them.
+unsafe fn allow_read(ptr: *mut u8, len: usize) -> Result<(), ErrorCode> {
+    // SAFETY: Read-Write Allow per TRD 104 (driver, buffer number, address,
+    // length); the caller keeps the buffer valid while it is allowed.
+    let [r0, r1, _, _] = unsafe {
+        TockSyscalls::syscall4::<{ syscall_class::ALLOW_RW }>([
+            CONSOLE.into(),
+            CONSOLE_ALLOW_READ.into(),
+            ptr.into(),
+            len.into(),
+        ])
+    };
+    if r0.as_u32() == 2 {
+        // Failure with 2 u32: r1 is the error code.
+        Err(ErrorCode::try_from(r1.as_u32()).unwrap_or(ErrorCode::Fail))
+    } else {
+        Ok(())
     }
 }
 
@@ -132,23 +128,27 @@ pub struct LinkStats {
     pub dropped: u32,
 }
 
-/// The HAL. Received packets wait in a small queue until the pump takes them.
-pub struct TockHal {
+/// The HAL. Packets are received and sent inside the pump's heap blocks: the
+/// console's read buffer is the byte of the receiving heap block that comes
+/// next, and the console writes the SADLP frame straight from the heap block
+/// that holds the reply (see `PacketBus` below).
+pub struct TockHal<'s> {
     hz: u64,
     last_ticks: Cell<u32>,
     ticks: Cell<u64>,
-    decoder: sadlp::Decoder<{ sadlp::decoder_buffer_len(MTU) }>,
-    queue: heapless::Deque<heapless::Vec<u8, MTU>, 2>,
-    tx: [u8; sadlp::encoded_len(MTU)],
+    sig: &'s Signals,
+    target: Target,
+    /// Milliseconds the next `PacketBus::receive` may wait for a frame.
+    pub sleep_ms: u32,
     nonces: [u8; NONCE_BYTES],
     pub backing: NonceBacking,
     gpio_pins: u32,
     pub stats: LinkStats,
 }
 
-impl TockHal {
+impl<'s> TockHal<'s> {
     /// Probes the drivers. Fails if the alarm (time) is missing.
-    pub fn new() -> Result<Self, ErrorCode> {
+    pub fn new(sig: &'s Signals) -> Result<Self, ErrorCode> {
         let hz = u64::from(Alarm::get_frequency()?.0).max(1);
         let now = Alarm::get_ticks()?;
         let gpio_pins = TockSyscalls::command(GPIO, GPIO_COUNT, 0, 0)
@@ -163,9 +163,9 @@ impl TockHal {
             hz,
             last_ticks: Cell::new(now),
             ticks: Cell::new(0),
-            decoder: sadlp::Decoder::new(),
-            queue: heapless::Deque::new(),
-            tx: [0; sadlp::encoded_len(MTU)],
+            sig,
+            target: Target::Idle,
+            sleep_ms: 0,
             nonces: [0xff; NONCE_BYTES],
             backing,
             gpio_pins,
@@ -185,29 +185,62 @@ impl TockHal {
             && KeyValue::get(NONCE_KEY, &mut self.nonces).is_ok_and(|n| n as usize == NONCE_BYTES)
     }
 
-    /// Feeds received console bytes to the SADLP decoder; complete packets are
-    /// queued for the pump. Returns true if a packet was queued.
-    pub fn feed(&mut self, ring: &RxRing) -> bool {
-        let mut got = false;
-        while let Some(b) = ring.pop() {
-            if let Some(p) = self.decoder.push(b) {
-                self.stats.frames_in = self.stats.frames_in.wrapping_add(1);
-                let queued = heapless::Vec::from_slice(p)
-                    .ok()
-                    .is_some_and(|v| self.queue.push_back(v).is_ok());
-                if queued {
-                    got = true;
-                } else {
-                    self.stats.dropped = self.stats.dropped.wrapping_add(1);
-                }
-            }
-        }
-        got
+    /// Sets the alarm `ms` from now (replacing the previous one).
+    fn arm_alarm(&self, ms: u32) -> Result<(), ErrorCode> {
+        self.sig.alarm.set(None);
+        TockSyscalls::command(ALARM, ALARM_SET_RELATIVE, self.ms_to_ticks(ms), 0)
+            .to_result::<u32, ErrorCode>()
+            .map(|_| ())
     }
 
-    /// True if a packet waits for the pump.
-    pub fn has_packet(&self) -> bool {
-        !self.queue.is_empty()
+    /// Makes sure a one-byte console read is pending into `want` (a read that
+    /// is already pending is left where it is: the UART cannot cancel it).
+    fn read_into(&mut self, want: Target, heap: &mut [u8]) -> Result<(), Error> {
+        if self.target != Target::Idle {
+            return Ok(());
+        }
+        let ptr = match want {
+            Target::Heap(i) => heap.get_mut(i).ok_or(Error::BufferTooSmall)? as *mut u8,
+            _ => self.sig.park.as_ptr(),
+        };
+        // SAFETY: a heap byte is allowed only while `receive` holds the heap
+        // block, and `leave` points the read at the park byte before it
+        // returns; the park byte lives in `Signals`, which outlives the HAL.
+        unsafe { allow_read(ptr, 1) }.map_err(|_| Error::Bus)?;
+        self.sig.read.set(None);
+        TockSyscalls::command(CONSOLE, CONSOLE_READ, 1, 0)
+            .to_result::<(), ErrorCode>()
+            .map_err(|_| Error::Bus)?;
+        self.target = if matches!(want, Target::Heap(_)) {
+            want
+        } else {
+            Target::Park
+        };
+        Ok(())
+    }
+
+    /// Before `receive` returns: a read still pending into the heap block is
+    /// pointed at the park byte. Returns false if the read completed meanwhile
+    /// (its byte is in the heap block and must be handled).
+    fn leave(&mut self) -> bool {
+        if !matches!(self.target, Target::Heap(_)) {
+            return true;
+        }
+        if let YieldNoWaitReturn::Upcall = TockSyscalls::yield_no_wait() {
+            if self.sig.read.get().is_some() {
+                return false;
+            }
+        }
+        // A frame's first byte after an idle line is its leading delimiter; a
+        // read that completes between the check above and the allow below is
+        // then still seen correctly.
+        self.sig.park.set(0);
+        // SAFETY: see `read_into`.
+        if unsafe { allow_read(self.sig.park.as_ptr(), 1) }.is_err() {
+            self.stats.dropped = self.stats.dropped.wrapping_add(1);
+        }
+        self.target = Target::Park;
+        true
     }
 
     /// Milliseconds to alarm ticks.
@@ -216,7 +249,7 @@ impl TockHal {
     }
 }
 
-impl Clock for TockHal {
+impl Clock for TockHal<'_> {
     fn now_ms(&self) -> u64 {
         // The 32-bit tick counter wraps (e.g. after 429 s at 10 MHz); the app
         // reads the clock far more often than that.
@@ -228,7 +261,7 @@ impl Clock for TockHal {
     }
 }
 
-impl Waiter for TockHal {
+impl Waiter for TockHal<'_> {
     /// Only time is waited for here (the app's own loop waits for packets,
     /// IPC and time together).
     fn wait_for(&mut self, what: &WaitingFor) -> WakeReason {
@@ -238,26 +271,127 @@ impl Waiter for TockHal {
     }
 }
 
-impl PacketBus for TockHal {
+impl PacketBus for TockHal<'_> {
+    /// Receives one SADLP frame into `buf` (the pump's receiving heap block, as
+    /// large as [`PacketBus::rx_room`]) and unframes it there. The console
+    /// writes each received byte straight into the heap: a one-byte read whose
+    /// buffer is the block's next byte. Waits at most `sleep_ms` for a frame to
+    /// begin (or until another upcall, e.g. IPC, arrives); once a byte has
+    /// arrived it reads on until the frame's closing delimiter, at most
+    /// `FRAME_MS`. Before returning, a read still pending is pointed at the
+    /// park byte; the byte that lands there (normally the next frame's leading
+    /// delimiter) is the only one ever copied into the heap.
     fn receive(&mut self, _bus: BusId, buf: &mut [u8]) -> Result<Option<usize>, Error> {
-        let Some(p) = self.queue.pop_front() else {
-            return Ok(None);
-        };
-        let dst = buf.get_mut(..p.len()).ok_or(Error::BufferTooSmall)?;
-        dst.copy_from_slice(&p);
-        Ok(Some(p.len()))
+        let cap = buf.len();
+        let mut len = 0usize;
+        let mut started = false;
+        let mut oversize = false;
+        let budget = core::mem::take(&mut self.sleep_ms);
+        if budget > 0 {
+            self.arm_alarm(budget).map_err(|_| Error::Bus)?;
+        }
+        loop {
+            let want = if len < cap && !oversize {
+                Target::Heap(len)
+            } else {
+                Target::Park
+            };
+            self.read_into(want, buf)?;
+            if self.sig.read.get().is_none() {
+                if !started && budget == 0 {
+                    // Only look: take what is already there.
+                    let _ = TockSyscalls::yield_no_wait();
+                } else {
+                    TockSyscalls::yield_wait();
+                }
+            }
+            if let Some((status, count)) = self.sig.read.take() {
+                let at = core::mem::replace(&mut self.target, Target::Idle);
+                if status != 0 || count == 0 {
+                    continue;
+                }
+                let byte = match at {
+                    Target::Heap(i) => {
+                        let p = buf.get(i).ok_or(Error::BufferTooSmall)? as *const u8;
+                        // SAFETY: `p` is in `buf`; the kernel wrote it before
+                        // queueing the upcall that was just handled.
+                        unsafe { core::ptr::read_volatile(p) }
+                    }
+                    _ => self.sig.park.get(),
+                };
+                if !started {
+                    started = true;
+                    self.arm_alarm(FRAME_MS).map_err(|_| Error::Bus)?;
+                }
+                if byte == sadlp::DELIMITER {
+                    if len > 0 && !oversize {
+                        let frame = buf.get_mut(..len).ok_or(Error::BufferTooSmall)?;
+                        match sadlp::decode_in_place(frame) {
+                            Ok(n) => {
+                                self.stats.frames_in = self.stats.frames_in.wrapping_add(1);
+                                return Ok(Some(n));
+                            }
+                            Err(_) => self.stats.dropped = self.stats.dropped.wrapping_add(1),
+                        }
+                    } else if oversize {
+                        self.stats.dropped = self.stats.dropped.wrapping_add(1);
+                    }
+                    len = 0;
+                    oversize = false;
+                } else if matches!(at, Target::Heap(_)) {
+                    len += 1;
+                } else if let Some(slot) = buf.get_mut(len).filter(|_| !oversize) {
+                    // The byte that ended an idle line and is not a delimiter.
+                    *slot = byte;
+                    len += 1;
+                } else {
+                    oversize = true;
+                }
+                continue;
+            }
+            let timed_out = self.sig.alarm.take().is_some() || (!started && budget == 0);
+            if started && !timed_out {
+                // Another upcall (IPC) during a frame: finish the frame first.
+                continue;
+            }
+            if started && len > 0 {
+                // The frame stopped arriving.
+                self.stats.dropped = self.stats.dropped.wrapping_add(1);
+            }
+            if self.leave() {
+                return Ok(None);
+            }
+            started = true;
+        }
     }
 
-    fn send(&mut self, _bus: BusId, packet: &[u8]) -> Result<(), Error> {
-        let n = sadlp::encode(packet, &mut self.tx)?;
-        let frame = self.tx.get(..n).ok_or(Error::BufferTooSmall)?;
-        Console::write(frame).map_err(|_| Error::Bus)?;
+    fn send(&mut self, bus: BusId, packet: &[u8]) -> Result<(), Error> {
+        // The pump sends through `send_in_place`; this path frames on the stack.
+        let mut tmp = [0u8; sadlp::encoded_len(MTU)];
+        let body = tmp.get_mut(..packet.len()).ok_or(Error::BufferTooSmall)?;
+        body.copy_from_slice(packet);
+        self.send_in_place(bus, &mut tmp, packet.len())
+    }
+
+    fn rx_room(&self, _bus: BusId, mtu: usize) -> usize {
+        sadlp::decoder_buffer_len(mtu)
+    }
+
+    fn tx_room(&self, _bus: BusId, len: usize) -> usize {
+        sadlp::encoded_len(len) - len
+    }
+
+    /// Frames the packet in its heap block and lets the console write the
+    /// frame from there (one write, never interleaved with other output).
+    fn send_in_place(&mut self, _bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
+        let n = sadlp::encode_in_place(buf, len)?;
+        Console::write(buf.get(..n).ok_or(Error::BufferTooSmall)?).map_err(|_| Error::Bus)?;
         self.stats.frames_out = self.stats.frames_out.wrapping_add(1);
         Ok(())
     }
 }
 
-impl Transceiver for TockHal {
+impl Transceiver for TockHal<'_> {
     /// The console is always on.
     fn set_receiver(&mut self, _on: bool) -> Result<(), Error> {
         Ok(())
@@ -267,7 +401,7 @@ impl Transceiver for TockHal {
     }
 }
 
-impl McuSleep for TockHal {
+impl McuSleep for TockHal<'_> {
     /// Tock puts the MCU to sleep whenever no process runs; this process just
     /// waits (the VM's receiver-off rule still holds: nothing is read meanwhile).
     fn mcu_sleep(&mut self, ms: u32) -> Result<(), Error> {
@@ -275,7 +409,7 @@ impl McuSleep for TockHal {
     }
 }
 
-impl Storage for TockHal {
+impl Storage for TockHal<'_> {
     fn size(&self) -> usize {
         NONCE_BYTES
     }
@@ -305,7 +439,7 @@ impl Storage for TockHal {
     }
 }
 
-impl Pins for TockHal {
+impl Pins for TockHal<'_> {
     fn read_pin(&mut self, pin: u8) -> Result<bool, Error> {
         if u32::from(pin) >= self.gpio_pins {
             return Err(Error::Unsupported);
@@ -334,7 +468,7 @@ impl Pins for TockHal {
     }
 }
 
-impl Random for TockHal {
+impl Random for TockHal<'_> {
     fn fill_random(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         for chunk in buf.chunks_mut(64) {
             let n = chunk.len() as u32;
@@ -344,7 +478,7 @@ impl Random for TockHal {
     }
 }
 
-impl Watchdog for TockHal {
+impl Watchdog for TockHal<'_> {
     /// Tock has no userspace watchdog interface; nothing to feed.
     fn feed(&mut self) {}
 }

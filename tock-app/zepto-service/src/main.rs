@@ -8,20 +8,19 @@
 //!   its own slot. A client is notified when its final reply is in its buffer
 //!   (PENDING replies are not signalled).
 //!
-//! One loop serves both: it feeds console bytes to the SADLP decoder, polls
-//! the pump, answers IPC requests, resumes waiting programs, then sleeps in
-//! Yield-Wait until a console byte, an IPC request or the alarm arrives.
+//! One loop serves both: it answers IPC requests, resumes waiting programs and
+//! polls the pump. The pump's receive (`TockHal`'s `PacketBus::receive`) is
+//! where the loop sleeps: it waits in Yield-Wait, with the console reading
+//! into the pump's heap block, until a frame, an IPC request or the alarm.
 #![no_main]
 #![no_std]
 
 mod hal;
 
-use core::cell::Cell;
 use core::fmt::Write;
-use hal::{RxRing, TockHal, CONSOLE, CONSOLE_ALLOW_READ, CONSOLE_SUB_READ, MTU};
+use hal::{Signals, TockHal, ALARM, CONSOLE, CONSOLE_SUB_READ, MTU};
 use libtock::console::Console;
 use libtock::runtime::{set_main, stack_size, TockSyscalls};
-use libtock_platform::allow_rw::AllowRw;
 use libtock_platform::subscribe::Subscribe;
 use libtock_platform::{share, DefaultConfig, ErrorCode, Syscalls};
 use zepto_kernel::hal::Random;
@@ -52,10 +51,6 @@ const PROGRAM: usize = 96;
 type Vm = VmSmall<4, 8>;
 type Dev<'t, 'p> = Device<'t, 'p, Vm, DefaultCipher, 640, 6>;
 type Svc<'t, 'p> = Service<'t, 'p, Vm, SLOTS, PROGRAM, 384, 2>;
-
-/// Alarm driver: set-relative command and callback.
-const ALARM: u32 = 0x0;
-const ALARM_SET_RELATIVE: u32 = 5;
 
 /// Longest sleep between two rounds of work: pins (no GPIO interrupts used)
 /// and the clock's 32-bit wrap are checked at least this often.
@@ -89,7 +84,7 @@ fn probe(name: &str, driver: u32, required: bool) -> bool {
 
 /// Prepares the nonce records; returns how they are kept, or `None` if the
 /// network side must stay off (no safe nonce source).
-fn setup_nonces(hal: &mut TockHal) -> Option<&'static str> {
+fn setup_nonces(hal: &mut TockHal<'_>) -> Option<&'static str> {
     if hal.load_nonces() {
         return Some("key-value store");
     }
@@ -99,16 +94,18 @@ fn setup_nonces(hal: &mut TockHal) -> Option<&'static str> {
             NonceStore::provision(hal, 0, 0, 0).ok()?;
             Some("key-value store (new)")
         }
+        hal::NonceBacking::Ram if !VOLATILE_NONCES => None,
         hal::NonceBacking::Ram => {
-            // No persistent storage: start sending at a random nonce in the
-            // upper half of the 47-bit space (see README, "Nonces").
+            // Built with ZEPTO_VOLATILE_NONCES=1: no persistent storage, so
+            // start sending at a random nonce in the upper half of the 47-bit
+            // space (probabilistic, see README, "Nonces").
             let mut r = [0u8; 8];
             hal.fill_random(&mut r).ok()?;
             // NFS in [2^46, 2^46 + 2^45): 2^45 nonces stay above the highest start.
             let half = (MAX_NONCE >> 1) + 1;
             let nfs = half + (u64::from_le_bytes(r) % (half >> 1));
             NonceStore::provision(hal, 0, nfs, 0).ok()?;
-            Some("RAM, random start")
+            Some("RAM, random start (ZEPTO_VOLATILE_NONCES)")
         }
     }
 }
@@ -118,7 +115,8 @@ fn main() {
     probe("alarm", ALARM, true);
     probe("IPC", zepto_tock_ipc::DRIVER_NUM, true);
     let rng = probe("RNG", 0x40001, false);
-    let mut hal = match TockHal::new() {
+    let sig = Signals::new();
+    let mut hal = match TockHal::new(&sig) {
         Ok(h) => h,
         Err(e) => {
             say!("zepto-service: alarm unusable: {e:?}");
@@ -129,6 +127,12 @@ fn main() {
         setup_nonces(&mut hal)
     } else {
         None
+    };
+    let why_off = match hal.backing {
+        hal::NonceBacking::Ram if !VOLATILE_NONCES => {
+            "no persistent storage for nonces (no key-value driver); a nonce must never be reused"
+        }
+        _ => "no RNG and no key-value store for nonces",
     };
 
     let cfg = DeviceConfig {
@@ -160,7 +164,7 @@ fn main() {
             }
         }
         None => {
-            say!("zepto-service: network side off: no RNG and no key-value store for nonces");
+            say!("zepto-service: network side off: {why_off}");
             None
         }
     };
@@ -193,7 +197,14 @@ fn main() {
         nonces.unwrap_or("none"),
         hal.gpio_pins()
     );
-    let result = Ipc::with_service(own, |end| run(end, &mut hal, device.as_mut(), &mut svc));
+    say!(
+        "zepto-service: RAM: device {} B, HAL {} B",
+        core::mem::size_of::<Dev<'_, '_>>(),
+        core::mem::size_of::<TockHal<'_>>() + core::mem::size_of::<Signals>()
+    );
+    let result = Ipc::with_service(own, |end| {
+        run(end, &sig, &mut hal, device.as_mut(), &mut svc)
+    });
     match result {
         Ok(Err(ErrorCode::NoMem)) | Err(ErrorCode::NoMem) => say!(
             "zepto-service: grant allocation failed (NOMEM) while subscribing: raise the kernel heap in the TBF header"
@@ -227,49 +238,26 @@ fn log_events(events: &[Event]) {
 /// The event loop (never returns unless a system call fails).
 fn run(
     end: &ServiceEnd<'_>,
-    hal: &mut TockHal,
+    sig: &Signals,
+    hal: &mut TockHal<'_>,
     mut dev: Option<&mut Dev<'_, '_>>,
     svc: &mut Svc<'_, '_>,
 ) -> Result<(), ErrorCode> {
-    let mut byte = [0u8; 1];
-    let p = byte.as_mut_ptr();
-    let ring = RxRing::new(p);
-    // SAFETY: `p` points to `byte`, which outlives this function's scope
-    // below; the slice is only handed to the kernel (allow), and the app
-    // reads the byte through `p` alone, in the read upcall (see `RxRing`).
-    let read_buf = unsafe { core::slice::from_raw_parts_mut(p, 1) };
-    let fired: Cell<Option<(u32, u32)>> = Cell::new(None);
     let mut waiting: [Option<Request>; SLOTS] = [None; SLOTS];
     share::scope::<
         (
-            AllowRw<Sys, CONSOLE, CONSOLE_ALLOW_READ>,
             Subscribe<Sys, CONSOLE, CONSOLE_SUB_READ>,
             Subscribe<Sys, ALARM, 0>,
         ),
         _,
         _,
     >(|h| {
-        let (allow, sub_rx, sub_alarm) = h.split();
-        Sys::allow_rw::<DefaultConfig, CONSOLE, CONSOLE_ALLOW_READ>(allow, read_buf)?;
-        Sys::subscribe::<_, _, DefaultConfig, CONSOLE, CONSOLE_SUB_READ>(sub_rx, &ring)?;
-        Sys::subscribe::<_, _, DefaultConfig, ALARM, 0>(sub_alarm, &fired)?;
-        ring.start()?;
+        let (sub_rx, sub_alarm) = h.split();
+        Sys::subscribe::<_, _, DefaultConfig, CONSOLE, CONSOLE_SUB_READ>(sub_rx, &sig.read)?;
+        Sys::subscribe::<_, _, DefaultConfig, ALARM, 0>(sub_alarm, &sig.alarm)?;
         say!("zepto-service: ready");
+        let mut net_wait = None;
         loop {
-            // Network: console bytes -> packets -> pump (one packet per poll).
-            hal.feed(&ring);
-            let mut net_wait = None;
-            if let Some(d) = dev.as_deref_mut() {
-                loop {
-                    let w = d.poll(hal);
-                    log_events(d.events());
-                    hal.feed(&ring);
-                    if !hal.has_packet() {
-                        net_wait = Some(w);
-                        break;
-                    }
-                }
-            }
             // Local clients.
             while let Some(req) = end.take() {
                 let slot = req.client.get() as usize;
@@ -308,24 +296,27 @@ fn run(
                 }
                 continue;
             }
-            if let Some(e) = ring.failed.get() {
-                say!("zepto-service: console read failed: {e}");
-                return Err(ErrorCode::Fail);
-            }
-            // Sleep until the earliest deadline or any upcall.
+            // Sleep until the earliest deadline, a frame or any other upcall.
             let mut ms = MAX_WAIT_MS;
             for w in [net_wait, sp.wait].into_iter().flatten() {
                 if let Some(t) = w.timeout_ms {
                     ms = ms.min(t);
                 }
             }
-            if ms == 0 {
-                continue;
+            match dev.as_deref_mut() {
+                Some(d) => {
+                    // The pump's receive waits (see `TockHal`).
+                    hal.sleep_ms = ms;
+                    net_wait = Some(d.poll(hal));
+                    log_events(d.events());
+                }
+                None if ms > 0 => {
+                    sig.alarm.set(None);
+                    Sys::command(ALARM, 5, hal.ms_to_ticks(ms), 0).to_result::<u32, ErrorCode>()?;
+                    Sys::yield_wait();
+                }
+                None => {}
             }
-            fired.set(None);
-            Sys::command(ALARM, ALARM_SET_RELATIVE, hal.ms_to_ticks(ms), 0)
-                .to_result::<u32, ErrorCode>()?;
-            Sys::yield_wait();
         }
     })
 }
