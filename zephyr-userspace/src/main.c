@@ -13,8 +13,9 @@
  *   D  uses B's ticket, which it was not granted: the system call refuses it;
  *   B  is served after all that.
  *
- * Without CONFIG_USERSPACE (no MPU) the same code runs with supervisor threads; the
- * reads that the MPU would stop then succeed, and the program says so.
+ * Without CONFIG_USERSPACE (no MPU) the same code runs with supervisor threads: A's
+ * read succeeds and D is served with B's ticket, and the program says so; C skips its
+ * call, whose reply would overwrite the service's state.
  */
 #include <zephyr/app_memory/app_memdomain.h>
 #include <zephyr/fatal.h>
