@@ -37,6 +37,7 @@
 )]
 
 pub mod client;
+pub mod eax;
 pub mod encoding;
 pub mod error;
 pub mod hal;

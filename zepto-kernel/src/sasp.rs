@@ -30,15 +30,14 @@
 //! [`Sasp::send`] reads a payload as the request and writes the SASP packet as the
 //! reply ([`HandlerOutcome::Pass`]).
 
+use crate::eax::Eax;
 use crate::encoding;
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
 use crate::heap::{Handle, HeapOps};
 use crate::nonce_store::{NonceStore, MAX_NONCE};
-use eax::aead::AeadInOut;
-use eax::cipher::consts::U16;
-use eax::cipher::{BlockCipherEncrypt, BlockSizeUser};
-use eax::{Eax, KeyInit, Nonce, Tag};
+use aes::cipher::consts::U16;
+use aes::cipher::{BlockCipherEncrypt, BlockSizeUser, KeyInit};
 
 /// Header bytes (nonce VP and destination flag).
 pub const HEADER_LEN: usize = 6;
@@ -156,13 +155,7 @@ pub fn eax_seal<C: SaspCipher>(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], Error> {
-    let n = Nonce::<U16>::from(*nonce);
-    let tag = aead
-        .encrypt_inout_detached(&n, aad, buf.into())
-        .map_err(|_| Error::ValueOutOfRange)?;
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(tag.as_slice());
-    Ok(out)
+    Ok(aead.seal(nonce, aad, buf))
 }
 
 /// EAX decryption in place: verifies `tag` first; on failure `buf` is unchanged and
@@ -174,10 +167,7 @@ pub fn eax_open<C: SaspCipher>(
     buf: &mut [u8],
     tag: &[u8],
 ) -> Result<(), Error> {
-    let n = Nonce::<U16>::from(*nonce);
-    let t = Tag::<U16>::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
-    aead.decrypt_inout_detached(&n, aad, buf.into(), &t)
-        .map_err(|_| Error::AuthenticationFailed)
+    aead.open(nonce, aad, buf, tag)
 }
 
 /// Size of the data under encryption for a payload of `len` bytes (first byte
@@ -228,7 +218,7 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
 impl<C: SaspCipher> Sasp<C> {
     /// An SASP end with a 128-bit `key`, its `role` and its opened nonce store.
     pub fn new(key: &[u8; 16], role: Role, nonces: NonceStore) -> Result<Self, Error> {
-        let aead = Eax::<C>::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
+        let aead = Eax::<C>::new_from_slice(key)?;
         Ok(Self {
             aead,
             role,
