@@ -109,9 +109,12 @@ fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
             halt();
         }
     }
-    let mut dev =
-        Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board).unwrap_or_else(|_| halt());
-    dev.run(board)
+    // Run the device where `new` put it (no move of the whole object).
+    let mut dev = Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board);
+    match &mut dev {
+        Ok(dev) => dev.run(board),
+        Err(_) => halt(),
+    }
 }
 
 #[cfg(feature = "vm-only")]

@@ -196,6 +196,10 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
     /// Creates a device: opens the nonce store in `hal`'s storage (which must have
     /// been provisioned with [`NonceStore::provision`]), allocates the heap blocks and
     /// initialises the layers and the plugins.
+    ///
+    /// Never inlined: the layers are built in this function's own stack frame, which
+    /// is gone again when the device runs.
+    #[inline(never)]
     pub fn new<H: DeviceHal>(
         key: &[u8; 16],
         vm: V,
