@@ -54,6 +54,7 @@ type Dev<'t, 'p> = zepto_kernel::pump::Device<
     zepto_kernel::sasp::DefaultCipher,
     { config::HEAP },
     { config::HANDLES },
+    0, // no event log: nothing on the board reads it
 >;
 
 /// Bytes of the stack state object (the device with its heap, or the VM and heap).

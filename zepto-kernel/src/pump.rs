@@ -159,7 +159,8 @@ pub enum Layer {
     Saccp,
 }
 
-/// Events kept per [`Device::poll`].
+/// Events a [`Device`] keeps per [`Device::poll`] unless its `E` parameter says
+/// otherwise (an MCU build that reads no log sets `E = 0` and saves the RAM).
 pub const EVENT_LOG: usize = 12;
 
 #[derive(Debug, Clone, Copy)]
@@ -172,8 +173,17 @@ struct VmWait {
 ///
 /// `N` is the heap arena size, `B` its handle count; the pump uses four handles (the
 /// packet being received, the running program, SAGDP's last sent packet and SACCP's
-/// old program) plus one per PARALLEL pseudo-thread.
-pub struct Device<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize> {
+/// old program) plus one per PARALLEL pseudo-thread. `E` is the number of [`Event`]s
+/// kept per poll ([`Device::events`]); with 0 nothing is logged.
+pub struct Device<
+    't,
+    'p,
+    V: Execution,
+    C: SaspCipher,
+    const N: usize,
+    const B: usize,
+    const E: usize = EVENT_LOG,
+> {
     heap: Heap<N, B>,
     rx: Handle,
     prog: Handle,
@@ -185,11 +195,11 @@ pub struct Device<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: 
     vm_wait: Option<VmWait>,
     cfg: DeviceConfig,
     stats: PumpStats,
-    events: heapless::Vec<Event, EVENT_LOG>,
+    events: heapless::Vec<Event, E>,
 }
 
-impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
-    Device<'t, 'p, V, C, N, B>
+impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const E: usize>
+    Device<'t, 'p, V, C, N, B, E>
 {
     const HANDLES: () = assert!(B >= 4, "the pump needs at least four heap handles");
 
@@ -267,7 +277,9 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
     }
 
     fn log(&mut self, e: Event) {
-        let _ = self.events.push(e);
+        if E > 0 {
+            let _ = self.events.push(e);
+        }
     }
 
     /// Does one round of work and returns what to wait for before the next call: a
