@@ -52,9 +52,9 @@ fn xor_into(dst: &mut [u8], src: &[u8]) {
 
 /// CMAC of `prefix || data` (`prefix` is one whole block or nothing), with
 /// `l = E(0)`.
-fn mac<C: BlockCipher128 + ?Sized>(cipher: &C, l: &Blk, prefix: Option<&Blk>, data: &[u8]) -> Blk {
+fn mac<C: BlockCipher128>(cipher: &C, l: &Blk, prefix: Option<&Blk>, data: &[u8]) -> Blk {
     let mut x = Blk::default();
-    let mut k = l.clone();
+    let mut k = *l;
     dbl(&mut k);
     if let Some(p) = prefix {
         xor_into(&mut x, p);
@@ -94,20 +94,20 @@ fn mac<C: BlockCipher128 + ?Sized>(cipher: &C, l: &Blk, prefix: Option<&Blk>, da
 }
 
 /// `E(0)`, the value the CMAC subkeys are derived from.
-fn subkey_base<C: BlockCipher128 + ?Sized>(cipher: &C) -> Blk {
+fn subkey_base<C: BlockCipher128>(cipher: &C) -> Blk {
     let mut l = Blk::default();
     cipher.encrypt_block(&mut l);
     l
 }
 
 /// CMAC (OMAC1) of `data` under `cipher` (RFC 4493 for AES-128).
-pub fn cmac<C: BlockCipher128 + ?Sized>(cipher: &C, data: &[u8]) -> [u8; BLOCK] {
+pub fn cmac<C: BlockCipher128>(cipher: &C, data: &[u8]) -> [u8; BLOCK] {
     let l = subkey_base(cipher);
     mac(cipher, &l, None, data).into()
 }
 
 /// `OMAC^t(data)`.
-fn omac<C: BlockCipher128 + ?Sized>(cipher: &C, l: &Blk, t: u8, data: &[u8]) -> Blk {
+fn omac<C: BlockCipher128>(cipher: &C, l: &Blk, t: u8, data: &[u8]) -> Blk {
     let mut p = Blk::default();
     if let Some(b) = p.last_mut() {
         *b = t;
@@ -116,10 +116,10 @@ fn omac<C: BlockCipher128 + ?Sized>(cipher: &C, l: &Blk, t: u8, data: &[u8]) -> 
 }
 
 /// XORs the CTR keystream starting at counter `ctr` into `buf`.
-fn ctr<C: BlockCipher128 + ?Sized>(cipher: &C, ctr: &Blk, buf: &mut [u8]) {
-    let mut c = ctr.clone();
+fn ctr<C: BlockCipher128>(cipher: &C, ctr: &Blk, buf: &mut [u8]) {
+    let mut c = *ctr;
     for chunk in buf.chunks_mut(BLOCK) {
-        let mut ks = c.clone();
+        let mut ks = c;
         cipher.encrypt_block(&mut ks);
         xor_into(chunk, &ks);
         for b in c.iter_mut().rev() {
@@ -132,12 +132,7 @@ fn ctr<C: BlockCipher128 + ?Sized>(cipher: &C, ctr: &Blk, buf: &mut [u8]) {
 }
 
 /// `N xor H`: the part of the tag that does not depend on the ciphertext.
-fn nonce_part<C: BlockCipher128 + ?Sized>(
-    cipher: &C,
-    l: &Blk,
-    nonce: &[u8],
-    aad: &[u8],
-) -> (Blk, Blk) {
+fn nonce_part<C: BlockCipher128>(cipher: &C, l: &Blk, nonce: &[u8], aad: &[u8]) -> (Blk, Blk) {
     let n = omac(cipher, l, 0, nonce);
     let mut t = omac(cipher, l, 1, aad);
     xor_into(&mut t, &n);
