@@ -9,7 +9,7 @@
 //! * header: nonce varying part (VP, 47 bits, little-endian in bytes 0..6, bits
 //!   0..46) and the destination flag (bit 7 of byte 5: 0 = for the higher protocol,
 //!   1 = for SASP itself);
-//! * EAX nonce (16 bytes, the block size, as the `eax` crate requires): the 6 header
+//! * EAX nonce (16 bytes, the block size): the 6 header
 //!   bytes, then one byte holding the *sender's* peer-distinguishing flag (0 for the
 //!   device, 1 for the client), then 9 zero bytes. Both directions share one key, and
 //!   this byte keeps their nonces apart;
