@@ -35,7 +35,7 @@ mark_in, mark_out = addrs[mark_in], addrs[mark_out]
 
 def layer(name):
     rules = [
-        (r"^(<[^>]*as )?<?(aes|cipher|ctr|eax|cmac|digest|hybrid_array|speck_cipher|inout|dbl)::", "crypto (AES/Speck, CTR, CMAC, EAX)"),
+        (r"^(<[^>]*as )?<?(aes|cipher|ctr|eax|cmac|digest|hybrid_array|speck_cipher|inout|dbl|zepto_kernel::eax)::", "crypto (AES/Speck, CTR, CMAC, EAX)"),
         (r"zepto_kernel::sasp", "SASP"),
         (r"zepto_kernel::sagdp", "SAGDP"),
         (r"zepto_kernel::saccp", "SACCP"),

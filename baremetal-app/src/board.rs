@@ -248,10 +248,27 @@ impl Clock for Board {
         let t = self.ticks();
         let us = self.frac_us.get() + t.wrapping_sub(self.last_ticks.get());
         self.last_ticks.set(t);
-        self.ms.set(self.ms.get() + u64::from(us / 1000));
-        self.frac_us.set(us % 1000);
+        let (q, r) = div_1000(us);
+        self.ms.set(self.ms.get() + u64::from(q));
+        self.frac_us.set(r);
         self.ms.get()
     }
+}
+
+/// `(x / 1000, x % 1000)` by shift and subtract: the Cortex-M0 has no divide
+/// instruction, and this is the firmware's only division (the library routine
+/// it would otherwise link is about 400 bytes).
+fn div_1000(x: u32) -> (u32, u32) {
+    let (mut q, mut r) = (0u32, 0u32);
+    for i in (0..32).rev() {
+        r = (r << 1) | ((x >> i) & 1);
+        q <<= 1;
+        if r >= 1000 {
+            r -= 1000;
+            q |= 1;
+        }
+    }
+    (q, r)
 }
 
 /// NVIC set-enable and clear-pending registers; UART0 is IRQ 2, TIMER0 IRQ 8.

@@ -54,6 +54,7 @@ type Dev<'t, 'p> = zepto_kernel::pump::Device<
     zepto_kernel::sasp::DefaultCipher,
     { config::HEAP },
     { config::HANDLES },
+    0, // no event log: nothing on the board reads it
 >;
 
 /// Bytes of the stack state object (the device with its heap, or the VM and heap).
@@ -109,9 +110,12 @@ fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
             halt();
         }
     }
-    let mut dev =
-        Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board).unwrap_or_else(|_| halt());
-    dev.run(board)
+    // Run the device where `new` put it (no move of the whole object).
+    let mut dev = Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board);
+    match &mut dev {
+        Ok(dev) => dev.run(board),
+        Err(_) => halt(),
+    }
 }
 
 #[cfg(feature = "vm-only")]

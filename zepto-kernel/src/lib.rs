@@ -39,6 +39,7 @@
 )]
 
 pub mod client;
+pub mod eax;
 pub mod encoding;
 pub mod error;
 pub mod hal;

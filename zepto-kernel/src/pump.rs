@@ -159,7 +159,8 @@ pub enum Layer {
     Saccp,
 }
 
-/// Events kept per [`Device::poll`].
+/// Events a [`Device`] keeps per [`Device::poll`] unless its `E` parameter says
+/// otherwise (an MCU build that reads no log sets `E = 0` and saves the RAM).
 pub const EVENT_LOG: usize = 12;
 
 #[derive(Debug, Clone, Copy)]
@@ -172,8 +173,17 @@ struct VmWait {
 ///
 /// `N` is the heap arena size, `B` its handle count; the pump uses four handles (the
 /// packet being received, the running program, SAGDP's last sent packet and SACCP's
-/// old program) plus one per PARALLEL pseudo-thread.
-pub struct Device<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize> {
+/// old program) plus one per PARALLEL pseudo-thread. `E` is the number of [`Event`]s
+/// kept per poll ([`Device::events`]); with 0 nothing is logged.
+pub struct Device<
+    't,
+    'p,
+    V: Execution,
+    C: SaspCipher,
+    const N: usize,
+    const B: usize,
+    const E: usize = EVENT_LOG,
+> {
     heap: Heap<N, B>,
     rx: Handle,
     prog: Handle,
@@ -185,17 +195,21 @@ pub struct Device<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: 
     vm_wait: Option<VmWait>,
     cfg: DeviceConfig,
     stats: PumpStats,
-    events: heapless::Vec<Event, EVENT_LOG>,
+    events: heapless::Vec<Event, E>,
 }
 
-impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
-    Device<'t, 'p, V, C, N, B>
+impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const E: usize>
+    Device<'t, 'p, V, C, N, B, E>
 {
     const HANDLES: () = assert!(B >= 4, "the pump needs at least four heap handles");
 
     /// Creates a device: opens the nonce store in `hal`'s storage (which must have
     /// been provisioned with [`NonceStore::provision`]), allocates the heap blocks and
     /// initialises the layers and the plugins.
+    ///
+    /// Never inlined: the layers are built in this function's own stack frame, which
+    /// is gone again when the device runs.
+    #[inline(never)]
     pub fn new<H: DeviceHal>(
         key: &[u8; 16],
         vm: V,
@@ -263,7 +277,9 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize>
     }
 
     fn log(&mut self, e: Event) {
-        let _ = self.events.push(e);
+        if E > 0 {
+            let _ = self.events.push(e);
+        }
     }
 
     /// Does one round of work and returns what to wait for before the next call: a

@@ -37,8 +37,8 @@
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, HeapOps, Parser};
 use crate::sagdp::{copy_reply_range, copy_request_to_reply, PacketStatus};
+use aes::cipher::KeyInit;
 use aes::Aes128;
-use cmac::{Cmac, KeyInit, Mac};
 
 /// Request type (bits 0..2 of the head byte): pairing (not supported here).
 pub const REQ_PAIRING: u8 = 0;
@@ -106,9 +106,7 @@ impl ErrorCode {
 /// The SACCP Checksum: the full 16-byte OMAC (CMAC-AES128) of `data` under the key of
 /// sixteen 0xA5 bytes. The wire carries its first Checksum-Length bytes.
 pub fn checksum(data: &[u8]) -> [u8; 16] {
-    let mut mac = <Cmac<Aes128> as KeyInit>::new(&CHECKSUM_KEY.into());
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    crate::eax::cmac(&Aes128::new(&CHECKSUM_KEY.into()), data)
 }
 
 /// The ENABLE_ZEPTOERR extra header.

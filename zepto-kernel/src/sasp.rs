@@ -9,7 +9,7 @@
 //! * header: nonce varying part (VP, 47 bits, little-endian in bytes 0..6, bits
 //!   0..46) and the destination flag (bit 7 of byte 5: 0 = for the higher protocol,
 //!   1 = for SASP itself);
-//! * EAX nonce (16 bytes, the block size, as the `eax` crate requires): the 6 header
+//! * EAX nonce (16 bytes, the block size): the 6 header
 //!   bytes, then one byte holding the *sender's* peer-distinguishing flag (0 for the
 //!   device, 1 for the client), then 9 zero bytes. Both directions share one key, and
 //!   this byte keeps their nonces apart;
@@ -30,15 +30,14 @@
 //! [`Sasp::send`] reads a payload as the request and writes the SASP packet as the
 //! reply ([`HandlerOutcome::Pass`]).
 
+use crate::eax::Eax;
 use crate::encoding;
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
 use crate::heap::{Handle, HeapOps};
 use crate::nonce_store::{NonceStore, MAX_NONCE};
-use eax::aead::AeadInOut;
-use eax::cipher::consts::U16;
-use eax::cipher::{BlockCipherEncrypt, BlockSizeUser};
-use eax::{Eax, KeyInit, Nonce, Tag};
+use aes::cipher::consts::U16;
+use aes::cipher::{BlockCipherEncrypt, BlockSizeUser, KeyInit};
 
 /// Header bytes (nonce VP and destination flag).
 pub const HEADER_LEN: usize = 6;
@@ -156,13 +155,7 @@ pub fn eax_seal<C: SaspCipher>(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN], Error> {
-    let n = Nonce::<U16>::from(*nonce);
-    let tag = aead
-        .encrypt_inout_detached(&n, aad, buf.into())
-        .map_err(|_| Error::ValueOutOfRange)?;
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(tag.as_slice());
-    Ok(out)
+    Ok(aead.seal(nonce, aad, buf))
 }
 
 /// EAX decryption in place: verifies `tag` first; on failure `buf` is unchanged and
@@ -174,10 +167,7 @@ pub fn eax_open<C: SaspCipher>(
     buf: &mut [u8],
     tag: &[u8],
 ) -> Result<(), Error> {
-    let n = Nonce::<U16>::from(*nonce);
-    let t = Tag::<U16>::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
-    aead.decrypt_inout_detached(&n, aad, buf.into(), &t)
-        .map_err(|_| Error::AuthenticationFailed)
+    aead.open(nonce, aad, buf, tag)
 }
 
 /// Size of the data under encryption for a payload of `len` bytes (first byte
@@ -228,7 +218,7 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
 impl<C: SaspCipher> Sasp<C> {
     /// An SASP end with a 128-bit `key`, its `role` and its opened nonce store.
     pub fn new(key: &[u8; 16], role: Role, nonces: NonceStore) -> Result<Self, Error> {
-        let aead = Eax::<C>::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
+        let aead = Eax::<C>::new_from_slice(key)?;
         Ok(Self {
             aead,
             role,

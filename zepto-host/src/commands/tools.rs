@@ -4,8 +4,8 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
-use eax::{Eax, KeyInit};
 use serde_json::{json, Value};
+use zepto_kernel::eax::Eax;
 use zepto_kernel::encoding;
 use zepto_kernel::hal::Waiter;
 use zepto_kernel::pump::Execution;

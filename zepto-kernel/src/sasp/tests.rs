@@ -60,8 +60,11 @@ fn recv<C: SaspCipher>(s: &mut Sasp<C>, hal: &mut Hal, packet: &[u8]) -> (Handle
 
 /// Decrypts a packet with the `eax` crate directly (independent of `Sasp`).
 fn raw_open(packet: &[u8], sender_flag: u8) -> Vec<u8> {
-    use eax::aead::AeadInOut;
-    let aead = Eax::<Aes128>::new_from_slice(&KEY).unwrap();
+    use ::eax::aead::AeadInOut;
+    use ::eax::aead::KeyInit;
+    use ::eax::{Nonce, Tag};
+    use aes::cipher::consts::U16;
+    let aead = ::eax::Eax::<Aes128>::new_from_slice(&KEY).unwrap();
     let mut nonce = [0u8; 16];
     nonce[..6].copy_from_slice(&packet[..6]);
     nonce[6] = sender_flag;

@@ -735,6 +735,23 @@ impl<'a> Instruction<'a> {
     /// value (reserved bits, unknown UNOP, ...) is
     /// [`ExceptionCode::InvalidParameter`] or the program error the spec names.
     pub fn decode(code: &'a [u8]) -> Result<(Instruction<'a>, usize), ExceptionCode> {
+        Self::decode_upto::<{ Level::Medium as u8 }>(code)
+    }
+
+    /// [`Instruction::decode`] for a VM of level `MAX`: an instruction of a higher
+    /// level is [`ExceptionCode::InvalidInstruction`], like an unknown opcode. The
+    /// level tests are constants, so a VM of a low level does not contain the
+    /// decoders (nor what they pull in, such as half-floats) of the levels above.
+    #[inline(never)]
+    pub(crate) fn decode_upto<const MAX: u8>(
+        code: &'a [u8],
+    ) -> Result<(Instruction<'a>, usize), ExceptionCode> {
+        const fn has<const MAX: u8>(l: Level) -> bool {
+            l as u8 <= MAX
+        }
+        let tiny = has::<MAX>(Level::Tiny);
+        let small = has::<MAX>(Level::Small);
+        let medium = has::<MAX>(Level::Medium);
         let mut r = Rd { b: code, pos: 0 };
         let opcode = r.u8()?;
         let insn = match opcode {
@@ -806,56 +823,58 @@ impl<'a> Instruction<'a> {
                     data: r.bytes(n)?,
                 }
             }
-            op::JMP => Instruction::Jmp { delta: r.sint2()? },
-            op::JMPIFREPLYFIELD_LT..=op::JMPIFREPLYFIELD_NE => Instruction::JmpIfReplyField {
-                cmp: Cmp::from_index(opcode - op::JMPIFREPLYFIELD_LT),
+            op::JMP if tiny => Instruction::Jmp { delta: r.sint2()? },
+            op::JMPIFREPLYFIELD_LT..=op::JMPIFREPLYFIELD_NE if tiny => {
+                Instruction::JmpIfReplyField {
+                    cmp: Cmp::from_index(opcode - op::JMPIFREPLYFIELD_LT),
+                    reply: r.sint2()?,
+                    fields: r.fields()?,
+                    threshold: r.sint2()?,
+                    delta: r.sint2()?,
+                }
+            }
+            op::MOVEREPLYTOFRONT if tiny => Instruction::MoveReplyToFront { reply: r.sint2()? },
+            op::PUSHEXPR_CONSTANT if small => Instruction::PushExprConstant { value: r.half()? },
+            op::PUSHEXPR_REPLYFIELD if small => Instruction::PushExprReplyField {
                 reply: r.sint2()?,
                 fields: r.fields()?,
-                threshold: r.sint2()?,
-                delta: r.sint2()?,
             },
-            op::MOVEREPLYTOFRONT => Instruction::MoveReplyToFront { reply: r.sint2()? },
-            op::PUSHEXPR_CONSTANT => Instruction::PushExprConstant { value: r.half()? },
-            op::PUSHEXPR_REPLYFIELD => Instruction::PushExprReplyField {
-                reply: r.sint2()?,
-                fields: r.fields()?,
-            },
-            op::EXPRUNOP => Instruction::ExprUnop { op: r.unop()? },
-            op::EXPRUNOP_EX => Instruction::ExprUnopEx {
+            op::EXPRUNOP if small => Instruction::ExprUnop { op: r.unop()? },
+            op::EXPRUNOP_EX if small => Instruction::ExprUnopEx {
                 op: r.unop()?,
                 src: r.operand()?,
             },
-            op::EXPRUNOP_EX2 => Instruction::ExprUnopEx2 {
+            op::EXPRUNOP_EX2 if small => Instruction::ExprUnopEx2 {
                 op: r.unop()?,
                 src: r.operand()?,
                 dst: r.target()?,
             },
-            op::EXPRBINOP => Instruction::ExprBinop { op: r.binop()? },
-            op::EXPRBINOP_EX => Instruction::ExprBinopEx {
+            op::EXPRBINOP if small => Instruction::ExprBinop { op: r.binop()? },
+            op::EXPRBINOP_EX if small => Instruction::ExprBinopEx {
                 op: r.binop()?,
                 a: r.operand()?,
                 b: r.operand()?,
             },
-            op::EXPRBINOP_EX2 => Instruction::ExprBinopEx2 {
+            op::EXPRBINOP_EX2 if small => Instruction::ExprBinopEx2 {
                 op: r.binop()?,
                 a: r.operand()?,
                 b: r.operand()?,
                 dst: r.target()?,
             },
-            op::JMPIFEXPR_LT..=op::JMPIFEXPR_NE => Instruction::JmpIfExpr {
+            op::JMPIFEXPR_LT..=op::JMPIFEXPR_NE if small => Instruction::JmpIfExpr {
                 cmp: Cmp::from_index(opcode - op::JMPIFEXPR_LT),
                 threshold: r.half()?,
                 delta: r.sint2()?,
             },
-            op::JMPIFEXPR_EX_LT..=op::JMPIFEXPR_EX_NE => Instruction::JmpIfExprEx {
+            op::JMPIFEXPR_EX_LT..=op::JMPIFEXPR_EX_NE if small => Instruction::JmpIfExprEx {
                 cmp: Cmp::from_index(opcode - op::JMPIFEXPR_EX_LT),
                 src: r.operand()?,
                 threshold: r.half()?,
                 delta: r.sint2()?,
             },
-            op::CALL => Instruction::Call { addr: r.uint2()? },
-            op::RET => Instruction::Ret,
-            op::SWITCH | op::SWITCH_EX => {
+            op::CALL if small => Instruction::Call { addr: r.uint2()? },
+            op::RET if small => Instruction::Ret,
+            op::SWITCH | op::SWITCH_EX if small => {
                 let src = if opcode == op::SWITCH_EX {
                     Some(r.operand()?)
                 } else {
@@ -876,7 +895,7 @@ impl<'a> Instruction<'a> {
                     None => Instruction::Switch { cases },
                 }
             }
-            op::INCANDJMPIF | op::DECANDJMPIF => {
+            op::INCANDJMPIF | op::DECANDJMPIF if small => {
                 let offset = r.sint2()?;
                 if offset == 0 {
                     return Err(ExceptionCode::InvalidParameter);
@@ -897,7 +916,7 @@ impl<'a> Instruction<'a> {
                     }
                 }
             }
-            op::PARALLEL => {
+            op::PARALLEL if medium => {
                 let count = r.uint2()?;
                 if count == 0 {
                     return Err(ExceptionCode::InvalidParameter);

@@ -21,7 +21,7 @@ use crate::hal::{Clock, McuSleep, Pins, Transceiver, WaitingFor, WakeReason, Wat
 use crate::heap::{Handle, HeapOps};
 use crate::plugins::{Bodypart, PluginFault, PluginStep};
 use half::f16;
-use insn::{opcode_level, FieldType, Instruction, Operand, ReplyFlags, Target};
+use insn::{FieldType, Instruction, Operand, ReplyFlags, Target};
 use reply::PluginException;
 
 /// The HAL facilities the VM and plugins use (blanket-implemented).
@@ -463,7 +463,8 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         hal.feed();
         let mut budget = self.cfg.budget;
         loop {
-            if self.nthreads == 0 {
+            // Only PARALLEL (VM-Medium) starts pseudo-threads.
+            if LEVEL < MEDIUM || self.nthreads == 0 {
                 match self.run_ctx(0, heap, h, plugins, hal, &mut budget) {
                     Ok(Run::Continue) => return Ok(VmStep::Waiting(WaitingFor::time(0))),
                     Ok(Run::Waiting(w)) => return Ok(VmStep::Waiting(w)),
@@ -553,7 +554,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         let code = prog
             .get(usize::from(self.main.pc)..usize::from(self.main.end))
             .ok_or(Exc::InvalidInstruction)?;
-        let (_, n) = Instruction::decode(code)?;
+        let (_, n) = Instruction::decode_upto::<LEVEL>(code)?;
         self.main.pc += n as u16;
         Ok(())
     }
@@ -1009,7 +1010,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                     return Ok(other);
                 }
             }
-            if ti == 0 && self.nthreads > 0 {
+            if LEVEL >= MEDIUM && ti == 0 && self.nthreads > 0 {
                 return Ok(Run::Deferred);
             }
         }
@@ -1030,12 +1031,10 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         let code = prog
             .get(usize::from(c.pc)..usize::from(c.end))
             .ok_or(Exc::InvalidInstruction)?;
-        let opcode = *code.first().ok_or(Exc::InvalidInstruction)?;
-        match opcode_level(opcode) {
-            Some(l) if (l as u8) <= LEVEL => {}
-            _ => return Err(Exc::InvalidInstruction),
-        }
-        let (insn, len) = Instruction::decode(code)?;
+        // Instructions above LEVEL are not decoded (InvalidInstruction), and the
+        // arms that execute them below are compiled only into VMs that have them.
+        let (insn, len) = Instruction::decode_upto::<LEVEL>(code)?;
+        let (tiny, small, medium) = (LEVEL >= TINY, LEVEL >= SMALL, LEVEL >= MEDIUM);
         let next = c.pc + len as u16;
         let mut new_pc = next;
         match insn {
@@ -1198,21 +1197,21 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                     return Err(Exc::OutOfMemory);
                 }
             }
-            Instruction::Jmp { delta } => new_pc = Self::jump(&c, next, delta)?,
+            Instruction::Jmp { delta } if tiny => new_pc = Self::jump(&c, next, delta)?,
             Instruction::JmpIfReplyField {
                 cmp,
                 reply,
                 fields,
                 threshold,
                 delta,
-            } => {
+            } if tiny => {
                 let idx = self.frame_count_check(ti, reply)?;
                 let v = Self::read_field(heap, hr, idx, fields)?;
                 if cmp.holds(v.to_f32(), f32::from(threshold)) {
                     new_pc = Self::jump(&c, next, delta)?;
                 }
             }
-            Instruction::MoveReplyToFront { reply } => {
+            Instruction::MoveReplyToFront { reply } if tiny => {
                 let idx = self.frame_count_check(ti, reply)?;
                 let span = reply::nth_frame(heap, hr, idx).map_err(exc_of)?;
                 let (_, rep) = heap.split_mut(hr).map_err(exc_of)?;
@@ -1220,8 +1219,8 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                     .ok_or(Exc::InvalidReplyNumber)?
                     .rotate_right(span.end - span.start);
             }
-            Instruction::PushExprConstant { value } => self.push(ti, value)?,
-            Instruction::PushExprReplyField { reply, fields } => {
+            Instruction::PushExprConstant { value } if small => self.push(ti, value)?,
+            Instruction::PushExprReplyField { reply, fields } if small => {
                 let idx = self.frame_count_check(ti, reply)?;
                 let v = match Self::read_field(heap, hr, idx, fields)? {
                     insn::FieldValue::Half(x) => x,
@@ -1232,26 +1231,32 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 };
                 self.push(ti, v)?;
             }
-            Instruction::ExprUnop { op } => {
+            Instruction::ExprUnop { op } if small => {
                 let v = self.pop(ti)?;
                 if op != insn::UnOp::Pop {
                     self.push(ti, expr::unop(op, v))?;
                 }
             }
-            Instruction::ExprUnopEx { op, src } => self.unop_ex(ti, op, src, Target::Push)?,
-            Instruction::ExprUnopEx2 { op, src, dst } => self.unop_ex(ti, op, src, dst)?,
-            Instruction::ExprBinop { op } => {
+            Instruction::ExprUnopEx { op, src } if small => {
+                self.unop_ex(ti, op, src, Target::Push)?
+            }
+            Instruction::ExprUnopEx2 { op, src, dst } if small => self.unop_ex(ti, op, src, dst)?,
+            Instruction::ExprBinop { op } if small => {
                 let b = self.pop(ti)?;
                 let a = self.pop(ti)?;
                 self.push(ti, expr::binop(op, a, b))?;
             }
-            Instruction::ExprBinopEx { op, a, b } => self.binop_ex(ti, op, a, b, Target::Push)?,
-            Instruction::ExprBinopEx2 { op, a, b, dst } => self.binop_ex(ti, op, a, b, dst)?,
+            Instruction::ExprBinopEx { op, a, b } if small => {
+                self.binop_ex(ti, op, a, b, Target::Push)?
+            }
+            Instruction::ExprBinopEx2 { op, a, b, dst } if small => {
+                self.binop_ex(ti, op, a, b, dst)?
+            }
             Instruction::JmpIfExpr {
                 cmp,
                 threshold,
                 delta,
-            } => {
+            } if small => {
                 let v = self.pop(ti)?;
                 if cmp.holds(v.to_f32(), threshold.to_f32()) {
                     new_pc = Self::jump(&c, next, delta)?;
@@ -1262,34 +1267,34 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 src,
                 threshold,
                 delta,
-            } => {
+            } if small => {
                 let (v, slot) = self.operand(ti, src)?;
                 self.pop_slots(ti, slot, None)?;
                 if cmp.holds(v.to_f32(), threshold.to_f32()) {
                     new_pc = Self::jump(&c, next, delta)?;
                 }
             }
-            Instruction::Call { addr } => {
+            Instruction::Call { addr } if small => {
                 if addr < c.start || addr >= c.end {
                     return Err(Exc::InvalidParameter);
                 }
                 self.push(ti, f16::from_bits(next))?;
                 new_pc = addr;
             }
-            Instruction::Ret => {
+            Instruction::Ret if small => {
                 let t = self.pop(ti)?.to_bits();
                 if t < c.start || t > c.end {
                     return Err(Exc::InvalidParameter);
                 }
                 new_pc = t;
             }
-            Instruction::Switch { cases } => {
+            Instruction::Switch { cases } if small => {
                 let v = expr::to_int(self.pop(ti)?);
                 if let Some((_, d)) = cases.iter().find(|(k, _)| i32::from(*k) == v) {
                     new_pc = Self::jump(&c, next, d)?;
                 }
             }
-            Instruction::SwitchEx { src, cases } => {
+            Instruction::SwitchEx { src, cases } if small => {
                 let (v, slot) = self.operand(ti, src)?;
                 self.pop_slots(ti, slot, None)?;
                 let v = expr::to_int(v);
@@ -1301,7 +1306,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 offset,
                 threshold,
                 delta,
-            } => {
+            } if small => {
                 let v = self.modify(ti, offset, |x| expr::unop(insn::UnOp::Inc, x))?;
                 if v.to_f32() < threshold.to_f32() {
                     new_pc = Self::jump(&c, next, delta)?;
@@ -1311,13 +1316,13 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 offset,
                 threshold,
                 delta,
-            } => {
+            } if small => {
                 let v = self.modify(ti, offset, |x| expr::unop(insn::UnOp::Dec, x))?;
                 if v.to_f32() > threshold.to_f32() {
                     new_pc = Self::jump(&c, next, delta)?;
                 }
             }
-            Instruction::Parallel { threads } => {
+            Instruction::Parallel { threads } if medium => {
                 if ti != 0 {
                     return Err(Exc::InvalidInstruction);
                 }
@@ -1353,6 +1358,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 self.main.status = IN_PARALLEL;
                 return Ok(Run::Continue);
             }
+            _ => return Err(Exc::InvalidInstruction),
         }
         let cur = self.ctx_mut(ti)?;
         cur.pc = new_pc;
