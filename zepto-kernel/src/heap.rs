@@ -18,6 +18,8 @@
 //! the current reply of its block; [`Heap::convert_reply_to_request`] drops the
 //! request and turns the reply into the next layer's request in place.
 
+use core::ops::Range;
+
 use crate::encoding;
 use crate::error::Error;
 use half::f16;
@@ -31,6 +33,15 @@ impl Handle {
     pub const fn index(self) -> usize {
         self.0 as usize
     }
+}
+
+/// The two parts of a heap block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The request (what the current layer reads).
+    Request,
+    /// The reply (what the current layer writes).
+    Reply,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -94,11 +105,6 @@ impl<const N: usize, const B: usize> Heap<N, B> {
     /// Bytes held by all blocks (requests plus replies).
     pub fn used_bytes(&self) -> usize {
         self.blocks.iter().filter(|b| b.used).map(Block::len).sum()
-    }
-
-    /// Bytes still available for appends.
-    pub fn free_bytes(&self) -> usize {
-        N - self.used_bytes()
     }
 
     /// Number of allocated handles.
@@ -290,8 +296,29 @@ pub trait HeapOps {
     /// Prepends bytes to the reply (lower layers add their headers this way).
     fn prepend_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
 
-    /// Appends the whole reply of `src` to the reply of `dst` (`src` is unchanged).
-    fn append_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error>;
+    /// Appends bytes `range` of the request or reply (`part`) of `src` to the reply of
+    /// `dst`, inside the arena (no intermediate buffer). `src` may be `dst`. A range
+    /// outside the part is [`Error::UnexpectedEnd`]; nothing changes on error.
+    fn append_reply_from(
+        &mut self,
+        dst: Handle,
+        src: Handle,
+        part: Part,
+        range: Range<usize>,
+    ) -> Result<(), Error>;
+
+    /// Free bytes left in the arena for appends.
+    fn free_bytes(&self) -> usize;
+
+    /// Appends the whole reply of `src` to the reply of `dst` (`src` is unchanged;
+    /// `dst == src` is [`Error::InvalidHandle`]).
+    fn append_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error> {
+        if dst == src {
+            return Err(Error::InvalidHandle);
+        }
+        let n = self.reply_len(src)?;
+        self.append_reply_from(dst, src, Part::Reply, 0..n)
+    }
 
     /// Shortens the reply to `len` bytes (no effect if it is already shorter).
     fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error>;
@@ -457,20 +484,35 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn append_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error> {
-        if dst == src {
-            return Err(Error::InvalidHandle);
+    fn append_reply_from(
+        &mut self,
+        dst: Handle,
+        src: Handle,
+        part: Part,
+        range: Range<usize>,
+    ) -> Result<(), Error> {
+        let s = *self.block(src)?;
+        let (part_start, part_len) = match part {
+            Part::Request => (0, s.req as usize),
+            Part::Reply => (s.req as usize, s.rep as usize),
+        };
+        if range.start > range.end || range.end > part_len {
+            return Err(Error::UnexpectedEnd);
         }
-        let n = self.reply_len(src)?;
+        let n = range.end - range.start;
         self.block(dst)?;
         self.make_room(dst.index(), n)?;
-        let s = *self.block(src)?;
-        let from = s.start as usize + s.req as usize;
+        // Blocks may have moved: offsets within `src` have not.
+        let from = self.block(src)?.start as usize + part_start + range.start;
         let d = self.block_mut(dst)?;
         let to = d.end();
         d.rep += n as u16;
         self.arena.copy_within(from..from + n, to);
         Ok(())
+    }
+
+    fn free_bytes(&self) -> usize {
+        N - self.used_bytes()
     }
 
     fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error> {
@@ -788,6 +830,35 @@ mod tests {
     }
 
     #[test]
+    fn append_reply_from_copies_inside_the_arena() {
+        let mut heap = Heap::<24, 2>::new();
+        let a = heap.alloc().unwrap();
+        let b = heap.alloc().unwrap();
+        heap.set_request(a, &[1, 2, 3, 4]).unwrap();
+        heap.append_reply(b, &[9; 4]).unwrap();
+        // A range of a block's own request into its reply.
+        heap.append_reply_from(a, a, Part::Request, 1..3).unwrap();
+        assert_eq!(heap.reply(a).unwrap(), &[2, 3]);
+        // Another block's reply; `a` has to move past `b` to grow.
+        heap.append_reply_from(a, b, Part::Reply, 0..4).unwrap();
+        assert_eq!(heap.reply(a).unwrap(), &[2, 3, 9, 9, 9, 9]);
+        assert_eq!(heap.reply(b).unwrap(), &[9; 4]);
+        // Out of the part, or past the arena: an error that changes nothing.
+        assert_eq!(
+            heap.append_reply_from(a, b, Part::Reply, 2..5),
+            Err(Error::UnexpectedEnd)
+        );
+        assert_eq!(heap.free_bytes(), 24 - 14);
+        heap.append_reply(b, &[7; 10]).unwrap();
+        assert_eq!(
+            heap.append_reply_from(b, a, Part::Request, 0..4),
+            Err(Error::OutOfMemory)
+        );
+        assert_eq!(heap.reply(a).unwrap(), &[2, 3, 9, 9, 9, 9]);
+        assert_eq!(heap.request(a).unwrap(), &[1, 2, 3, 4]);
+    }
+
+    #[test]
     fn fill_request_receives_in_place() {
         let mut heap = H::new();
         let h = heap.alloc().unwrap();
@@ -837,6 +908,7 @@ mod tests {
         SetRequest(usize, Vec<u8>),
         Convert(usize),
         Truncate(usize, usize),
+        CopyFrom(usize, usize, bool, usize, usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -849,6 +921,8 @@ mod tests {
             (0..5usize, data).prop_map(|(h, d)| Op::SetRequest(h, d)),
             (0..5usize).prop_map(Op::Convert),
             (0..5usize, 0..30usize).prop_map(|(h, n)| Op::Truncate(h, n)),
+            (0..5usize, 0..5usize, any::<bool>(), 0..25usize, 0..25usize)
+                .prop_map(|(d, s, r, a, n)| Op::CopyFrom(d, s, r, a, n)),
         ]
     }
 
@@ -918,6 +992,24 @@ mod tests {
                         heap.convert_reply_to_request(entry.0).unwrap();
                         entry.1 = core::mem::take(&mut entry.2);
                     },
+                    Op::CopyFrom(kd, ks, from_reply, start, n) => {
+                        if let (Some(d), Some(src)) = (pick(kd), pick(ks)) {
+                            let (hd, hs) = (model[d].as_ref().unwrap().0, model[src].as_ref().unwrap().0);
+                            let part_bytes = if from_reply { model[src].as_ref().unwrap().2.clone() } else { model[src].as_ref().unwrap().1.clone() };
+                            let part = if from_reply { Part::Reply } else { Part::Request };
+                            match heap.append_reply_from(hd, hs, part, start..start + n) {
+                                Ok(()) => {
+                                    let bytes = part_bytes[start..start + n].to_vec();
+                                    model[d].as_mut().unwrap().2.extend_from_slice(&bytes);
+                                }
+                                Err(Error::UnexpectedEnd) => prop_assert!(start + n > part_bytes.len()),
+                                Err(e) => {
+                                    prop_assert_eq!(e, Error::OutOfMemory);
+                                    prop_assert!(used + n > 96);
+                                }
+                            }
+                        }
+                    }
                     Op::Truncate(k, n) => if let Some(i) = pick(k) {
                         let entry = model[i].as_mut().unwrap();
                         heap.truncate_reply(entry.0, n).unwrap();

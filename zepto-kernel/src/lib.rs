@@ -57,4 +57,4 @@ pub mod testhal;
 pub mod vm;
 
 pub use error::{Error, HandlerOutcome};
-pub use heap::{Handle, Heap, HeapOps, Parser};
+pub use heap::{Handle, Heap, HeapOps, Parser, Part};

@@ -35,8 +35,8 @@
 //! ```
 
 use crate::error::{Error, HandlerOutcome};
-use crate::heap::{Handle, HeapOps, Parser};
-use crate::sagdp::{copy_reply_range, copy_request_to_reply, PacketStatus};
+use crate::heap::{Handle, HeapOps, Parser, Part};
+use crate::sagdp::PacketStatus;
 use aes::cipher::KeyInit;
 use aes::Aes128;
 
@@ -345,7 +345,7 @@ impl Saccp {
         };
         match kind {
             REQ_NEW_PROGRAM => {
-                copy_request_to_reply(heap, h, p.position(), p.end())?;
+                heap.append_reply_from(h, h, Part::Request, p.position()..p.end())?;
                 Ok((ProgramSource::New, headers))
             }
             REQ_REPEAT_OLD_PROGRAM => {
@@ -367,7 +367,7 @@ impl Saccp {
                         FRAGMENT_VERBATIM => {
                             let start = p.position();
                             p.skip(heap, len)?;
-                            copy_request_to_reply(heap, h, start, start + len)?;
+                            heap.append_reply_from(h, h, Part::Request, start..start + len)?;
                         }
                         FRAGMENT_REFERENCE => {
                             let off = usize::try_from(p.uint(heap, 2)?)
@@ -376,7 +376,7 @@ impl Saccp {
                                 .checked_add(len)
                                 .filter(|e| *e <= old_len)
                                 .ok_or(Reject::Reply(ErrorCode::INVALID_FORMAT))?;
-                            copy_reply_range(heap, old, h, off, end)?;
+                            heap.append_reply_from(h, old, Part::Reply, off..end)?;
                         }
                         _ => return Err(Reject::Reply(ErrorCode::INVALID_FORMAT)),
                     }
@@ -426,7 +426,7 @@ impl Saccp {
             }
         };
         heap.append_reply_uint(h, u64::from(field), 2)?;
-        copy_request_to_reply(heap, h, 0, n)?;
+        heap.append_reply_from(h, h, Part::Request, 0..n)?;
         self.flags = None;
         Ok(HandlerOutcome::Pass)
     }

@@ -24,7 +24,7 @@
 //! [`Sagdp::receive`].
 
 use crate::error::{Error, HandlerOutcome};
-use crate::heap::{Handle, HeapOps};
+use crate::heap::{Handle, HeapOps, Part};
 
 /// First Byte bit 0: the packet is the first of its chain.
 pub const FLAG_FIRST: u8 = 0x01;
@@ -477,7 +477,7 @@ impl Sagdp {
         };
         heap.clear_reply(h)?;
         let len = heap.request_len(h)?;
-        copy_request_to_reply(heap, h, 0, len)?;
+        heap.append_reply_from(h, h, Part::Request, 0..len)?;
         heap.prepend_reply(h, &hdr.to_bytes())?;
         // Keep the LSP for resends.
         let lsp = self.lsp.ok_or(Error::InvalidState)?;
@@ -587,7 +587,7 @@ impl Sagdp {
         next: State,
     ) -> Result<HandlerOutcome, Error> {
         let len = heap.request_len(h)?;
-        if let Err(e) = copy_request_to_reply(heap, h, HEADER_LEN, len) {
+        if let Err(e) = heap.append_reply_from(h, h, Part::Request, HEADER_LEN..len) {
             heap.clear_reply(h)?;
             return Err(e);
         }
@@ -698,54 +698,6 @@ impl Sagdp {
         self.pspidr = None;
         self.resends = 0;
     }
-}
-
-/// Appends bytes `start..end` of the request of `h` to its reply (through a small
-/// stack buffer: the heap cannot lend both at once while the reply grows).
-pub(crate) fn copy_request_to_reply(
-    heap: &mut dyn HeapOps,
-    h: Handle,
-    start: usize,
-    end: usize,
-) -> Result<(), Error> {
-    let mut buf = [0u8; 16];
-    let mut pos = start;
-    while pos < end {
-        let n = (end - pos).min(buf.len());
-        let src = heap
-            .request(h)?
-            .get(pos..pos + n)
-            .ok_or(Error::UnexpectedEnd)?;
-        let dst = buf.get_mut(..n).ok_or(Error::BufferTooSmall)?;
-        dst.copy_from_slice(src);
-        heap.append_reply(h, dst)?;
-        pos += n;
-    }
-    Ok(())
-}
-
-/// Appends bytes `start..end` of the reply of `src` to the reply of `dst`.
-pub(crate) fn copy_reply_range(
-    heap: &mut dyn HeapOps,
-    src: Handle,
-    dst: Handle,
-    start: usize,
-    end: usize,
-) -> Result<(), Error> {
-    let mut buf = [0u8; 16];
-    let mut pos = start;
-    while pos < end {
-        let n = (end - pos).min(buf.len());
-        let from = heap
-            .reply(src)?
-            .get(pos..pos + n)
-            .ok_or(Error::UnexpectedEnd)?;
-        let to = buf.get_mut(..n).ok_or(Error::BufferTooSmall)?;
-        to.copy_from_slice(from);
-        heap.append_reply(dst, to)?;
-        pos += n;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub mod reply;
 
 use crate::error::Error;
 use crate::hal::{Clock, McuSleep, Pins, Transceiver, WaitingFor, WakeReason, Watchdog};
-use crate::heap::{Handle, HeapOps};
+use crate::heap::{Handle, HeapOps, Part};
 use crate::plugins::{Bodypart, PluginFault, PluginStep};
 use half::f16;
 use insn::{FieldType, Instruction, Operand, ReplyFlags, Target};
@@ -859,25 +859,11 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         from: usize,
         len: usize,
     ) -> Result<bool, Exc> {
-        let mut buf = [0u8; 16];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(buf.len());
-            let src = heap
-                .request(h)
-                .map_err(exc_of)?
-                .get(from + done..from + done + n)
-                .ok_or(Exc::InvalidInstruction)?;
-            let dst = buf.get_mut(..n).ok_or(Exc::InvalidInstruction)?;
-            dst.copy_from_slice(src);
-            match heap.append_reply(hr, dst) {
-                Ok(()) => {}
-                Err(Error::OutOfMemory) => return Ok(true),
-                Err(e) => return Err(exc_of(e)),
-            }
-            done += n;
-        }
-        Ok(false)
+        // What does not fit is cut off (the frame is then marked truncated).
+        let n = len.min(heap.free_bytes());
+        heap.append_reply_from(hr, h, Part::Request, from..from + n)
+            .map_err(exc_of)?;
+        Ok(n < len)
     }
 
     fn frame_count_check(&self, ti: usize, n: i16) -> Result<usize, Exc> {
