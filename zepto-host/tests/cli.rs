@@ -252,3 +252,29 @@ fn tcp_serves_one_connection_after_another() {
         )));
     }
 }
+
+/// Ctrl-C stops the device cleanly and saves its exact nonces: two runs of one
+/// command each move the persisted NFS by exactly one (not by the reserve).
+#[test]
+fn ctrl_c_saves_exact_nonces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut marks = Vec::new();
+    for _ in 0..2 {
+        let mut dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+        check_ping_echo(&json_reply(&send(
+            dir.path(),
+            KEY,
+            &dev.link_args(),
+            &["--json", "--hex", PING_ECHO],
+        )));
+        let killed = Command::new("kill")
+            .args(["-INT", &dev.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = dev.child.wait().unwrap();
+        assert!(status.success(), "device exit: {status}");
+        marks.push(device_nfs_mark(dir.path()));
+    }
+    assert_eq!(marks[1], marks[0] + 1, "persisted NFS: {marks:?}");
+}

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use clap::Args;
 use zepto_kernel::hal::Waiter;
 use zepto_kernel::pump::{Device, DeviceConfig, Event, Execution};
@@ -84,6 +86,7 @@ pub fn run(a: DeviceArgs) -> Result<(), CliError> {
             .join(" ")
     );
     let cfg = vm_config();
+    stop_on_signals()?;
     match a.level {
         Level::One => serve(VmOne::new(cfg), &key, &specs, &mut hal, a.verbose),
         Level::Tiny => serve(VmTiny::<8>::new(cfg), &key, &specs, &mut hal, a.verbose),
@@ -123,19 +126,42 @@ pub fn serve<V: Execution>(
     )
     .map_err(|e| CliError::other(format!("device start: {e}")))?;
     loop {
-        let w = dev.poll(hal);
+        let mut w = dev.poll(hal);
         if verbose > 0 {
             for e in dev.events() {
                 eprintln!("{}", describe_event(e));
             }
+        }
+        if STOP.load(Ordering::Relaxed) {
+            // A clean stop: persist the exact nonces so the next start needs no
+            // resynchronisation with the clients.
+            dev.checkpoint(hal)
+                .map_err(|e| CliError::other(format!("saving nonces: {e}")))?;
+            eprintln!("zepto device: stopped, nonces saved");
+            return Ok(());
         }
         if let Some(e) = &hal.link_error {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 return Err(CliError::other(format!("link closed: {e}")));
             }
         }
+        // Look at the stop flag at least twice a second.
+        let t = w.timeout_ms.map_or(STOP_POLL_MS, |t| t.min(STOP_POLL_MS));
+        w.timeout_ms = Some(t);
         hal.wait_for(&w);
     }
+}
+
+/// Set by Ctrl-C (SIGINT) or SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Longest wait before the stop flag is checked again.
+const STOP_POLL_MS: u32 = 500;
+
+/// Makes Ctrl-C and SIGTERM stop the device cleanly (see [`serve`]).
+pub fn stop_on_signals() -> Result<(), CliError> {
+    ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed))
+        .map_err(|e| CliError::other(format!("signal handler: {e}")))
 }
 
 /// One pump event as a log line.
