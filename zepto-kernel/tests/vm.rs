@@ -1335,3 +1335,32 @@ fn assembly_display() {
     write_program(&mut s, &[0x21, 0x03, 0x05]).unwrap();
     assert_eq!(s, "RET\n.bytes \"0305\"\n");
 }
+
+/// A program that fills the whole heap leaves no room for any reply, not even an
+/// exception header: the VM reports `OutOfMemory` as an error, stops, and runs the
+/// next program normally.
+#[test]
+fn program_filling_the_heap_is_an_error_not_a_panic() {
+    let mut vm = VmSmall::<4, 8>::new(cfg());
+    let mut heap = Heap::<64, 2>::new();
+    let mut hal = TestHal::<64>::default();
+    let mut table: [Bodypart<'_>; 0] = [];
+    let h = heap.alloc().unwrap();
+    // 64 bytes of an invalid opcode: the exception needs room the heap lacks.
+    heap.set_request(h, &[0xff; 64]).unwrap();
+    assert_eq!(
+        vm.start(&mut heap, h, USUAL, &mut table, &mut hal),
+        Err(Error::OutOfMemory)
+    );
+    assert!(!vm.is_running());
+    heap.set_request(h, &[0x03, 0x01, 0x42]).unwrap();
+    let step = vm.start(&mut heap, h, USUAL, &mut table, &mut hal).unwrap();
+    assert!(matches!(
+        step,
+        VmStep::Done {
+            exception: None,
+            ..
+        }
+    ));
+    assert_eq!(heap.reply(h).unwrap(), &[0x05, 0x42]);
+}

@@ -619,6 +619,10 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 Err(Error::OutOfMemory) => {
                     let len = heap.reply_len(h)?;
                     if len == 0 {
+                        // Not even the exception header fits (the program fills the
+                        // heap): the program is over, and the caller gets the error.
+                        self.flags = 0;
+                        self.main.status = FINISHED;
                         return Err(Error::OutOfMemory);
                     }
                     heap.truncate_reply(h, len.saturating_sub(6))?;
