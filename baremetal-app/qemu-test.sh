@@ -3,19 +3,30 @@
 # under zepto-host/tests/qemu_microbit.rs, which talks to it over the emulated UART.
 # Prints the RAM the device measured (peak stack, .data + .bss, heap, device object).
 # Usage: baremetal-app/qemu-test.sh [CONFIG...]   (default: vm-small; also vm-one,
-#        vm-medium, vm-small-speck, vm-one-speck, vm-medium-speck)
+#        vm-medium, and each with -speck and/or -big, e.g. vm-small-big: the `big`
+#        build runs the 64-byte echo test, the others the full device test)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(vm-small)
 for c in "${configs[@]}"; do
-    feats=${c%-speck}
+    # CONFIG = vm-one | vm-small | vm-medium, then optional -speck and/or -big.
+    feats=$c
     host_feats=()
-    if [ "$feats" != "$c" ]; then
-        feats="$feats,speck"
+    test_name=microbit_firmware_in_qemu
+    if [ "${feats%-big}" != "$feats" ]; then
+        feats=${feats%-big}
+        big=,big
+        test_name=microbit_echo_64_bytes
+    else
+        big=
+    fi
+    if [ "${feats%-speck}" != "$feats" ]; then
+        feats="${feats%-speck},speck"
         host_feats=(--features speck-firmware)
     fi
+    feats="$feats$big"
     nice -n 10 cargo build --release --quiet --no-default-features --features "$feats"
     mkdir -p target/qemu
     elf="$PWD/target/qemu/$c.elf"
@@ -23,7 +34,7 @@ for c in "${configs[@]}"; do
     echo "== $c"
     log="target/qemu/$c.log"
     if ! (cd "$root" && ZEPTO_MICROBIT_ELF="$elf" nice -n 10 cargo test -p zepto-host \
-        "${host_feats[@]}" --test qemu_microbit -- --ignored --nocapture) >"$log" 2>&1; then
+        "${host_feats[@]}" --test qemu_microbit -- --ignored --exact "$test_name" --nocapture) >"$log" 2>&1; then
         cat "$log"
         echo "qemu test of $c failed"
         exit 1

@@ -282,18 +282,18 @@ fn microbit_firmware_in_qemu() {
 
 /// One 64-byte command round trip, as measured by `baremetal-app/perf-trace.sh`: a
 /// 64-byte program (EXEC of Echo with 61 data bytes) and its 61-byte echo. Needs a
-/// firmware built with the `big` feature (room for 64-byte programs); skipped
-/// otherwise.
+/// firmware built with the `big` feature (room for 64-byte programs):
+/// `qemu-test.sh vm-small-big`.
 #[test]
 #[ignore = "needs QEMU and a firmware build: run baremetal-app/qemu-test.sh"]
 fn microbit_echo_64_bytes() {
     let elf = std::env::var("ZEPTO_MICROBIT_ELF")
         .expect("set ZEPTO_MICROBIT_ELF (see baremetal-app/qemu-test.sh)");
     let (_qemu, mut s, banner) = boot(&elf);
-    if !banner.trim_end().ends_with(" big") {
-        eprintln!("skipped: firmware without the `big` feature ({banner:?})");
-        return;
-    }
+    assert!(
+        banner.trim_end().ends_with(" big"),
+        "this test needs firmware built with the `big` feature ({banner:?})"
+    );
     let data: Vec<u8> = (0..61u8).map(|i| i.wrapping_mul(37)).collect();
     let prog = program(&[Instruction::Exec {
         bodypart: 1,
