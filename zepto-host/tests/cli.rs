@@ -267,11 +267,8 @@ fn ctrl_c_saves_exact_nonces() {
             &dev.link_args(),
             &["--json", "--hex", PING_ECHO],
         )));
-        let killed = Command::new("kill")
-            .args(["-INT", &dev.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(dev.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
         let status = dev.child.wait().unwrap();
         assert!(status.success(), "device exit: {status}");
         marks.push(device_nfs_mark(dir.path()));
