@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use zepto_host::commands;
 
-/// Zepto: the SmartAnthill device stack on your desk.
+/// Zepto: run a simulated SmartAnthill device, talk to real ones over UDP, serial or
+/// TCP, and assemble, run and dissect Zepto VM programs.
 #[derive(Parser, Debug)]
-#[command(name = "zepto", version, about, long_about = None)]
+#[command(name = "zepto", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
