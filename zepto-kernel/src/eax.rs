@@ -17,7 +17,9 @@
 
 use crate::error::Error;
 use aes::cipher::consts::U16;
-use aes::cipher::{Array, BlockCipherEncrypt, BlockSizeUser, KeyInit};
+use aes::cipher::{
+    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit,
+};
 
 /// Block and tag bytes.
 pub const BLOCK: usize = 16;
@@ -50,9 +52,19 @@ fn xor_into(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// Encrypts one block in place with the cipher's backend.
+fn enc<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, x: &mut Blk) {
+    b.encrypt_block(x.into());
+}
+
 /// CMAC of `prefix || data` (`prefix` is one whole block or nothing), with
 /// `l = E(0)`.
-fn mac<C: BlockCipher128>(cipher: &C, l: &Blk, prefix: Option<&Blk>, data: &[u8]) -> Blk {
+fn mac<B: BlockCipherEncBackend<BlockSize = U16>>(
+    cipher: &B,
+    l: &Blk,
+    prefix: Option<&Blk>,
+    data: &[u8],
+) -> Blk {
     let mut x = Blk::default();
     let mut k = *l;
     dbl(&mut k);
@@ -61,7 +73,7 @@ fn mac<C: BlockCipher128>(cipher: &C, l: &Blk, prefix: Option<&Blk>, data: &[u8]
         if data.is_empty() {
             xor_into(&mut x, &k);
         }
-        cipher.encrypt_block(&mut x);
+        enc(cipher, &mut x);
         if data.is_empty() {
             return x;
         }
@@ -74,7 +86,7 @@ fn mac<C: BlockCipher128>(cipher: &C, l: &Blk, prefix: Option<&Blk>, data: &[u8]
             *b ^= 0x80;
         }
         xor_into(&mut x, &k);
-        cipher.encrypt_block(&mut x);
+        enc(cipher, &mut x);
         return x;
     }
     for (i, chunk) in data.chunks(BLOCK).enumerate() {
@@ -88,26 +100,13 @@ fn mac<C: BlockCipher128>(cipher: &C, l: &Blk, prefix: Option<&Blk>, data: &[u8]
             }
             xor_into(&mut x, &k);
         }
-        cipher.encrypt_block(&mut x);
+        enc(cipher, &mut x);
     }
     x
 }
 
-/// `E(0)`, the value the CMAC subkeys are derived from.
-fn subkey_base<C: BlockCipher128>(cipher: &C) -> Blk {
-    let mut l = Blk::default();
-    cipher.encrypt_block(&mut l);
-    l
-}
-
-/// CMAC (OMAC1) of `data` under `cipher` (RFC 4493 for AES-128).
-pub fn cmac<C: BlockCipher128>(cipher: &C, data: &[u8]) -> [u8; BLOCK] {
-    let l = subkey_base(cipher);
-    mac(cipher, &l, None, data).into()
-}
-
 /// `OMAC^t(data)`.
-fn omac<C: BlockCipher128>(cipher: &C, l: &Blk, t: u8, data: &[u8]) -> Blk {
+fn omac<B: BlockCipherEncBackend<BlockSize = U16>>(cipher: &B, l: &Blk, t: u8, data: &[u8]) -> Blk {
     let mut p = Blk::default();
     if let Some(b) = p.last_mut() {
         *b = t;
@@ -116,11 +115,11 @@ fn omac<C: BlockCipher128>(cipher: &C, l: &Blk, t: u8, data: &[u8]) -> Blk {
 }
 
 /// XORs the CTR keystream starting at counter `ctr` into `buf`.
-fn ctr<C: BlockCipher128>(cipher: &C, ctr: &Blk, buf: &mut [u8]) {
+fn ctr<B: BlockCipherEncBackend<BlockSize = U16>>(cipher: &B, ctr: &Blk, buf: &mut [u8]) {
     let mut c = *ctr;
     for chunk in buf.chunks_mut(BLOCK) {
         let mut ks = c;
-        cipher.encrypt_block(&mut ks);
+        enc(cipher, &mut ks);
         xor_into(chunk, &ks);
         for b in c.iter_mut().rev() {
             *b = b.wrapping_add(1);
@@ -131,12 +130,90 @@ fn ctr<C: BlockCipher128>(cipher: &C, ctr: &Blk, buf: &mut [u8]) {
     }
 }
 
-/// `N xor H`: the part of the tag that does not depend on the ciphertext.
-fn nonce_part<C: BlockCipher128>(cipher: &C, l: &Blk, nonce: &[u8], aad: &[u8]) -> (Blk, Blk) {
-    let n = omac(cipher, l, 0, nonce);
-    let mut t = omac(cipher, l, 1, aad);
-    xor_into(&mut t, &n);
-    (n, t)
+/// What one [`Job`] computes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `CMAC(aad)` into `tag`.
+    Cmac,
+    /// Encrypt `buf`, tag into `tag`.
+    Seal,
+    /// Check `tag`, then decrypt `buf`; `ok` tells whether the tag matched.
+    Open,
+}
+
+/// One whole CMAC, seal or open, run inside the cipher's backend: a cipher that
+/// prepares its round keys per call (the `aes` crate's software backend copies
+/// them into a wider array) does so once per operation, not once per block.
+struct Job<'a> {
+    mode: Mode,
+    nonce: &'a [u8],
+    aad: &'a [u8],
+    buf: &'a mut [u8],
+    tag: Blk,
+    ok: bool,
+}
+
+impl BlockSizeUser for &mut Job<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for &mut Job<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, c: &B) {
+        let mut l = Blk::default();
+        enc(c, &mut l);
+        if self.mode == Mode::Cmac {
+            self.tag = mac(c, &l, None, self.aad);
+            return;
+        }
+        let n = omac(c, &l, 0, self.nonce);
+        let mut t = omac(c, &l, 1, self.aad);
+        xor_into(&mut t, &n);
+        if self.mode == Mode::Seal {
+            ctr(c, &n, self.buf);
+            xor_into(&mut t, &omac(c, &l, 2, self.buf));
+            self.tag = t;
+            return;
+        }
+        xor_into(&mut t, &omac(c, &l, 2, self.buf));
+        // Compare without an early exit.
+        let diff = t
+            .iter()
+            .zip(self.tag.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        self.ok = diff == 0;
+        if self.ok {
+            ctr(c, &n, self.buf);
+        }
+    }
+}
+
+/// Runs one job with `cipher`'s backend; returns its tag and whether an opened
+/// tag matched.
+fn run<C: BlockCipher128>(
+    cipher: &C,
+    mode: Mode,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: Blk,
+) -> (Blk, bool) {
+    let mut job = Job {
+        mode,
+        nonce,
+        aad,
+        buf,
+        tag,
+        ok: false,
+    };
+    cipher.encrypt_with_backend(&mut job);
+    (job.tag, job.ok)
+}
+
+/// CMAC (OMAC1) of `data` under `cipher` (RFC 4493 for AES-128).
+pub fn cmac<C: BlockCipher128>(cipher: &C, data: &[u8]) -> [u8; BLOCK] {
+    run(cipher, Mode::Cmac, &[], data, &mut [], Blk::default())
+        .0
+        .into()
 }
 
 /// EAX over a 128-bit block cipher whose key is expanded once, at construction.
@@ -173,32 +250,23 @@ impl<C: BlockCipher128> Eax<C> {
 
     /// Encrypts `buf` in place; returns the 16-byte tag.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> [u8; BLOCK] {
-        let c = &self.cipher;
-        let l = subkey_base(c);
-        let (n, mut t) = nonce_part(c, &l, nonce, aad);
-        ctr(c, &n, buf);
-        xor_into(&mut t, &omac(c, &l, 2, buf));
-        t.into()
+        run(&self.cipher, Mode::Seal, nonce, aad, buf, Blk::default())
+            .0
+            .into()
     }
 
     /// Checks `tag` and decrypts `buf` in place. On a wrong tag (or a tag that is
     /// not 16 bytes) `buf` is unchanged and the result is
     /// [`Error::AuthenticationFailed`].
     pub fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
-        if tag.len() != BLOCK {
+        let Ok(tag) = <[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
+        };
+        if run(&self.cipher, Mode::Open, nonce, aad, buf, tag.into()).1 {
+            Ok(())
+        } else {
+            Err(Error::AuthenticationFailed)
         }
-        let c = &self.cipher;
-        let l = subkey_base(c);
-        let (n, mut t) = nonce_part(c, &l, nonce, aad);
-        xor_into(&mut t, &omac(c, &l, 2, buf));
-        // Compare without an early exit.
-        let diff = t.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
-            return Err(Error::AuthenticationFailed);
-        }
-        ctr(c, &n, buf);
-        Ok(())
     }
 }
 

@@ -467,10 +467,13 @@ pub struct SwitchCases<'a> {
 impl<'a> SwitchCases<'a> {
     /// Wraps already-encoded entries; see [`SwitchCases::encode_into`].
     pub fn from_raw(count: u16, raw: &'a [u8]) -> Result<Self, ExceptionCode> {
-        let mut r = Rd { b: raw, pos: 0 };
+        let mut r = Rd::new(raw);
         for _ in 0..count {
-            r.sint2()?;
-            r.sint2()?;
+            r.sint2();
+            r.sint2();
+            if let Some(e) = r.err {
+                return Err(e);
+            }
         }
         if r.pos != raw.len() {
             return Err(ExceptionCode::InvalidInstruction);
@@ -487,11 +490,11 @@ impl<'a> SwitchCases<'a> {
     }
     /// `(case value, delta)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (i16, i16)> + 'a {
-        let mut r = Rd {
-            b: self.raw,
-            pos: 0,
-        };
-        (0..self.count).map_while(move |_| Some((r.sint2().ok()?, r.sint2().ok()?)))
+        let mut r = Rd::new(self.raw);
+        (0..self.count).map_while(move |_| {
+            let case = (r.sint2(), r.sint2());
+            r.err.is_none().then_some(case)
+        })
     }
     /// Writes `(case, delta)` pairs into `out`; returns the length.
     pub fn encode_into(cases: &[(i16, i16)], out: &mut [u8]) -> Result<usize, crate::Error> {
@@ -635,94 +638,157 @@ fn enc_err(e: crate::Error) -> ExceptionCode {
     }
 }
 
-/// Byte cursor used by the decoder.
+/// Byte cursor used by the decoder. A read that fails records its exception
+/// (the first one is kept) and returns a default value, so a decoder makes its
+/// reads one after another and checks [`Rd::err`] once, at the end.
 struct Rd<'a> {
     b: &'a [u8],
     pos: usize,
+    err: Option<ExceptionCode>,
 }
 
 impl<'a> Rd<'a> {
+    const fn new(b: &'a [u8]) -> Self {
+        Rd {
+            b,
+            pos: 0,
+            err: None,
+        }
+    }
+    /// Records `e` unless an earlier read failed.
+    fn fail(&mut self, e: ExceptionCode) {
+        if self.err.is_none() {
+            self.err = Some(e);
+        }
+    }
+    /// The first exception: an earlier read's, else `e`.
+    fn bail(&self, e: ExceptionCode) -> ExceptionCode {
+        self.err.unwrap_or(e)
+    }
     fn rest(&self) -> &'a [u8] {
         self.b.get(self.pos..).unwrap_or(&[])
     }
-    fn u8(&mut self) -> Result<u8, ExceptionCode> {
-        let v = *self
-            .rest()
-            .first()
-            .ok_or(ExceptionCode::InvalidInstruction)?;
-        self.pos += 1;
-        Ok(v)
+    fn u8(&mut self) -> u8 {
+        match self.rest().first() {
+            Some(&v) => {
+                self.pos += 1;
+                v
+            }
+            None => {
+                self.fail(ExceptionCode::InvalidInstruction);
+                0
+            }
+        }
     }
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ExceptionCode> {
-        let v = self
-            .rest()
-            .get(..n)
-            .ok_or(ExceptionCode::InvalidInstruction)?;
-        self.pos += n;
-        Ok(v)
+    fn bytes(&mut self, n: usize) -> &'a [u8] {
+        match self.rest().get(..n) {
+            Some(v) => {
+                self.pos += n;
+                v
+            }
+            None => {
+                self.fail(ExceptionCode::InvalidInstruction);
+                &[]
+            }
+        }
     }
-    fn uint(&mut self, max: u8) -> Result<u64, ExceptionCode> {
-        let (v, n) = encoding::decode_uint(self.rest(), max).map_err(enc_err)?;
-        self.pos += n;
-        Ok(v)
+    fn uint(&mut self, max: u8) -> u64 {
+        match encoding::decode_uint(self.rest(), max) {
+            Ok((v, n)) => {
+                self.pos += n;
+                v
+            }
+            Err(e) => {
+                self.fail(enc_err(e));
+                0
+            }
+        }
     }
-    fn uint2(&mut self) -> Result<u16, ExceptionCode> {
-        Ok(self.uint(2)? as u16)
+    fn uint2(&mut self) -> u16 {
+        self.uint(2) as u16
     }
-    fn sint2(&mut self) -> Result<i16, ExceptionCode> {
-        let (v, n) = encoding::decode_sint(self.rest(), 2).map_err(enc_err)?;
-        self.pos += n;
-        Ok(v as i16)
+    fn sint2(&mut self) -> i16 {
+        match encoding::decode_sint(self.rest(), 2) {
+            Ok((v, n)) => {
+                self.pos += n;
+                v as i16
+            }
+            Err(e) => {
+                self.fail(enc_err(e));
+                0
+            }
+        }
     }
-    fn half(&mut self) -> Result<f16, ExceptionCode> {
-        let v = encoding::decode_half(self.rest()).map_err(enc_err)?;
-        self.pos += 2;
-        Ok(v)
+    fn half(&mut self) -> f16 {
+        match encoding::decode_half(self.rest()) {
+            Ok(v) => {
+                self.pos += 2;
+                v
+            }
+            Err(e) => {
+                self.fail(enc_err(e));
+                f16::ZERO
+            }
+        }
     }
-    fn fields(&mut self) -> Result<&'a [u8], ExceptionCode> {
+    fn fields(&mut self) -> &'a [u8] {
         let start = self.pos;
         loop {
-            let c = self.u8()?;
+            let c = self.u8();
+            if self.err.is_some() {
+                return &[];
+            }
             if c == END_OF_SEQUENCE {
                 break;
             }
-            FieldType::from_code(c).ok_or(ExceptionCode::InvalidParameter)?;
+            if FieldType::from_code(c).is_none() {
+                self.fail(ExceptionCode::InvalidParameter);
+                return &[];
+            }
         }
-        let seq = self
-            .b
-            .get(start..self.pos - 1)
-            .ok_or(ExceptionCode::InvalidInstruction)?;
+        let seq = self.b.get(start..self.pos - 1).unwrap_or(&[]);
         if seq.is_empty() {
-            return Err(ExceptionCode::InvalidParameter);
+            self.fail(ExceptionCode::InvalidParameter);
         }
-        Ok(seq)
+        seq
     }
-    fn operand(&mut self) -> Result<Operand, ExceptionCode> {
-        let v = self.sint2()?;
+    fn operand(&mut self) -> Operand {
+        let v = self.sint2();
         let (pop, offset) = (v & 1 != 0, v >> 1);
         if offset == 0 {
             if pop {
-                return Err(ExceptionCode::InvalidParameter);
+                self.fail(ExceptionCode::InvalidParameter);
             }
-            return Ok(Operand::Immediate(self.half()?));
+            return Operand::Immediate(self.half());
         }
-        Ok(Operand::Stack { offset, pop })
+        Operand::Stack { offset, pop }
     }
-    fn target(&mut self) -> Result<Target, ExceptionCode> {
-        let v = self.sint2()?;
+    fn target(&mut self) -> Target {
+        let v = self.sint2();
         let (push, offset) = (v & 1 != 0, v >> 1);
         match (push, offset) {
-            (true, 0) => Ok(Target::Push),
-            (false, 0) => Err(ExceptionCode::InvalidParameter),
-            (true, o) => Ok(Target::Insert(o)),
-            (false, o) => Ok(Target::Replace(o)),
+            (true, 0) => Target::Push,
+            (false, 0) => {
+                self.fail(ExceptionCode::InvalidParameter);
+                Target::Push
+            }
+            (true, o) => Target::Insert(o),
+            (false, o) => Target::Replace(o),
         }
     }
-    fn unop(&mut self) -> Result<UnOp, ExceptionCode> {
-        UnOp::from_code(self.u8()?).ok_or(ExceptionCode::InvalidParameter)
+    fn unop(&mut self) -> UnOp {
+        let c = self.u8();
+        UnOp::from_code(c).unwrap_or_else(|| {
+            self.fail(ExceptionCode::InvalidParameter);
+            UnOp::Pop
+        })
     }
-    fn binop(&mut self) -> Result<BinOp, ExceptionCode> {
-        BinOp::from_code(self.u8()?).ok_or(ExceptionCode::InvalidParameter)
+    fn binop(&mut self) -> BinOp {
+        let c = self.u8();
+        BinOp::from_code(c).unwrap_or_else(|| {
+            self.fail(ExceptionCode::InvalidParameter);
+            BinOp::Plus
+        })
     }
 }
 
@@ -752,43 +818,46 @@ impl<'a> Instruction<'a> {
         let tiny = has::<MAX>(Level::Tiny);
         let small = has::<MAX>(Level::Small);
         let medium = has::<MAX>(Level::Medium);
-        let mut r = Rd { b: code, pos: 0 };
-        let opcode = r.u8()?;
+        let mut r = Rd::new(code);
+        let opcode = r.u8();
+        if let Some(e) = r.err {
+            return Err(e);
+        }
         let insn = match opcode {
             op::DEVICECAPS => {
                 let start = r.pos;
-                while r.u8()? != 0 {}
+                while r.u8() != 0 {}
                 Instruction::DeviceCaps {
                     fields: code.get(start..r.pos - 1).unwrap_or(&[]),
                 }
             }
             op::EXEC => {
-                let bodypart = r.sint2()?;
-                let n = r.uint2()?;
+                let bodypart = r.sint2();
+                let n = r.uint2();
                 Instruction::Exec {
                     bodypart,
-                    data: r.bytes(usize::from(n))?,
+                    data: r.bytes(usize::from(n)),
                 }
             }
             op::PUSHREPLY => {
-                let n = r.uint2()?;
+                let n = r.uint2();
                 Instruction::PushReply {
-                    data: r.bytes(usize::from(n))?,
+                    data: r.bytes(usize::from(n)),
                 }
             }
             op::SLEEP => Instruction::Sleep {
-                ms: r.uint(4)? as u32,
+                ms: r.uint(4) as u32,
             },
-            op::TRANSMITTER => match r.u8()? {
+            op::TRANSMITTER => match r.u8() {
                 0 => Instruction::Transmitter { on: false },
                 1 => Instruction::Transmitter { on: true },
-                _ => return Err(ExceptionCode::InvalidParameter),
+                _ => return Err(r.bail(ExceptionCode::InvalidParameter)),
             },
             op::MCUSLEEP => {
-                let secs = r.uint(4)? as u32;
-                let f = r.u8()?;
+                let secs = r.uint(4) as u32;
+                let f = r.u8();
                 if f & !3 != 0 {
-                    return Err(ExceptionCode::InvalidParameter);
+                    return Err(r.bail(ExceptionCode::InvalidParameter));
                 }
                 Instruction::McuSleep {
                     secs,
@@ -796,95 +865,100 @@ impl<'a> Instruction<'a> {
                     may_drop_earlier: f & 2 != 0,
                 }
             }
-            op::POPREPLIES => Instruction::PopReplies { n: r.uint2()? },
+            op::POPREPLIES => Instruction::PopReplies { n: r.uint2() },
             op::EXIT => {
-                let f = r.u8()?;
+                let f = r.u8();
                 if f & !7 != 0 {
-                    return Err(ExceptionCode::InvalidParameter);
+                    return Err(r.bail(ExceptionCode::InvalidParameter));
                 }
                 let flags = match f & 3 {
                     0 => ReplyFlags::None,
                     1 => ReplyFlags::IsFirst,
                     2 => ReplyFlags::IsLast,
-                    _ => return Err(ExceptionCode::ProgramErrorInvalidReplyFlag),
+                    _ => return Err(r.bail(ExceptionCode::ProgramErrorInvalidReplyFlag)),
                 };
-                let padding_to = if f & 4 != 0 { Some(r.uint2()?) } else { None };
+                let padding_to = if f & 4 != 0 { Some(r.uint2()) } else { None };
                 Instruction::Exit { flags, padding_to }
             }
             op::APPENDTOREPLY => {
-                let reply = r.sint2()?;
-                let field = FieldType::from_code(r.u8()?).ok_or(ExceptionCode::InvalidParameter)?;
-                let (_, n) = field
-                    .read(r.rest())
-                    .map_err(|_| ExceptionCode::InvalidInstruction)?;
+                let reply = r.sint2();
+                let Some(field) = FieldType::from_code(r.u8()) else {
+                    return Err(r.bail(ExceptionCode::InvalidParameter));
+                };
+                let Ok((_, n)) = field.read(r.rest()) else {
+                    return Err(r.bail(ExceptionCode::InvalidInstruction));
+                };
                 Instruction::AppendToReply {
                     reply,
                     field,
-                    data: r.bytes(n)?,
+                    data: r.bytes(n),
                 }
             }
-            op::JMP if tiny => Instruction::Jmp { delta: r.sint2()? },
+            op::JMP if tiny => Instruction::Jmp { delta: r.sint2() },
             op::JMPIFREPLYFIELD_LT..=op::JMPIFREPLYFIELD_NE if tiny => {
                 Instruction::JmpIfReplyField {
                     cmp: Cmp::from_index(opcode - op::JMPIFREPLYFIELD_LT),
-                    reply: r.sint2()?,
-                    fields: r.fields()?,
-                    threshold: r.sint2()?,
-                    delta: r.sint2()?,
+                    reply: r.sint2(),
+                    fields: r.fields(),
+                    threshold: r.sint2(),
+                    delta: r.sint2(),
                 }
             }
-            op::MOVEREPLYTOFRONT if tiny => Instruction::MoveReplyToFront { reply: r.sint2()? },
-            op::PUSHEXPR_CONSTANT if small => Instruction::PushExprConstant { value: r.half()? },
+            op::MOVEREPLYTOFRONT if tiny => Instruction::MoveReplyToFront { reply: r.sint2() },
+            op::PUSHEXPR_CONSTANT if small => Instruction::PushExprConstant { value: r.half() },
             op::PUSHEXPR_REPLYFIELD if small => Instruction::PushExprReplyField {
-                reply: r.sint2()?,
-                fields: r.fields()?,
+                reply: r.sint2(),
+                fields: r.fields(),
             },
-            op::EXPRUNOP if small => Instruction::ExprUnop { op: r.unop()? },
+            op::EXPRUNOP if small => Instruction::ExprUnop { op: r.unop() },
             op::EXPRUNOP_EX if small => Instruction::ExprUnopEx {
-                op: r.unop()?,
-                src: r.operand()?,
+                op: r.unop(),
+                src: r.operand(),
             },
             op::EXPRUNOP_EX2 if small => Instruction::ExprUnopEx2 {
-                op: r.unop()?,
-                src: r.operand()?,
-                dst: r.target()?,
+                op: r.unop(),
+                src: r.operand(),
+                dst: r.target(),
             },
-            op::EXPRBINOP if small => Instruction::ExprBinop { op: r.binop()? },
+            op::EXPRBINOP if small => Instruction::ExprBinop { op: r.binop() },
             op::EXPRBINOP_EX if small => Instruction::ExprBinopEx {
-                op: r.binop()?,
-                a: r.operand()?,
-                b: r.operand()?,
+                op: r.binop(),
+                a: r.operand(),
+                b: r.operand(),
             },
             op::EXPRBINOP_EX2 if small => Instruction::ExprBinopEx2 {
-                op: r.binop()?,
-                a: r.operand()?,
-                b: r.operand()?,
-                dst: r.target()?,
+                op: r.binop(),
+                a: r.operand(),
+                b: r.operand(),
+                dst: r.target(),
             },
             op::JMPIFEXPR_LT..=op::JMPIFEXPR_NE if small => Instruction::JmpIfExpr {
                 cmp: Cmp::from_index(opcode - op::JMPIFEXPR_LT),
-                threshold: r.half()?,
-                delta: r.sint2()?,
+                threshold: r.half(),
+                delta: r.sint2(),
             },
             op::JMPIFEXPR_EX_LT..=op::JMPIFEXPR_EX_NE if small => Instruction::JmpIfExprEx {
                 cmp: Cmp::from_index(opcode - op::JMPIFEXPR_EX_LT),
-                src: r.operand()?,
-                threshold: r.half()?,
-                delta: r.sint2()?,
+                src: r.operand(),
+                threshold: r.half(),
+                delta: r.sint2(),
             },
-            op::CALL if small => Instruction::Call { addr: r.uint2()? },
+            op::CALL if small => Instruction::Call { addr: r.uint2() },
             op::RET if small => Instruction::Ret,
             op::SWITCH | op::SWITCH_EX if small => {
                 let src = if opcode == op::SWITCH_EX {
-                    Some(r.operand()?)
+                    Some(r.operand())
                 } else {
                     None
                 };
-                let count = r.uint2()?;
+                let count = r.uint2();
                 let start = r.pos;
                 for _ in 0..count {
-                    r.sint2()?;
-                    r.sint2()?;
+                    r.sint2();
+                    r.sint2();
+                    if r.err.is_some() {
+                        break;
+                    }
                 }
                 let cases = SwitchCases {
                     count,
@@ -896,12 +970,12 @@ impl<'a> Instruction<'a> {
                 }
             }
             op::INCANDJMPIF | op::DECANDJMPIF if small => {
-                let offset = r.sint2()?;
+                let offset = r.sint2();
                 if offset == 0 {
-                    return Err(ExceptionCode::InvalidParameter);
+                    return Err(r.bail(ExceptionCode::InvalidParameter));
                 }
-                let threshold = r.half()?;
-                let delta = r.sint2()?;
+                let threshold = r.half();
+                let delta = r.sint2();
                 if opcode == op::INCANDJMPIF {
                     Instruction::IncAndJmpIf {
                         offset,
@@ -917,14 +991,17 @@ impl<'a> Instruction<'a> {
                 }
             }
             op::PARALLEL if medium => {
-                let count = r.uint2()?;
+                let count = r.uint2();
                 if count == 0 {
-                    return Err(ExceptionCode::InvalidParameter);
+                    return Err(r.bail(ExceptionCode::InvalidParameter));
                 }
                 let start = r.pos;
                 for _ in 0..count {
-                    let n = r.uint2()?;
-                    r.bytes(usize::from(n))?;
+                    let n = r.uint2();
+                    r.bytes(usize::from(n));
+                    if r.err.is_some() {
+                        break;
+                    }
                 }
                 Instruction::Parallel {
                     threads: Threads {
@@ -933,9 +1010,12 @@ impl<'a> Instruction<'a> {
                     },
                 }
             }
-            _ => return Err(ExceptionCode::InvalidInstruction),
+            _ => return Err(r.bail(ExceptionCode::InvalidInstruction)),
         };
-        Ok((insn, r.pos))
+        match r.err {
+            Some(e) => Err(e),
+            None => Ok((insn, r.pos)),
+        }
     }
 
     /// The opcode byte.
