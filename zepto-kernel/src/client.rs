@@ -195,11 +195,7 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
     /// Encrypts the SAGDP packet in the request into the outgoing packet.
     fn seal<H: ClientHal + ?Sized>(&mut self, hal: &mut H) -> Result<(), Error> {
         let h = self.h;
-        if let Err(e) = self.sasp.send(&mut self.heap, h, hal) {
-            // SAGDP already recorded this packet's ID: never hand it out again.
-            let _ = self.sasp.skip_nonce(hal);
-            return Err(e);
-        }
+        self.sasp.send_announced(&mut self.heap, h, hal, None)?;
         self.heap.convert_reply_to_request(h)
     }
 

@@ -574,11 +574,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         h: Handle,
         pad_to: Option<usize>,
     ) -> Result<(), Error> {
-        if let Err(e) = self.sasp.send_padded(&mut self.heap, h, hal, pad_to) {
-            // SAGDP already recorded this packet's ID: never hand it out again.
-            let _ = self.sasp.skip_nonce(hal);
-            return Err(e);
-        }
+        self.sasp.send_announced(&mut self.heap, h, hal, pad_to)?;
         self.convert(h)?;
         self.transmit(hal, h)
     }

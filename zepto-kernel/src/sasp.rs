@@ -261,11 +261,22 @@ impl<C: SaspCipher> Sasp<C> {
         self.nonces.peek_send()
     }
 
-    /// Uses up the next nonce without sending anything. After SAGDP recorded
-    /// [`Sasp::next_packet_id`] for a packet whose send then failed, this keeps the
-    /// packet IDs SAGDP sees strictly growing.
-    pub fn skip_nonce<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<(), Error> {
-        self.nonces.next_send(storage).map(|_| ())
+    /// [`Sasp::send_padded`] for a packet whose ID [`Sasp::next_packet_id`] already
+    /// announced (to SAGDP): if the send fails, that nonce is used up anyway, so the
+    /// same ID is never handed out twice and the IDs SAGDP sees keep growing.
+    pub fn send_announced<H: Storage + Random + ?Sized>(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        hal: &mut H,
+        pad_to: Option<usize>,
+    ) -> Result<HandlerOutcome, Error> {
+        let announced = self.next_send_nonce();
+        let r = self.send_padded(heap, h, hal, pad_to);
+        if r.is_err() && self.next_send_nonce() == announced {
+            let _ = self.nonces.next_send(hal);
+        }
+        r
     }
 
     /// Persists the exact nonce state (see [`NonceStore::checkpoint`]).

@@ -587,7 +587,10 @@ fn power_cut_at_every_storage_write_never_reuses_a_nonce() {
     };
     let (base, writes) = run(None);
     assert!(base.len() >= 4);
-    assert!(writes >= 8, "the scenario must write storage several times ({writes})");
+    assert!(
+        writes >= 8,
+        "the scenario must write storage several times ({writes})"
+    );
     for k in 0..=writes {
         let (sent, _) = run(Some(k));
         let mut sorted = sent.clone();

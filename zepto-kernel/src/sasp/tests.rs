@@ -587,3 +587,26 @@ fn storage_failure_on_receive_drops_the_plaintext() {
     );
     assert_eq!(recv(&mut dev, &mut dhal, &p).0, HandlerOutcome::ReplyDown);
 }
+
+#[test]
+fn a_failed_announced_send_still_uses_its_nonce() {
+    let (mut s, mut hal) = end::<Aes128>(Role::Device, 0, 0);
+    let announced = s.next_packet_id();
+    // A heap with no room for the packet: the send fails...
+    let mut heap = Heap::<24, 1>::new();
+    let h = heap.alloc().unwrap();
+    heap.set_request(h, &[0x01; 8]).unwrap();
+    assert_eq!(
+        s.send_announced(&mut heap, h, &mut hal, None),
+        Err(Error::OutOfMemory)
+    );
+    // ...and the announced ID is never announced again.
+    assert_ne!(s.next_packet_id(), announced);
+    // A send that succeeds uses exactly one nonce.
+    let mut heap = Heap::<256, 1>::new();
+    let h = heap.alloc().unwrap();
+    heap.set_request(h, &[0x01; 8]).unwrap();
+    let before = s.next_send_nonce();
+    s.send_announced(&mut heap, h, &mut hal, None).unwrap();
+    assert_eq!(s.next_send_nonce(), before + 1);
+}
