@@ -4,7 +4,8 @@
 //! SASP encrypts with EAX and SACCP's program checksum is a CMAC. This module keeps
 //! the cipher's expanded key once (in [`Eax`]) and works block by block in place:
 //! one 16-byte chaining block per OMAC, one counter block and one keystream block for
-//! CTR. The cipher itself comes from a well-kept crate (`aes`, `speck-cipher`).
+//! CTR. The cipher itself comes from a well-kept crate (`aes`, `speck-cipher`), or
+//! from a port that implements the `cipher` traits over an AES block in hardware.
 //!
 //! With `L = E(0)`, `B = dbl(L)`, `P = dbl(B)` (doubling in GF(2^128)):
 //!
@@ -13,12 +14,23 @@
 //! * `OMAC^t(M) = CMAC([0; 15] || t || M)`;
 //! * seal: `N = OMAC^0(nonce)`, `H = OMAC^1(aad)`, `C = M xor CTR_N`,
 //!   tag `= N xor H xor OMAC^2(C)`; CTR increments `N` as a 128-bit big-endian
-//!   integer per block. Open checks the tag before it decrypts.
+//!   integer per block.
+//!
+//! What depends on the key alone is computed once, in [`Eax::new_from_slice`]: `B`,
+//! the encrypted first blocks of `OMAC^0` and `OMAC^2` and `OMAC^1` of the empty
+//! header (SASP has none). A packet then costs one block for `N` and two per block
+//! of data (CTR and `OMAC^2`); those two are independent, so they go to the cipher
+//! together where its backend encrypts exactly two blocks at once (the `aes`
+//! crate's software backend does, on 32-bit CPUs). Open computes `OMAC^2(C)` and decrypts in
+//! the same pass; if the tag does not match it encrypts the data back, so a wrong tag
+//! leaves the buffer as it was.
 
 use crate::error::Error;
 use aes::cipher::consts::U16;
+use aes::cipher::typenum::Unsigned;
 use aes::cipher::{
-    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit,
+    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser,
+    KeyInit, ParBlocks,
 };
 
 /// Block and tag bytes.
@@ -52,100 +64,152 @@ fn xor_into(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-/// Encrypts one block in place with the cipher's backend.
-fn enc<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, x: &mut Blk) {
-    b.encrypt_block(x.into());
+/// Adds one to a counter block (128-bit big-endian).
+fn inc(c: &mut Blk) {
+    for b in c.iter_mut().rev() {
+        *b = b.wrapping_add(1);
+        if *b != 0 {
+            break;
+        }
+    }
 }
 
-/// CMAC of `prefix || data` (`prefix` is one whole block or nothing), with
-/// `l = E(0)`.
-fn mac<B: BlockCipherEncBackend<BlockSize = U16>>(
-    cipher: &B,
-    l: &Blk,
-    prefix: Option<&Blk>,
-    data: &[u8],
-) -> Blk {
-    let mut x = Blk::default();
-    let mut k = *l;
-    dbl(&mut k);
-    if let Some(p) = prefix {
-        xor_into(&mut x, p);
-        if data.is_empty() {
-            xor_into(&mut x, &k);
-        }
-        enc(cipher, &mut x);
-        if data.is_empty() {
-            return x;
-        }
-    }
-    let n = data.len().div_ceil(BLOCK);
-    if n == 0 {
-        // Empty message: one padded block.
-        dbl(&mut k);
-        if let Some(b) = x.first_mut() {
-            *b ^= 0x80;
-        }
-        xor_into(&mut x, &k);
-        enc(cipher, &mut x);
-        return x;
-    }
-    for (i, chunk) in data.chunks(BLOCK).enumerate() {
-        xor_into(&mut x, chunk);
-        if i + 1 == n {
-            if chunk.len() < BLOCK {
-                dbl(&mut k);
-                if let Some(b) = x.get_mut(chunk.len()) {
-                    *b ^= 0x80;
-                }
-            }
-            xor_into(&mut x, &k);
-        }
-        enc(cipher, &mut x);
-    }
-    x
-}
-
-/// `OMAC^t(data)`.
-fn omac<B: BlockCipherEncBackend<BlockSize = U16>>(cipher: &B, l: &Blk, t: u8, data: &[u8]) -> Blk {
+/// The block `[0; 15] || t` that starts `OMAC^t`.
+fn omac_prefix(t: u8) -> Blk {
     let mut p = Blk::default();
     if let Some(b) = p.last_mut() {
         *b = t;
     }
-    mac(cipher, l, Some(&p), data)
+    p
 }
 
-/// XORs the CTR keystream starting at counter `ctr` into `buf`.
-fn ctr<B: BlockCipherEncBackend<BlockSize = U16>>(cipher: &B, ctr: &Blk, buf: &mut [u8]) {
-    let mut c = *ctr;
-    for chunk in buf.chunks_mut(BLOCK) {
-        let mut ks = c;
-        enc(cipher, &mut ks);
-        xor_into(chunk, &ks);
-        for b in c.iter_mut().rev() {
-            *b = b.wrapping_add(1);
-            if *b != 0 {
-                break;
-            }
-        }
+/// Whether blocks go to the backend in pairs: where it encrypts exactly two at
+/// once (the `aes` crate's software backend on 32-bit CPUs). Wider backends
+/// (AES instructions on a PC encrypt eight) get single blocks, which they do
+/// faster than a batch with unused slots.
+const fn pairs<B: BlockCipherEncBackend<BlockSize = U16>>() -> bool {
+    B::ParBlocksSize::USIZE == 2
+}
+
+/// Encrypts one block in place with the cipher's backend. A backend that works in
+/// pairs gets it as one of a pair, so that only its two-block code is linked (the
+/// `aes` crate has separate one-block code).
+fn enc<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, x: &mut Blk) {
+    if pairs::<B>() {
+        let mut y = Blk::default();
+        enc2(b, x, &mut y);
+    } else {
+        b.encrypt_block(x.into());
     }
 }
 
+/// Encrypts two independent blocks in place, in one backend call where the backend
+/// works in pairs.
+fn enc2<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, x: &mut Blk, y: &mut Blk) {
+    if !pairs::<B>() {
+        b.encrypt_block(x.into());
+        b.encrypt_block(y.into());
+        return;
+    }
+    let mut par = ParBlocks::<B>::default();
+    let mut slots = par.iter_mut();
+    if let (Some(p), Some(q)) = (slots.next(), slots.next()) {
+        *p = *x;
+        *q = *y;
+    }
+    b.encrypt_par_blocks((&mut par).into());
+    let mut slots = par.iter();
+    if let (Some(p), Some(q)) = (slots.next(), slots.next()) {
+        *x = *p;
+        *y = *q;
+    }
+}
+
+/// Finishes the last block of a CMAC: `len` message bytes of it are already XORed
+/// into `x`; a whole block gets `B`, a partial one the `80` pad and `P = dbl(B)`.
+fn finish(x: &mut Blk, b: &Blk, len: usize) {
+    let mut k = *b;
+    if len < BLOCK {
+        dbl(&mut k);
+        if let Some(v) = x.get_mut(len) {
+            *v ^= 0x80;
+        }
+    }
+    xor_into(x, &k);
+}
+
+/// The input of the last cipher call of a CMAC over `data` (not empty, or a plain
+/// CMAC with `x` = 0) that has chained to `x` so far.
+fn last_input<B: BlockCipherEncBackend<BlockSize = U16>>(
+    c: &B,
+    b: &Blk,
+    mut x: Blk,
+    data: &[u8],
+) -> Blk {
+    let n = data.len().div_ceil(BLOCK);
+    for (i, chunk) in data.chunks(BLOCK).enumerate() {
+        xor_into(&mut x, chunk);
+        if i + 1 == n {
+            finish(&mut x, b, chunk.len());
+            return x;
+        }
+        enc(c, &mut x);
+    }
+    // Empty message: one padded block.
+    finish(&mut x, b, 0);
+    x
+}
+
+/// What depends on the key alone.
+#[derive(Clone, Default)]
+struct Keyed {
+    /// `B = dbl(E(0))`.
+    b: Blk,
+    /// `E([0; 15] || 0)`: `OMAC^0` after its first block.
+    e0: Blk,
+    /// `E([0; 15] || 2)`: `OMAC^2` after its first block.
+    e2: Blk,
+    /// `OMAC^1` of the empty header.
+    h: Blk,
+}
+
+/// The input of the last cipher call of `OMAC^t(data)`.
+fn omac_input<B: BlockCipherEncBackend<BlockSize = U16>>(
+    c: &B,
+    k: &Keyed,
+    t: u8,
+    data: &[u8],
+) -> Blk {
+    let mut x = omac_prefix(t);
+    if data.is_empty() {
+        xor_into(&mut x, &k.b);
+        return x;
+    }
+    match t {
+        0 => x = k.e0,
+        2 => x = k.e2,
+        _ => enc(c, &mut x),
+    }
+    last_input(c, &k.b, x, data)
+}
+
 /// What one [`Job`] computes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+enum Mode<'a> {
     /// `CMAC(aad)` into `tag`.
     Cmac,
     /// Encrypt `buf`, tag into `tag`.
-    Seal,
-    /// Check `tag`, then decrypt `buf`; `ok` tells whether the tag matched.
-    Open,
+    Seal(&'a Keyed),
+    /// Check `tag` and decrypt `buf`; `ok` tells whether the tag matched (if not,
+    /// `buf` is left as it was).
+    Open(&'a Keyed),
 }
 
 /// One whole CMAC, seal or open, run inside the cipher's backend: a cipher that
 /// prepares its round keys per call (the `aes` crate's software backend copies
-/// them into a wider array) does so once per operation, not once per block.
+/// them into a wider array for its two-block code) does so once per operation, not
+/// once per block.
 struct Job<'a> {
-    mode: Mode,
+    mode: Mode<'a>,
     nonce: &'a [u8],
     aad: &'a [u8],
     buf: &'a mut [u8],
@@ -159,39 +223,185 @@ impl BlockSizeUser for &mut Job<'_> {
 
 impl BlockCipherEncClosure for &mut Job<'_> {
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, c: &B) {
-        let mut l = Blk::default();
-        enc(c, &mut l);
-        if self.mode == Mode::Cmac {
-            self.tag = mac(c, &l, None, self.aad);
-            return;
-        }
-        let n = omac(c, &l, 0, self.nonce);
-        let mut t = omac(c, &l, 1, self.aad);
-        xor_into(&mut t, &n);
-        if self.mode == Mode::Seal {
-            ctr(c, &n, self.buf);
-            xor_into(&mut t, &omac(c, &l, 2, self.buf));
-            self.tag = t;
-            return;
-        }
-        xor_into(&mut t, &omac(c, &l, 2, self.buf));
-        // Compare without an early exit.
-        let diff = t
-            .iter()
-            .zip(self.tag.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        self.ok = diff == 0;
-        if self.ok {
-            ctr(c, &n, self.buf);
+        match &mut self.mode {
+            Mode::Cmac => {
+                let mut l = Blk::default();
+                enc(c, &mut l);
+                dbl(&mut l);
+                let mut x = last_input(c, &l, Blk::default(), self.aad);
+                enc(c, &mut x);
+                self.tag = x;
+            }
+            Mode::Seal(k) => self.tag = seal(c, k, self.nonce, self.aad, self.buf),
+            Mode::Open(k) => {
+                self.ok = open(c, k, self.nonce, self.aad, self.buf, &self.tag);
+            }
         }
     }
+}
+
+/// The per-key values are computed in a closure of their own. (Measured on the
+/// Cortex-M0 firmware: with a second closure type the `aes` crate's per-call copy
+/// of its round keys stays out of line, in a frame that is gone before the blocks
+/// are encrypted: 300 B less peak stack than with one closure type for all.)
+impl BlockSizeUser for &mut Keyed {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for &mut Keyed {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, c: &B) {
+        init(c, self);
+    }
+}
+
+/// Computes the per-key values.
+fn init<B: BlockCipherEncBackend<BlockSize = U16>>(c: &B, k: &mut Keyed) {
+    let mut l = Blk::default();
+    let mut e0 = omac_prefix(0);
+    enc2(c, &mut l, &mut e0);
+    dbl(&mut l);
+    let mut e2 = omac_prefix(2);
+    let mut h = omac_prefix(1);
+    xor_into(&mut h, &l);
+    enc2(c, &mut e2, &mut h);
+    *k = Keyed { b: l, e0, e2, h };
+}
+
+/// `OMAC^1(aad)`.
+fn header_mac<B: BlockCipherEncBackend<BlockSize = U16>>(c: &B, k: &Keyed, aad: &[u8]) -> Blk {
+    if aad.is_empty() {
+        return k.h;
+    }
+    let mut x = omac_input(c, k, 1, aad);
+    enc(c, &mut x);
+    x
+}
+
+/// `OMAC^2` of the empty message.
+fn empty_mac<B: BlockCipherEncBackend<BlockSize = U16>>(c: &B, k: &Keyed) -> Blk {
+    let mut x = omac_input(c, k, 2, &[]);
+    enc(c, &mut x);
+    x
+}
+
+/// Encrypts `buf` in place; returns the tag.
+fn seal<B: BlockCipherEncBackend<BlockSize = U16>>(
+    c: &B,
+    k: &Keyed,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Blk {
+    let mut n = omac_input(c, k, 0, nonce);
+    enc(c, &mut n);
+    let mut tag = header_mac(c, k, aad);
+    xor_into(&mut tag, &n);
+    if buf.is_empty() {
+        xor_into(&mut tag, &empty_mac(c, k));
+        return tag;
+    }
+    // Keystream block i+1 and the OMAC^2 step over ciphertext block i go together.
+    let mut x = k.e2;
+    let mut ctr = n;
+    let mut ks = ctr;
+    enc(c, &mut ks);
+    let m = buf.len().div_ceil(BLOCK);
+    for (i, chunk) in buf.chunks_mut(BLOCK).enumerate() {
+        xor_into(chunk, &ks);
+        xor_into(&mut x, chunk);
+        if i + 1 == m {
+            finish(&mut x, &k.b, chunk.len());
+            enc(c, &mut x);
+        } else {
+            inc(&mut ctr);
+            ks = ctr;
+            enc2(c, &mut x, &mut ks);
+        }
+    }
+    xor_into(&mut tag, &x);
+    tag
+}
+
+/// XORs `buf`'s CTR keystream from counter `n` into it.
+fn ctr<B: BlockCipherEncBackend<BlockSize = U16>>(c: &B, n: &Blk, buf: &mut [u8]) {
+    let mut ctr = *n;
+    for chunk in buf.chunks_mut(BLOCK) {
+        let mut ks = ctr;
+        enc(c, &mut ks);
+        xor_into(chunk, &ks);
+        inc(&mut ctr);
+    }
+}
+
+/// Checks `tag` and decrypts `buf` in place; on a wrong tag `buf` is encrypted
+/// back and the result is false.
+fn open<B: BlockCipherEncBackend<BlockSize = U16>>(
+    c: &B,
+    k: &Keyed,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &Blk,
+) -> bool {
+    let mut n = omac_input(c, k, 0, nonce);
+    let mut t = header_mac(c, k, aad);
+    let x = if buf.is_empty() {
+        enc(c, &mut n);
+        empty_mac(c, k)
+    } else {
+        // The OMAC^2 step over ciphertext block i+1 goes with keystream block i;
+        // block i is decrypted after it was MACed.
+        let m = buf.len().div_ceil(BLOCK);
+        let mut x = k.e2;
+        let mut chunks = buf.chunks_mut(BLOCK);
+        let mut cur = chunks.next();
+        if let Some(first) = cur.as_deref() {
+            xor_into(&mut x, first);
+            if m == 1 {
+                finish(&mut x, &k.b, first.len());
+            }
+        }
+        enc2(c, &mut n, &mut x);
+        let mut ctr = n;
+        let mut i = 1;
+        while let Some(chunk) = cur {
+            let next = chunks.next();
+            let mut ks = ctr;
+            match next.as_deref() {
+                Some(nx) => {
+                    xor_into(&mut x, nx);
+                    i += 1;
+                    if i == m {
+                        finish(&mut x, &k.b, nx.len());
+                    }
+                    enc2(c, &mut ks, &mut x);
+                }
+                None => enc(c, &mut ks),
+            }
+            xor_into(chunk, &ks);
+            inc(&mut ctr);
+            cur = next;
+        }
+        x
+    };
+    xor_into(&mut t, &n);
+    xor_into(&mut t, &x);
+    // Compare without an early exit.
+    let diff = t
+        .iter()
+        .zip(tag.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if diff != 0 {
+        ctr(c, &n, buf);
+    }
+    diff == 0
 }
 
 /// Runs one job with `cipher`'s backend; returns its tag and whether an opened
 /// tag matched.
 fn run<C: BlockCipher128>(
     cipher: &C,
-    mode: Mode,
+    mode: Mode<'_>,
     nonce: &[u8],
     aad: &[u8],
     buf: &mut [u8],
@@ -216,10 +426,12 @@ pub fn cmac<C: BlockCipher128>(cipher: &C, data: &[u8]) -> [u8; BLOCK] {
         .into()
 }
 
-/// EAX over a 128-bit block cipher whose key is expanded once, at construction.
+/// EAX over a 128-bit block cipher whose key is expanded once, at construction,
+/// together with the values EAX derives from the key alone (64 bytes).
 #[derive(Clone)]
 pub struct Eax<C> {
     cipher: C,
+    keys: Keyed,
 }
 
 impl<C> core::fmt::Debug for Eax<C> {
@@ -233,14 +445,16 @@ impl<C: BlockCipher128 + KeyInit> Eax<C> {
     /// length.
     pub fn new_from_slice(key: &[u8]) -> Result<Self, Error> {
         let cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
-        Ok(Self { cipher })
+        Ok(Self::from_cipher(cipher))
     }
 }
 
 impl<C: BlockCipher128> Eax<C> {
     /// EAX over an already keyed `cipher`.
-    pub const fn from_cipher(cipher: C) -> Self {
-        Self { cipher }
+    pub fn from_cipher(cipher: C) -> Self {
+        let mut keys = Keyed::default();
+        cipher.encrypt_with_backend(&mut keys);
+        Self { cipher, keys }
     }
 
     /// The block cipher.
@@ -250,9 +464,16 @@ impl<C: BlockCipher128> Eax<C> {
 
     /// Encrypts `buf` in place; returns the 16-byte tag.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> [u8; BLOCK] {
-        run(&self.cipher, Mode::Seal, nonce, aad, buf, Blk::default())
-            .0
-            .into()
+        run(
+            &self.cipher,
+            Mode::Seal(&self.keys),
+            nonce,
+            aad,
+            buf,
+            Blk::default(),
+        )
+        .0
+        .into()
     }
 
     /// Checks `tag` and decrypts `buf` in place. On a wrong tag (or a tag that is
@@ -262,7 +483,15 @@ impl<C: BlockCipher128> Eax<C> {
         let Ok(tag) = <[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if run(&self.cipher, Mode::Open, nonce, aad, buf, tag.into()).1 {
+        let (_, ok) = run(
+            &self.cipher,
+            Mode::Open(&self.keys),
+            nonce,
+            aad,
+            buf,
+            tag.into(),
+        );
+        if ok {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)
@@ -393,9 +622,8 @@ mod tests {
         for len in [0usize, 1, 15, 16, 17, 33, 64] {
             let msg: Vec<u8> = (0..len as u8).collect();
             let mut buf = msg.clone();
-            let tag = Eax::<Speck128_128>::new_from_slice(&key)
-                .unwrap()
-                .seal(&nonce, b"hd", &mut buf);
+            let ours = Eax::<Speck128_128>::new_from_slice(&key).unwrap();
+            let tag = ours.seal(&nonce, b"hd", &mut buf);
             let mut want = msg.clone();
             let want_tag = ::eax::Eax::<Speck128_128>::new_from_slice(&key)
                 .unwrap()
@@ -403,6 +631,15 @@ mod tests {
                 .unwrap();
             assert_eq!(buf, want);
             assert_eq!(tag.as_slice(), want_tag.as_slice());
+            let mut bad = tag;
+            bad[len % 16] ^= 4;
+            assert_eq!(
+                ours.open(&nonce, b"hd", &mut buf, &bad),
+                Err(Error::AuthenticationFailed)
+            );
+            assert_eq!(buf, want, "a wrong tag leaves the data alone");
+            assert_eq!(ours.open(&nonce, b"hd", &mut buf, &tag), Ok(()));
+            assert_eq!(buf, msg);
         }
     }
 }
