@@ -204,3 +204,78 @@ fn ctrl_c_saves_exact_nonces() {
     }
     assert_eq!(marks[1], marks[0] + 1, "persisted NFS: {marks:?}");
 }
+
+/// A free loopback port (bound and released).
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+#[test]
+fn send_waits_for_a_device_that_starts_late() {
+    for kind in ["--udp", "--tcp"] {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port(kind == "--udp"));
+        let link = vec![kind.to_string(), addr.clone()];
+        let d = dir.path().to_path_buf();
+        // Refused at first (nobody listens): the client keeps trying.
+        let client = std::thread::spawn(move || {
+            send(
+                &d,
+                KEY,
+                &link,
+                &["--json", "--hex", PING_ECHO, "--timeout", "8000"],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        let _dev = DeviceProc::start(dir.path(), &[kind, &addr], &[]);
+        check_ping_echo(&json_reply(&client.join().unwrap()));
+    }
+}
+
+#[test]
+fn key_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let mut perms = std::fs::metadata(&key_file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&key_file, perms).unwrap();
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut c = std::process::Command::new(common::ZEPTO);
+        c.arg("send")
+            .args(dev.link_args())
+            .args(args)
+            .args(["--json", "--hex", PING_ECHO])
+            .env("ZEPTO_STATE_DIR", dir.path())
+            .env_remove("ZEPTO_KEY");
+        if let Some(k) = env {
+            c.env("ZEPTO_KEY", k);
+        }
+        c.output().unwrap()
+    };
+    let out = run(&["--key-file", key_file.to_str().unwrap()], None);
+    check_ping_echo(&json_reply(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "no warning for a private key file, no notice for a first use: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_ping_echo(&json_reply(&run(&[], Some(KEY))));
+    // No key at all: bad input, with the ways to give one.
+    let out = run(&[], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--key-file"));
+}

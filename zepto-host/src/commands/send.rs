@@ -16,6 +16,7 @@ use crate::commands::common::{blank_notice, open_nonce_state, KeyArgs, LinkArgs}
 use crate::describe;
 use crate::hal::HostHal;
 use crate::link::MAX_PACKET;
+use crate::storage::Found;
 
 /// Arguments of `zepto send`.
 #[derive(Args, Debug)]
@@ -103,8 +104,11 @@ impl Session {
                 .map_or_else(String::new, |p| format!(" {}", p.display()));
             CliError::other(format!("client nonce state{state}: {e}"))
         })?;
-        if let Some(n) = blank_notice(&hal.storage, client.nonces()) {
-            eprintln!("zepto: {n}");
+        // A first use is normal; an emptied or foreign file is worth a line.
+        if hal.storage.found != Found::Missing {
+            if let Some(n) = blank_notice(&hal.storage, client.nonces()) {
+                eprintln!("zepto: {n}");
+            }
         }
         Ok(Self { hal, client })
     }
