@@ -130,7 +130,7 @@ fn truth(b: bool) -> f16 {
 }
 
 /// A key that orders half-floats as IEEE comparisons do (`-0 == +0`, infinities at
-/// the ends), in the units of [`fixed`] so integers compare with it as `i << 24`;
+/// the ends), in units of 2^-24, so an integer `i` compares with it as `i << 24`;
 /// `None` for NaN.
 pub fn key(v: f16) -> Option<i64> {
     let b = v.to_bits();

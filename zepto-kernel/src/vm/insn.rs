@@ -2,7 +2,7 @@
 //! readable one-line assembly form ([`core::fmt::Display`]).
 //!
 //! Used by clients building, reading and printing programs. The VM executes straight
-//! from the program bytes with the same byte cursor ([`Rd`]) and operand readers, so
+//! from the program bytes with the same byte cursor (`Rd`) and operand readers, so
 //! it accepts and rejects exactly what [`Instruction::decode`] does. Variable parts
 //! (plugin data, FIELD-SEQUENCEs, SWITCH tables, PARALLEL bodies) borrow the program
 //! bytes, so nothing here allocates.
