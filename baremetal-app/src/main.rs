@@ -14,6 +14,7 @@
 mod board;
 mod config;
 mod diag;
+mod mem;
 
 use cortex_m_rt::entry;
 use panic_halt as _;
