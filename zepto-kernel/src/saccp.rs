@@ -345,7 +345,9 @@ impl Saccp {
         };
         match kind {
             REQ_NEW_PROGRAM => {
-                heap.append_reply_from(h, h, Part::Request, p.position()..p.end())?;
+                // The program is the rest of the command: it becomes the reply in
+                // place (the parser reads the whole request).
+                heap.split_request(h, p.position())?;
                 Ok((ProgramSource::New, headers))
             }
             REQ_REPEAT_OLD_PROGRAM => {
@@ -425,8 +427,14 @@ impl Saccp {
                 )
             }
         };
-        heap.append_reply_uint(h, u64::from(field), 2)?;
-        heap.append_reply_from(h, h, Part::Request, 0..n)?;
+        if n == len {
+            // The reply buffer stays where it is, the field goes in front of it.
+            let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
+            heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
+        } else {
+            heap.append_reply_uint(h, u64::from(field), 2)?;
+            heap.append_reply_from(h, h, Part::Request, 0..n)?;
+        }
         self.flags = None;
         Ok(HandlerOutcome::Pass)
     }

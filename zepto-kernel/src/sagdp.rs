@@ -24,7 +24,7 @@
 //! [`Sagdp::receive`].
 
 use crate::error::{Error, HandlerOutcome};
-use crate::heap::{Handle, HeapOps, Part};
+use crate::heap::{Handle, HeapOps};
 use crc::{Crc, NoTable, CRC_32_ISO_HDLC};
 
 const CRC32: Crc<u32, NoTable> = Crc::<u32, NoTable>::new(&CRC_32_ISO_HDLC);
@@ -499,9 +499,7 @@ impl Sagdp {
             id_field: id_field.unwrap_or(pid),
         };
         heap.clear_reply(h)?;
-        let len = heap.request_len(h)?;
-        heap.append_reply_from(h, h, Part::Request, 0..len)?;
-        heap.prepend_reply(h, &hdr.to_bytes())?;
+        heap.wrap_request(h, &hdr.to_bytes())?;
         // Keep the LSP for resends.
         let lsp = self.lsp.ok_or(Error::InvalidState)?;
         self.lsp_valid = false;
@@ -610,15 +608,13 @@ impl Sagdp {
         hdr: Header,
         next: State,
     ) -> Result<HandlerOutcome, Error> {
-        let len = heap.request_len(h)?;
-        if let Err(e) = heap.append_reply_from(h, h, Part::Request, HEADER_LEN..len) {
-            heap.clear_reply(h)?;
-            return Err(e);
-        }
+        let d = digest(heap.request(h)?);
+        // The payload after the header becomes the reply in place.
+        heap.split_request(h, HEADER_LEN)?;
         if hdr.status == PacketStatus::First {
             self.lrcid = Some(hdr.id_field);
         }
-        self.lr_digest = digest(heap.request(h)?);
+        self.lr_digest = d;
         self.lrpid = Some(pid);
         self.state = next;
         self.deadline_ms = None;

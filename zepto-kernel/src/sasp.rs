@@ -322,32 +322,28 @@ impl<C: SaspCipher> Sasp<C> {
             self.stats.malformed = self.stats.malformed.saturating_add(1);
             return Ok(HandlerOutcome::IgnorePacket);
         }
-        append_zeros(heap, h, len - OVERHEAD)?;
-        let (vp, to_sasp) = {
-            let (req, rep) = heap.split_mut(h)?;
-            let hdr: [u8; HEADER_LEN] = req
-                .get(..HEADER_LEN)
-                .and_then(|s| s.try_into().ok())
+        // Decrypted in place: the payload then becomes the reply without a copy.
+        let (vp, to_sasp, payload) = {
+            let (req, _) = heap.split_mut(h)?;
+            let (hdr, rest) = req
+                .split_at_mut_checked(HEADER_LEN)
                 .ok_or(Error::Malformed)?;
-            let tag = req.get(HEADER_LEN..OVERHEAD).ok_or(Error::Malformed)?;
-            let ct = req.get(OVERHEAD..).ok_or(Error::Malformed)?;
-            if ct.len() != rep.len() {
-                return Err(Error::Malformed);
-            }
-            rep.copy_from_slice(ct);
+            let hdr: [u8; HEADER_LEN] = (&*hdr).try_into().map_err(|_| Error::Malformed)?;
+            let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
-            if eax_open(&self.aead, &nonce, &[], rep, tag).is_err() {
+            if eax_open(&self.aead, &nonce, &[], data, tag).is_err() {
                 self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
-                heap.clear_reply(h)?;
                 return Ok(HandlerOutcome::IgnorePacket);
             }
-            parse_header(&hdr)
+            let (vp, to_sasp) = parse_header(&hdr);
+            (vp, to_sasp, unpad(data))
         };
-        if unpad_reply(heap, h).is_err() {
+        let Ok((at, n)) = payload else {
             self.stats.malformed = self.stats.malformed.saturating_add(1);
-            heap.clear_reply(h)?;
             return Ok(HandlerOutcome::IgnorePacket);
-        }
+        };
+        heap.split_request(h, OVERHEAD + at)?;
+        heap.truncate_reply(h, n)?;
         if to_sasp {
             return self.receive_sasp_message(heap, h);
         }
@@ -457,6 +453,7 @@ impl<C: SaspCipher> Sasp<C> {
                     _ => return Err(Error::ValueOutOfRange),
                 }
             }
+            Source::Bytes([]) => return Err(Error::ValueOutOfRange),
             Source::Bytes(b) => b.len(),
         };
         let q = pad_to.unwrap_or(p);
@@ -473,24 +470,46 @@ impl<C: SaspCipher> Sasp<C> {
         if clen > c {
             return Err(Error::ValueOutOfRange);
         }
-        append_zeros(heap, h, OVERHEAD + total)?;
+        // The packet is built in the reply: header, tag and size field in front of
+        // the payload's bytes (in place, after the request, for a payload in the
+        // request), then the padding.
+        let first = match src {
+            Source::Request => {
+                let room = [0u8; OVERHEAD + encoding::MAX_ENCODED_LEN];
+                heap.wrap_request(h, room.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?)?;
+                append_zeros(heap, h, c - clen)?;
+                None
+            }
+            Source::Bytes(b) => {
+                append_zeros(heap, h, OVERHEAD + total)?;
+                b.split_first()
+            }
+        };
         let vp = self.nonces.next_send(hal)?;
         let hdr = header(vp, to_sasp);
-        let (req, rep) = heap.split_mut(h)?;
-        let payload: &[u8] = match src {
-            Source::Request => req,
-            Source::Bytes(b) => b,
-        };
-        let (first, rest) = payload.split_first().ok_or(Error::ValueOutOfRange)?;
-        let (head, due) = rep.split_at_mut(OVERHEAD);
+        let (_, rep) = heap.split_mut(h)?;
+        let (head, due) = rep
+            .split_at_mut_checked(OVERHEAD)
+            .ok_or(Error::BufferTooSmall)?;
         let (hslot, tslot) = head.split_at_mut(HEADER_LEN);
         hslot.copy_from_slice(&hdr);
-        let (d_first, d_rest) = due.split_first_mut().ok_or(Error::BufferTooSmall)?;
+        let (d_head, d_rest) = due
+            .split_at_mut_checked(1 + clen)
+            .ok_or(Error::BufferTooSmall)?;
+        // With the payload in place, its first byte is the last of `d_head`.
+        let (first, rest) = match first {
+            Some((f, r)) => (*f, Some(r)),
+            None => (*d_head.last().ok_or(Error::BufferTooSmall)?, None),
+        };
+        let (d_first, d_size) = d_head.split_first_mut().ok_or(Error::BufferTooSmall)?;
         *d_first = first | if c > 0 { 0x80 } else { 0 };
-        let (d_size, d_rest) = d_rest.split_at_mut(clen);
         d_size.copy_from_slice(cbuf.get(..clen).ok_or(Error::BufferTooSmall)?);
-        let (d_bytes, d_pad) = d_rest.split_at_mut(rest.len());
-        d_bytes.copy_from_slice(rest);
+        let (d_bytes, d_pad) = d_rest
+            .split_at_mut_checked(p - 1)
+            .ok_or(Error::BufferTooSmall)?;
+        if let Some(r) = rest {
+            d_bytes.copy_from_slice(r);
+        }
         hal.fill_random(d_pad)?;
         let nonce = eax_nonce(&hdr, self.role.peer_flag());
         let tag = eax_seal(&self.aead, &nonce, &[], due)?;
@@ -500,27 +519,23 @@ impl<C: SaspCipher> Sasp<C> {
     }
 }
 
-/// Removes the size field and padding from the decrypted data in the reply of `h`,
-/// leaving `[first byte & 0x7f, bytes...]`.
-fn unpad_reply(heap: &mut dyn HeapOps, h: Handle) -> Result<(), Error> {
-    let (first, len, c, clen) = {
-        let rep = heap.reply(h)?;
-        let (first, rest) = rep.split_first().ok_or(Error::Malformed)?;
-        if first & 0x80 == 0 {
-            return Ok(());
-        }
-        let (c, clen) = encoding::decode_uint(rest, 2)?;
-        (*first, rep.len(), c as usize, clen)
-    };
+/// Where the payload lies in decrypted data: `(offset, length)`, after its first
+/// byte was moved (flag cleared) to just before its other bytes, over the size
+/// field. The layout is `| first byte | (opt) size | bytes | padding |`.
+fn unpad(data: &mut [u8]) -> Result<(usize, usize), Error> {
+    let len = data.len();
+    let (first, rest) = data.split_first().ok_or(Error::Malformed)?;
+    let first = *first;
+    if first & 0x80 == 0 {
+        return Ok((0, len));
+    }
+    let (c, clen) = encoding::decode_uint(rest, 2)?;
+    let c = c as usize;
     if c < clen || c > len - 1 {
         return Err(Error::Malformed);
     }
-    heap.truncate_reply(h, len - (c - clen))?;
-    {
-        let (_, rep) = heap.split_mut(h)?;
-        *rep.get_mut(clen).ok_or(Error::Malformed)? = first & 0x7f;
-    }
-    heap.drop_reply_front(h, clen)
+    *data.get_mut(clen).ok_or(Error::Malformed)? = first & 0x7f;
+    Ok((clen, len - c))
 }
 
 #[cfg(test)]
