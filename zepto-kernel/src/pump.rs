@@ -313,7 +313,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         match got {
             Ok(0) => {}
             Ok(n) => {
-                self.stats.packets_in = self.stats.packets_in.saturating_add(1);
+                crate::count(&mut self.stats.packets_in);
                 self.log(Event::Received(n as u16));
                 if let Err(e) = self.packet_up(hal) {
                     self.fail(e);
@@ -369,7 +369,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     /// block of a program that still waits is kept), so one bad packet can never
     /// leave the heap full for the next ones.
     fn fail(&mut self, e: Error) {
-        self.stats.errors = self.stats.errors.saturating_add(1);
+        crate::count(&mut self.stats.errors);
         self.log(Event::Dropped(e));
         if e == Error::InvalidState {
             self.reinit();
@@ -422,7 +422,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         self.heap.reset();
         self.sagdp = Sagdp::slave();
         self.saccp = Saccp::new();
-        self.stats.reinits = self.stats.reinits.saturating_add(1);
+        crate::count(&mut self.stats.reinits);
         self.log(Event::Reinit);
         // A freshly reset heap always has four free handles (`B >= 4` is checked at
         // build time) and empty blocks take no bytes, so this cannot fail.
@@ -495,7 +495,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         core::mem::swap(&mut self.rx, &mut self.prog);
         self.heap.clear_reply(self.rx)?;
         self.vm_wait = None;
-        self.stats.programs = self.stats.programs.saturating_add(1);
+        crate::count(&mut self.stats.programs);
         let len = self.heap.request_len(self.prog)?;
         self.log(Event::ProgramStarted(len as u16));
         let flags = ExecFlags {
@@ -509,7 +509,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     }
 
     fn ignored(&mut self) -> Result<(), Error> {
-        self.stats.ignored = self.stats.ignored.saturating_add(1);
+        crate::count(&mut self.stats.ignored);
         Ok(())
     }
 
@@ -535,7 +535,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
                 self.convert(p)?;
                 let status = match exception {
                     Some(e) => {
-                        self.stats.vm_exceptions = self.stats.vm_exceptions.saturating_add(1);
+                        crate::count(&mut self.stats.vm_exceptions);
                         VmStatus::Exception {
                             truncated: e.truncated,
                         }
@@ -612,7 +612,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         } else {
             hal.send_in_place(bus, buf, len)?;
         }
-        self.stats.packets_out = self.stats.packets_out.saturating_add(1);
+        crate::count(&mut self.stats.packets_out);
         self.log(Event::Sent(len as u16));
         self.heap.set_request(h, &[])
     }

@@ -183,6 +183,8 @@ enum Reject {
 }
 
 impl From<Error> for Reject {
+    // One copy of the mapping, not one at every `?` of the parser.
+    #[inline(never)]
     fn from(e: Error) -> Self {
         match e {
             Error::UnexpectedEnd

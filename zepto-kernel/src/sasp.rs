@@ -319,7 +319,7 @@ impl<C: SaspCipher> Sasp<C> {
         self.refused = false;
         let len = heap.request_len(h)?;
         if len <= OVERHEAD {
-            self.stats.malformed = self.stats.malformed.saturating_add(1);
+            crate::count(&mut self.stats.malformed);
             return Ok(HandlerOutcome::IgnorePacket);
         }
         // Decrypted in place: the payload then becomes the reply without a copy.
@@ -332,14 +332,14 @@ impl<C: SaspCipher> Sasp<C> {
             let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
             if eax_open(&self.aead, &nonce, &[], data, tag).is_err() {
-                self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
+                crate::count(&mut self.stats.auth_failures);
                 return Ok(HandlerOutcome::IgnorePacket);
             }
             let (vp, to_sasp) = parse_header(&hdr);
             (vp, to_sasp, unpad(data))
         };
         let Ok((at, n)) = payload else {
-            self.stats.malformed = self.stats.malformed.saturating_add(1);
+            crate::count(&mut self.stats.malformed);
             return Ok(HandlerOutcome::IgnorePacket);
         };
         heap.split_request(h, OVERHEAD + at)?;
@@ -370,7 +370,7 @@ impl<C: SaspCipher> Sasp<C> {
             heap.clear_reply(h)?;
             return Err(e);
         }
-        self.stats.old_nonce_replies = self.stats.old_nonce_replies.saturating_add(1);
+        crate::count(&mut self.stats.old_nonce_replies);
         Ok(HandlerOutcome::ReplyDown)
     }
 
@@ -392,12 +392,12 @@ impl<C: SaspCipher> Sasp<C> {
         self.refused = matches!((value, self.last_sent), (Some(v), Some(l)) if v >= l);
         match value.map(|v| self.nonces.raise_nfs(v)) {
             Some(Ok(raised)) => {
-                self.stats.old_nonce_received = self.stats.old_nonce_received.saturating_add(1);
+                crate::count(&mut self.stats.old_nonce_received);
                 if raised {
-                    self.stats.resyncs = self.stats.resyncs.saturating_add(1);
+                    crate::count(&mut self.stats.resyncs);
                 }
             }
-            _ => self.stats.malformed = self.stats.malformed.saturating_add(1),
+            _ => crate::count(&mut self.stats.malformed),
         }
         Ok(HandlerOutcome::IgnorePacket)
     }
