@@ -44,6 +44,7 @@ pub mod encoding;
 pub mod error;
 pub mod hal;
 pub mod heap;
+pub mod hwaes;
 pub mod nonce_store;
 pub mod plugins;
 pub mod pump;
