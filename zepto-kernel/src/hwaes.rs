@@ -23,6 +23,10 @@ use aes::cipher::{
     KeyInit, KeySizeUser, ParBlocksSizeUser,
 };
 
+/// AES-128 in software (the `aes` crate): what SACCP's checksum uses unless the
+/// port has AES in hardware.
+pub type SoftAes = aes::Aes128;
+
 /// An AES-128 block encryption supplied by the port.
 ///
 /// It is called with the SASP key on every block; an implementation loads it into

@@ -20,11 +20,12 @@ use crate::hal::{BusId, Platform, WaitingFor, WakeReason};
 use crate::heap::{Handle, Heap, HeapOps};
 use crate::nonce_store::{key_id, BlankStart, NonceStore};
 use crate::plugins::{self, Bodypart};
-use crate::saccp::{Saccp, VmStatus};
+use crate::saccp::{ChecksumAes, Saccp, VmStatus};
 use crate::sagdp::{PacketId, PacketStatus, Sagdp};
 use crate::sasp::{self, Role, Sasp, SaspCipher};
 use crate::vm::insn::ReplyFlags;
 use crate::vm::{ExecFlags, Vm, VmHal, VmStep};
+use aes::Aes128;
 
 /// Everything a device port provides: the pump's facilities and the VM's.
 pub trait DeviceHal: Platform + VmHal {}
@@ -178,7 +179,9 @@ struct VmWait {
 /// `N` is the heap arena size, `B` its handle count; the pump uses four handles (the
 /// packet being received, the running program, SAGDP's last sent packet and SACCP's
 /// old program) plus one per PARALLEL pseudo-thread. `E` is the number of [`Event`]s
-/// kept per poll ([`Device::events`]); with 0 nothing is logged.
+/// kept per poll ([`Device::events`]); with 0 nothing is logged. `A` is the AES-128
+/// of SACCP's checksum: the software `aes` crate, or, on a board with AES in
+/// hardware, the same [`HardwareAes`](crate::hwaes::HardwareAes) as `C`.
 pub struct Device<
     't,
     'p,
@@ -187,13 +190,14 @@ pub struct Device<
     const N: usize,
     const B: usize,
     const E: usize = EVENT_LOG,
+    A: ChecksumAes = Aes128,
 > {
     heap: Heap<N, B>,
     rx: Handle,
     prog: Handle,
     sasp: Sasp<C>,
     sagdp: Sagdp,
-    saccp: Saccp,
+    saccp: Saccp<A>,
     vm: V,
     plugins: &'t mut [Bodypart<'p>],
     vm_wait: Option<VmWait>,
@@ -202,8 +206,16 @@ pub struct Device<
     events: heapless::Vec<Event, E>,
 }
 
-impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const E: usize>
-    Device<'t, 'p, V, C, N, B, E>
+impl<
+        't,
+        'p,
+        V: Execution,
+        C: SaspCipher,
+        const N: usize,
+        const B: usize,
+        const E: usize,
+        A: ChecksumAes,
+    > Device<'t, 'p, V, C, N, B, E, A>
 {
     const HANDLES: () = assert!(B >= 4, "the pump needs at least four heap handles");
 
@@ -232,7 +244,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         let prog = heap.alloc()?;
         let mut sagdp = Sagdp::slave();
         sagdp.init(&mut heap)?;
-        let mut saccp = Saccp::new();
+        let mut saccp = Saccp::with_aes();
         saccp.init(&mut heap)?;
         Ok(Self {
             heap,
@@ -421,7 +433,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         self.vm_wait = None;
         self.heap.reset();
         self.sagdp = Sagdp::slave();
-        self.saccp = Saccp::new();
+        self.saccp = Saccp::with_aes();
         crate::count(&mut self.stats.reinits);
         self.log(Event::Reinit);
         // A freshly reset heap always has four free handles (`B >= 4` is checked at

@@ -34,11 +34,14 @@
 //! ERROR:     type 2 | IS-EXCEPTION bit 3 = 0 | ERROR-CODE bits 4..
 //! ```
 
+use crate::eax::BlockCipher128;
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, HeapOps, Parser, Part};
 use crate::sagdp::PacketStatus;
-use aes::cipher::KeyInit;
+use aes::cipher::consts::U16;
+use aes::cipher::{KeyInit, KeySizeUser};
 use aes::Aes128;
+use core::marker::PhantomData;
 
 /// Request type (bits 0..2 of the head byte): pairing (not supported here).
 pub const REQ_PAIRING: u8 = 0;
@@ -106,7 +109,18 @@ impl ErrorCode {
 /// The SACCP Checksum: the full 16-byte OMAC (CMAC-AES128) of `data` under the key of
 /// sixteen 0xA5 bytes. The wire carries its first Checksum-Length bytes.
 pub fn checksum(data: &[u8]) -> [u8; 16] {
-    crate::eax::cmac(&Aes128::new(&CHECKSUM_KEY.into()), data)
+    checksum_with::<Aes128>(data)
+}
+
+/// An AES-128 implementation for the checksum: the software `aes` crate, or a
+/// port's hardware block through [`crate::hwaes`].
+pub trait ChecksumAes: BlockCipher128 + KeyInit + KeySizeUser<KeySize = U16> {}
+
+impl<T: BlockCipher128 + KeyInit + KeySizeUser<KeySize = U16>> ChecksumAes for T {}
+
+/// [`checksum`] computed with the AES-128 implementation `A`.
+pub fn checksum_with<A: ChecksumAes>(data: &[u8]) -> [u8; 16] {
+    crate::eax::cmac(&A::new(&CHECKSUM_KEY.into()), data)
 }
 
 /// The ENABLE_ZEPTOERR extra header.
@@ -196,13 +210,15 @@ impl From<Error> for Reject {
     }
 }
 
-/// The device side of SACCP.
+/// The device side of SACCP. `A` is the AES-128 implementation of the checksum
+/// (the software `aes` crate unless the port has AES in hardware).
 #[derive(Debug, Clone)]
-pub struct Saccp {
+pub struct Saccp<A = Aes128> {
     old: Option<Handle>,
     has_old: bool,
     flags: Option<ExecFlags>,
     error_status: PacketStatus,
+    aes: PhantomData<A>,
 }
 
 impl Default for Saccp {
@@ -214,11 +230,20 @@ impl Default for Saccp {
 impl Saccp {
     /// A new instance; call [`init`](Self::init) before use.
     pub const fn new() -> Self {
+        Self::with_aes()
+    }
+}
+
+impl<A: ChecksumAes> Saccp<A> {
+    /// A new instance with the checksum's AES-128 in `A`; call
+    /// [`init`](Self::init) before use.
+    pub const fn with_aes() -> Self {
         Self {
             old: None,
             has_old: false,
             flags: None,
             error_status: PacketStatus::Terminating,
+            aes: PhantomData,
         }
     }
 
@@ -229,7 +254,7 @@ impl Saccp {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
         };
-        *self = Self::new();
+        *self = Self::with_aes();
         self.old = Some(old);
         Ok(())
     }
@@ -249,7 +274,7 @@ impl Saccp {
     /// The full SACCP Checksum of the kept program, if there is one.
     pub fn old_program_checksum(&self, heap: &dyn HeapOps) -> Result<Option<[u8; 16]>, Error> {
         match self.old {
-            Some(h) if self.has_old => Ok(Some(checksum(heap.reply(h)?))),
+            Some(h) if self.has_old => Ok(Some(checksum_with::<A>(heap.reply(h)?))),
             _ => Ok(None),
         }
     }
