@@ -1,0 +1,125 @@
+//! Zepto VM assembler and disassembler.
+//!
+//! [`assemble`] accepts the one-line assembly form that
+//! [`zepto_kernel::vm::insn::Instruction`] prints (`docs/vm.md`), plus comments, labels
+//! as jump and CALL targets, `.bytes "hex"` and PARALLEL blocks written over several
+//! lines. The full syntax is in `docs/assembly.md`. Every instruction is encoded by the
+//! kernel's own [`Instruction::encode`], so the bytes are exactly what the VM decodes.
+//!
+//! [`disassemble`] prints a program the way the kernel does
+//! ([`zepto_kernel::vm::insn::write_program`]); [`listing`] adds byte offsets and the
+//! targets of jumps.
+
+use std::fmt;
+
+use zepto_kernel::vm::insn::{self, Instruction};
+
+mod layout;
+mod lex;
+mod operands;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+/// An assembly error: the 1-based source line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsmError {
+    /// 1-based line number in the source.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for AsmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for AsmError {}
+
+pub(super) fn err<T>(line: usize, message: impl Into<String>) -> Result<T, AsmError> {
+    Err(AsmError {
+        line,
+        message: message.into(),
+    })
+}
+
+/// Assembles `source` into program bytes.
+pub fn assemble(source: &str) -> Result<Vec<u8>, AsmError> {
+    let pieces = lex::lex(source)?;
+    let mut cursor = parse::Cursor::new(pieces);
+    let stmts = parse::parse_block(&mut cursor, None)?;
+    let (code, deferred) = layout::encode_block(&stmts, 0, &[], false)?;
+    match deferred {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
+}
+
+/// Disassembles `code`, one instruction per line, exactly as the kernel prints it
+/// (bytes that do not decode end the listing as `.bytes "hex"`). The text assembles
+/// back to the same bytes (NaN payloads of half-floats excepted: every NaN is written
+/// `NaN` and assembles to `0x7e00`).
+pub fn disassemble(code: &[u8]) -> String {
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = insn::write_program(&mut s, code);
+    s
+}
+
+/// One line of a [`listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingLine {
+    /// Byte offset of the instruction in the program.
+    pub offset: usize,
+    /// The instruction bytes.
+    pub bytes: Vec<u8>,
+    /// The instruction in assembly form (or `.bytes "hex"` for undecodable bytes).
+    pub text: String,
+    /// Absolute targets of the jumps this instruction can make.
+    pub targets: Vec<i64>,
+}
+
+/// Decodes `code` into one [`ListingLine`] per top-level instruction.
+pub fn listing(code: &[u8]) -> Vec<ListingLine> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(rest) = code.get(pos..).filter(|r| !r.is_empty()) {
+        match Instruction::decode(rest) {
+            Ok((i, n)) => {
+                let end = (pos + n) as i64;
+                let targets = match i {
+                    Instruction::Jmp { delta }
+                    | Instruction::JmpIfReplyField { delta, .. }
+                    | Instruction::JmpIfExpr { delta, .. }
+                    | Instruction::JmpIfExprEx { delta, .. }
+                    | Instruction::IncAndJmpIf { delta, .. }
+                    | Instruction::DecAndJmpIf { delta, .. } => vec![end + i64::from(delta)],
+                    Instruction::Call { addr } => vec![i64::from(addr)],
+                    Instruction::Switch { cases } | Instruction::SwitchEx { cases, .. } => {
+                        cases.iter().map(|(_, d)| end + i64::from(d)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                out.push(ListingLine {
+                    offset: pos,
+                    bytes: rest.get(..n).unwrap_or(&[]).to_vec(),
+                    text: i.to_string(),
+                    targets,
+                });
+                pos += n;
+            }
+            Err(_) => {
+                out.push(ListingLine {
+                    offset: pos,
+                    bytes: rest.to_vec(),
+                    text: format!(".bytes \"{}\"", crate::cli::hex(rest)),
+                    targets: Vec::new(),
+                });
+                break;
+            }
+        }
+    }
+    out
+}
