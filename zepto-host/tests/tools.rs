@@ -92,19 +92,49 @@ fn disasm_of_the_documented_example() {
     let out = ok(&["disasm", &hex], None);
     assert_eq!(
         out,
-        "0000  EXEC 1 \"\"\n\
-         0003  PUSHEXPR_CONSTANT 2\n\
-         0006  EXEC 3 \"\"\n\
-         0009  DECANDJMPIF @1 0 -8  ; -> 0006\n\
-         0014  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }\n\
-         0030  EXIT ISLAST\n"
+        "EXEC 1 \"\"            ; 0000\n\
+         PUSHEXPR_CONSTANT 2  ; 0003\n\
+         EXEC 3 \"\"            ; 0006\n\
+         DECANDJMPIF @1 0 -8  ; 0009 -> 0006\n\
+         PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }  ; 0014\n\
+         EXIT ISLAST          ; 0030\n"
     );
-    // Without the offsets, the listing assembles back to the same bytes.
-    let text: String = out
+    // `zepto disasm HEX | zepto asm` gives HEX back.
+    assert_eq!(ok(&["asm"], Some(&out)).trim(), hex);
+}
+
+/// Every instruction of the VM (and a NaN constant, and bytes that do not decode)
+/// goes through `zepto disasm` and `zepto asm` unchanged.
+#[test]
+fn disasm_then_asm_is_the_identity() {
+    let src = "DEVICECAPS 1 2 200\nEXEC -3 \"01\"\nPUSHREPLY \"\"\nSLEEP 70000\nTRANSMITTER 1\n\
+               MCUSLEEP 9 TXON MAYDROP\nPOPREPLIES 2\nEXIT ISFIRST PAD 40\n\
+               APPENDTOREPLY -1 HALF \"003c\"\nJMP -4\nJMPIFREPLYFIELD_NE 1 UINT,BYTE -5 7\n\
+               MOVEREPLYTOFRONT -2\nPUSHEXPR_CONSTANT -0.5\nPUSHEXPR_REPLYFIELD -1 U16\n\
+               EXPRUNOP NOT\nEXPRUNOP_EX INC pop@-3\nEXPRUNOP_EX2 MINUS #2.5 ->ins@2\n\
+               EXPRBINOP SHL\nEXPRBINOP_EX OR @1 #inf\nEXPRBINOP_EX2 PLUS @1 @2 ->@-1\n\
+               JMPIFEXPR_GT 3 -20\nJMPIFEXPR_EX_EQ @2 0.25 4\nCALL 0\nRET\nSWITCH 1=>2 -7=>-9\n\
+               SWITCH_EX pop@1 0=>1\nINCANDJMPIF @-1 10 -30\nDECANDJMPIF @2 0 3\n\
+               PARALLEL { EXEC 1 \"\"; PARALLEL { } { RET } } { SLEEP 1 }\n";
+    let hex = ok(&["asm"], Some(src)).trim().to_string();
+    // PUSHEXPR_CONSTANT NaN with a payload (bits 7e01), then bytes that are no
+    // instruction.
+    let hex = format!("{hex}10017eff00");
+    let out = ok(&["disasm", &hex], None);
+    let tail: Vec<Vec<&str>> = out
         .lines()
-        .map(|l| l[6..].split("  ;").next().unwrap().to_string() + "\n")
+        .skip(29)
+        .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(ok(&["asm"], Some(&text)).trim(), hex);
+    assert_eq!(
+        tail,
+        [
+            vec![".bytes", "\"10017e\"", ";", "0119", "PUSHEXPR_CONSTANT", "NaN"],
+            vec![".bytes", "\"ff00\"", ";", "0122"]
+        ],
+        "{out}"
+    );
+    assert_eq!(ok(&["asm"], Some(&out)).trim(), hex, "{out}");
 }
 
 #[test]
@@ -262,11 +292,11 @@ fn decode_client_packet_shows_program() {
     );
     assert!(out.contains("command NEW_PROGRAM (type 2)"), "{out}");
     assert!(
-        out.contains("  0009  DECANDJMPIF @1 0 -8  ; -> 0006\n"),
+        out.contains("  DECANDJMPIF @1 0 -8  ; 0009 -> 0006\n"),
         "{out}"
     );
     assert!(
-        out.contains("  0014  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }\n"),
+        out.contains("  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }  ; 0014\n"),
         "{out}"
     );
 

@@ -68,6 +68,60 @@ pub fn disassemble(code: &[u8]) -> String {
     s
 }
 
+/// Widest instruction text that [`annotated`] aligns its comments after.
+const COMMENT_COLUMN: usize = 32;
+
+/// The disassembly `zepto disasm` prints: one line per instruction, its byte offset
+/// (decimal, like jump deltas and CALL addresses) and the targets of its jumps in a
+/// comment (`JMP -5  ; 0007 -> 0005`). The text assembles back to `code` exactly: an
+/// instruction whose text would not (a half-float NaN with a payload, which the
+/// assembly syntax writes only as `NaN`) is written as `.bytes "hex"`, with the
+/// instruction in the comment.
+pub fn annotated(code: &[u8]) -> Vec<String> {
+    let lines = listing(code);
+    let texts: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            if assemble(&l.text).is_ok_and(|b| b == l.bytes) {
+                l.text.clone()
+            } else {
+                format!(".bytes \"{}\"", crate::cli::hex(&l.bytes))
+            }
+        })
+        .collect();
+    let width = texts
+        .iter()
+        .map(String::len)
+        .filter(|n| *n <= COMMENT_COLUMN)
+        .max()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .zip(texts)
+        .map(|(l, text)| {
+            let mut s = format!("{text:<width$}  ; {:04}", l.offset);
+            if !l.targets.is_empty() {
+                let t: Vec<String> = l
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        if *t >= 0 {
+                            format!("{t:04}")
+                        } else {
+                            t.to_string()
+                        }
+                    })
+                    .collect();
+                s.push_str(&format!(" -> {}", t.join(", ")));
+            }
+            if text != l.text {
+                s.push_str(&format!(" {}", l.text));
+            }
+            s
+        })
+        .collect()
+}
+
 /// One line of a [`listing`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListingLine {

@@ -103,35 +103,10 @@ pub fn asm(a: AsmArgs) -> Result<(), CliError> {
 /// jump deltas and CALL addresses), and the targets of jumps as a comment.
 pub fn disasm(a: DisasmArgs) -> Result<(), CliError> {
     let code = parse_hex(&a.hex)?;
-    for line in disasm_lines(&code, "") {
+    for line in asm::annotated(&code) {
         println!("{line}");
     }
     Ok(())
-}
-
-/// The `zepto disasm` listing of `code`, each line prefixed with `indent`.
-fn disasm_lines(code: &[u8], indent: &str) -> Vec<String> {
-    asm::listing(code)
-        .into_iter()
-        .map(|l| {
-            let mut s = format!("{indent}{:04}  {}", l.offset, l.text);
-            if !l.targets.is_empty() {
-                let t: Vec<String> = l
-                    .targets
-                    .iter()
-                    .map(|t| {
-                        if *t >= 0 {
-                            format!("{t:04}")
-                        } else {
-                            t.to_string()
-                        }
-                    })
-                    .collect();
-                s.push_str(&format!("  ; -> {}", t.join(", ")));
-            }
-            s
-        })
-        .collect()
 }
 
 /// Largest number of start/resume steps `zepto vm` takes before giving up.
@@ -671,9 +646,8 @@ fn saccp_command(d: &mut Dissection, cmd: &[u8]) -> Result<(), CliError> {
     match kind {
         saccp::REQ_NEW_PROGRAM => {
             d.more(format!("program {} bytes: {}", rest.len(), hex(rest)));
-            let lines = disasm_lines(rest, "  ");
-            for l in &lines {
-                d.more(l);
+            for l in asm::annotated(rest) {
+                d.more(format!("  {l}"));
             }
             js["program"] = json!(hex(rest));
             js["disassembly"] = json!(asm::disassemble(rest).lines().collect::<Vec<_>>());
