@@ -6,7 +6,8 @@ use std::fmt;
 #[derive(Debug)]
 pub struct CliError {
     /// Exit code: 2 bad input, 3 no answer (timeout, unreachable), 4 the device
-    /// answered with an error or exception, 1 anything else.
+    /// answered with an error or exception, 1 anything else; 0 only for
+    /// [`CliError::closed_pipe`].
     pub code: i32,
     /// Message for stderr.
     pub message: String,
@@ -33,6 +34,18 @@ impl CliError {
             code: 4,
             message: message.into(),
         }
+    }
+    /// Standard output was closed by its reader (`zepto demo | head -1`): the command
+    /// ends quietly with exit code 0.
+    pub fn closed_pipe() -> Self {
+        Self {
+            code: 0,
+            message: String::new(),
+        }
+    }
+    /// True for [`CliError::closed_pipe`].
+    pub fn is_closed_pipe(&self) -> bool {
+        self.code == 0
     }
     /// Any other failure (exit code 1).
     pub fn other(message: impl Into<String>) -> Self {

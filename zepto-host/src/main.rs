@@ -45,8 +45,11 @@ fn main() -> ExitCode {
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zepto: {e}");
+            for line in e.message.lines() {
+                zepto_host::elog!("zepto: {line}");
+            }
             ExitCode::from(u8::try_from(e.code).unwrap_or(1))
         }
     }

@@ -19,6 +19,12 @@ struct DeviceProc {
 
 impl DeviceProc {
     fn start(state_dir: &Path, link: &[&str], extra: &[&str]) -> Self {
+        Self::start_logging(state_dir, link, extra, true)
+    }
+
+    /// Like `start`; with `read_log` false, the device's stderr is closed after its
+    /// banner (a log nobody reads: every later write fails with a broken pipe).
+    fn start_logging(state_dir: &Path, link: &[&str], extra: &[&str], read_log: bool) -> Self {
         let mut child = Command::new(ZEPTO)
             .arg("device")
             .args(["--key", KEY])
@@ -40,6 +46,10 @@ impl DeviceProc {
         let mut words = rest.split_whitespace();
         let kind = words.next().unwrap().to_string();
         let addr = words.next().unwrap().trim_end_matches(',').to_string();
+        if !read_log {
+            drop(err);
+            return DeviceProc { child, kind, addr };
+        }
         // Keep draining stderr so the device never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut sink = String::new();
@@ -274,4 +284,61 @@ fn ctrl_c_saves_exact_nonces() {
         marks.push(device_nfs_mark(dir.path()));
     }
     assert_eq!(marks[1], marks[0] + 1, "persisted NFS: {marks:?}");
+}
+
+/// Runs `zepto ARGS` with its standard output a pipe whose reader is already gone
+/// (as in `zepto demo | head -1` once `head` has exited).
+fn with_closed_stdout(args: &[&str], state_dir: &Path) -> Output {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    Command::new(ZEPTO)
+        .args(args)
+        .env("ZEPTO_STATE_DIR", state_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run zepto")
+}
+
+/// A closed standard output ends every command quietly with exit code 0, as a
+/// reader leaving a pipe (`| head -1`) is no failure of the command: no panic, no
+/// message. A device whose log (stderr) nobody reads goes on serving.
+#[test]
+fn closed_stdout_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start_logging(dir.path(), &["--udp", "127.0.0.1:0"], &["-vv"], false);
+    let link = dev.link_args();
+    let mut send = vec!["send", "--key", KEY, &link[0], &link[1]];
+    send.extend(["--hex", PING_ECHO]);
+    let mut send_json = send.clone();
+    send_json.push("--json");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["demo"],
+        send,
+        send_json,
+        vec!["disasm", "020200100040020600250200000f"],
+        vec!["vm", "--hex", "020200"],
+        vec!["--help"],
+        vec!["--version"],
+    ];
+    for args in &cases {
+        let out = with_closed_stdout(args, dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}\n{err}",
+            out.status
+        );
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    // The device logged every packet and HAL event (-vv) to its closed stderr, and
+    // still answers.
+    check_ping_echo(&json_reply(&self::send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--json", "--hex", PING_ECHO],
+    )));
 }

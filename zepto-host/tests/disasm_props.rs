@@ -20,7 +20,9 @@ type Code = Vec<u8>;
 
 fn encode(i: &Instruction<'_>) -> Code {
     let mut out = vec![0u8; 4096];
-    let n = i.encode(&mut out).unwrap_or_else(|e| panic!("{i:?}: {e:?}"));
+    let n = i
+        .encode(&mut out)
+        .unwrap_or_else(|e| panic!("{i:?}: {e:?}"));
     out.truncate(n);
     out
 }
@@ -130,9 +132,13 @@ fn simple(level: Level) -> Vec<BoxedStrategy<Code>> {
                 })
             })
             .boxed(),
-        (if one { Just(0).boxed() } else { uint2().boxed() })
-            .prop_map(|n| encode(&Instruction::PopReplies { n }))
-            .boxed(),
+        (if one {
+            Just(0).boxed()
+        } else {
+            uint2().boxed()
+        })
+        .prop_map(|n| encode(&Instruction::PopReplies { n }))
+        .boxed(),
         (
             prop_oneof![
                 Just(ReplyFlags::None),
@@ -144,7 +150,11 @@ fn simple(level: Level) -> Vec<BoxedStrategy<Code>> {
             .prop_map(|(flags, padding_to)| encode(&Instruction::Exit { flags, padding_to }))
             .boxed(),
         (
-            if one { Just(-1).boxed() } else { sint2().boxed() },
+            if one {
+                Just(-1).boxed()
+            } else {
+                sint2().boxed()
+            },
             field_value(),
         )
             .prop_map(|(reply, (field, d))| {
@@ -203,9 +213,7 @@ fn simple(level: Level) -> Vec<BoxedStrategy<Code>> {
                 .prop_map(|(op, a, b)| encode(&Instruction::ExprBinopEx { op, a, b }))
                 .boxed(),
             (binop(), operand(), operand(), target())
-                .prop_map(|(op, a, b, dst)| {
-                    encode(&Instruction::ExprBinopEx2 { op, a, b, dst })
-                })
+                .prop_map(|(op, a, b, dst)| encode(&Instruction::ExprBinopEx2 { op, a, b, dst }))
                 .boxed(),
             (cmp(), half(), sint2())
                 .prop_map(|(cmp, threshold, delta)| {
@@ -298,7 +306,12 @@ fn level() -> impl Strategy<Value = Level> {
 
 /// A program of up to 12 instructions of one level.
 fn program() -> impl Strategy<Value = (Level, Code)> {
-    level().prop_flat_map(|l| (Just(l), vec(instruction(l), 0..12).prop_map(|is| is.concat())))
+    level().prop_flat_map(|l| {
+        (
+            Just(l),
+            vec(instruction(l), 0..12).prop_map(|is| is.concat()),
+        )
+    })
 }
 
 proptest! {

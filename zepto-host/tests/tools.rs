@@ -129,7 +129,14 @@ fn disasm_then_asm_is_the_identity() {
     assert_eq!(
         tail,
         [
-            vec![".bytes", "\"10017e\"", ";", "0119", "PUSHEXPR_CONSTANT", "NaN"],
+            vec![
+                ".bytes",
+                "\"10017e\"",
+                ";",
+                "0119",
+                "PUSHEXPR_CONSTANT",
+                "NaN"
+            ],
             vec![".bytes", "\"ff00\"", ";", "0122"]
         ],
         "{out}"

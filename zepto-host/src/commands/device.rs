@@ -75,7 +75,7 @@ pub fn run(a: DeviceArgs) -> Result<(), CliError> {
     } else {
         a.plugins.clone()
     };
-    eprintln!(
+    crate::elog!(
         "zepto device: serving on {}, VM level {:?}, body parts {}",
         hal.link_name(),
         a.level,
@@ -129,7 +129,7 @@ pub fn serve<V: Execution>(
         let mut w = dev.poll(hal);
         if verbose > 0 {
             for e in dev.events() {
-                eprintln!("{}", describe_event(e));
+                crate::elog!("{}", describe_event(e));
             }
         }
         if STOP.load(Ordering::Relaxed) {
@@ -137,7 +137,7 @@ pub fn serve<V: Execution>(
             // resynchronisation with the clients.
             dev.checkpoint(hal)
                 .map_err(|e| CliError::other(format!("saving nonces: {e}")))?;
-            eprintln!("zepto device: stopped, nonces saved");
+            crate::elog!("zepto device: stopped, nonces saved");
             return Ok(());
         }
         if let Some(e) = &hal.link_error {

@@ -186,10 +186,10 @@ pub fn run(a: SendArgs) -> Result<(), CliError> {
         ))
     })?;
     if a.json {
-        println!("{}", describe::reply_json(&decoded));
+        crate::outln!("{}", describe::reply_json(&decoded))?;
     } else {
         for line in describe::reply_text(&decoded) {
-            println!("{line}");
+            crate::outln!("{line}")?;
         }
     }
     match decoded {

@@ -95,7 +95,7 @@ pub fn asm(a: AsmArgs) -> Result<(), CliError> {
     };
     let code = asm::assemble(&source)
         .map_err(|e| CliError::input(format!("{name}:{}: {}", e.line, e.message)))?;
-    println!("{}", hex(&code));
+    crate::outln!("{}", hex(&code))?;
     Ok(())
 }
 
@@ -104,7 +104,7 @@ pub fn asm(a: AsmArgs) -> Result<(), CliError> {
 pub fn disasm(a: DisasmArgs) -> Result<(), CliError> {
     let code = parse_hex(&a.hex)?;
     for line in asm::annotated(&code) {
-        println!("{line}");
+        crate::outln!("{line}")?;
     }
     Ok(())
 }
@@ -213,9 +213,9 @@ pub fn vm(a: VmArgs) -> Result<(), CliError> {
             "exception": exc_json,
             "frames": fjs,
         });
-        println!("{out}");
+        crate::outln!("{out}")?;
     } else {
-        println!(
+        crate::outln!(
             "reply:     {} ({} bytes, {flags_name})",
             if reply.is_empty() {
                 "(empty)".to_string()
@@ -223,15 +223,15 @@ pub fn vm(a: VmArgs) -> Result<(), CliError> {
                 hex(&reply)
             },
             reply.len()
-        );
+        )?;
         if let Some(l) = &exc_line {
-            println!("exception: {l}");
+            crate::outln!("exception: {l}")?;
         }
         for l in flines {
-            println!("{l}");
+            crate::outln!("{l}")?;
         }
         if hal.now_ms > 0 {
-            println!("time:      {} ms (simulated)", hal.now_ms);
+            crate::outln!("time:      {} ms (simulated)", hal.now_ms)?;
         }
     }
     match exc_line {
@@ -279,10 +279,10 @@ pub fn decode(a: DecodeArgs) -> Result<(), CliError> {
             d.json
                 .insert("error".into(), Value::String(e.message.clone()));
         }
-        println!("{}", Value::Object(d.json));
+        crate::outln!("{}", Value::Object(d.json))?;
     } else {
         for l in &d.lines {
-            println!("{l}");
+            crate::outln!("{l}")?;
         }
     }
     r
