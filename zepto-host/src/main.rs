@@ -29,7 +29,7 @@ enum Command {
     /// Run one program locally in the Zepto VM with built-in plugins.
     Vm(commands::tools::VmArgs),
     /// Dissect one captured packet layer by layer.
-    Decode(commands::tools::DecodeArgs),
+    Decode(commands::decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         Command::Asm(a) => commands::tools::asm(a),
         Command::Disasm(a) => commands::tools::disasm(a),
         Command::Vm(a) => commands::tools::vm(a),
-        Command::Decode(a) => commands::tools::decode(a),
+        Command::Decode(a) => commands::decode::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
