@@ -252,8 +252,13 @@ fn vm_time_is_simulated() {
 
 /// A NEW_PROGRAM packet from a client with `KEY`, as sent on the air.
 fn client_packet(program: &[u8]) -> Vec<u8> {
+    client_packet_after(0, program)
+}
+
+/// A NEW_PROGRAM packet from a client whose last used nonce was `nfs`.
+fn client_packet_after(nfs: u64, program: &[u8]) -> Vec<u8> {
     let mut hal = TestHal::<256>::default();
-    NonceStore::provision(&mut hal, 0, 0, 0).unwrap();
+    NonceStore::provision(&mut hal, 0, nfs, 0).unwrap();
     let mut c: Client = Client::new(&KEY_BYTES, &mut hal, 0, 16).unwrap();
     c.send_program(&mut hal, program).unwrap().to_vec()
 }
@@ -344,9 +349,23 @@ fn decode_sadlp_frame() {
     let o = zepto(&["decode", "--key", KEY, &hexs(&bad)], None);
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("SADLP"), "{}", stderr(&o));
-    // No closing delimiter: not a frame at all, exit 2.
-    let o = zepto(&["decode", "--key", KEY, &hexs(&frame[..n - 1])], None);
+    // No closing delimiter: not a frame at all (exit 2), and as a bare SASP packet
+    // it does not authenticate (exit 4).
+    let cut = hexs(&frame[..n - 1]);
+    let o = zepto(&["decode", "--key", KEY, "--link", "serial", &cut], None);
     assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("without its closing 00"),
+        "{}",
+        stderr(&o)
+    );
+    let o = zepto(&["decode", "--key", KEY, &cut], None);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("neither reading checks out"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -451,4 +470,78 @@ fn decode_wrong_key_and_bad_input() {
     let o = zepto(&["decode", "--key", KEY, "0102030405"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("too short"), "{}", stderr(&o));
+}
+
+/// A UDP datagram whose SASP header starts with `00` (nonce 256, as every nonce that
+/// is a multiple of 256) is a packet, not a SADLP frame: `--link udp` says so, and
+/// without `--link` decode tries both and says which matched.
+#[test]
+fn decode_udp_capture_starting_with_00() {
+    let program = [0x02, 0x02, 0x00];
+    let pkt = client_packet_after(255, &program);
+    assert_eq!(pkt[..6], [0, 1, 0, 0, 0, 0], "nonce VP 256");
+    let hex = hexs(&pkt);
+
+    let out = ok(&["decode", "--key", KEY, "--link", "udp", &hex], None);
+    assert!(
+        out.starts_with("SADLP   none: --link udp carries bare SASP packets\n"),
+        "{out}"
+    );
+    assert!(out.contains("nonce VP 256, destination SAGDP"), "{out}");
+    assert!(out.contains("authentic"), "{out}");
+    assert!(out.contains("command NEW_PROGRAM"), "{out}");
+
+    // Without --link: SADLP first (it starts with 00), then SASP, which matches.
+    let out = ok(&["decode", "--key", KEY, &hex], None);
+    assert!(
+        out.starts_with("SADLP   none: a bare SASP packet, as UDP carries it (as a SADLP frame: "),
+        "{out}"
+    );
+    assert!(out.contains("command NEW_PROGRAM"), "{out}");
+    let v = json(&["decode", "--key", KEY, "--json", &hex], 0);
+    assert_eq!(v["framing"], "none");
+    assert!(
+        v["sadlp_error"].as_str().unwrap().starts_with("SADLP: "),
+        "{v}"
+    );
+    assert_eq!(v["sasp"]["nonce"], 256);
+    assert_eq!(v["saccp"]["program"], "020200");
+
+    // Read as a frame (--link serial), it is not one, and decode says why.
+    let o = zepto(&["decode", "--key", KEY, "--link", "serial", &hex], None);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("SADLP"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--link udp"), "{}", stderr(&o));
+
+    // The same packet in a SADLP frame: without --link the frame matches.
+    let mut frame = vec![0u8; zepto_kernel::sadlp::encoded_len(pkt.len())];
+    let n = zepto_kernel::sadlp::encode(&pkt, &mut frame).unwrap();
+    frame.truncate(n);
+    let v = json(&["decode", "--key", KEY, "--json", &hexs(&frame)], 0);
+    assert_eq!(v["framing"], "sadlp");
+    assert_eq!(v["sadlp"]["packet"], hex);
+    assert_eq!(v["sasp"]["nonce"], 256);
+    let v = json(
+        &[
+            "decode",
+            "--key",
+            KEY,
+            "--json",
+            "--link",
+            "tcp",
+            &hexs(&frame),
+        ],
+        0,
+    );
+    assert_eq!(v["sadlp"]["crc_ok"], true);
+
+    // Neither a frame nor a packet with this key: both reasons, exit 4.
+    let o = zepto(&["decode", "--key", &"ff".repeat(16), &hex], None);
+    assert_eq!(o.status.code(), Some(4));
+    let err = stderr(&o);
+    assert!(err.contains("as a SADLP frame: frame too short"), "{err}");
+    assert!(
+        err.contains("as a bare SASP packet: authentication failed"),
+        "{err}"
+    );
 }

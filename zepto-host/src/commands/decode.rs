@@ -12,7 +12,7 @@ use zepto_kernel::sasp::{self, DefaultCipher};
 use crate::cli::{hex, parse_hex, parse_key, CliError};
 use saccp::{saccp_command, saccp_reply};
 
-/// `zepto decode --key HEX PACKETHEX`
+/// `zepto decode --key HEX [--link udp|serial|tcp] PACKETHEX`
 #[derive(Args, Debug)]
 pub struct DecodeArgs {
     /// The 128-bit key, 32 hex digits.
@@ -21,6 +21,11 @@ pub struct DecodeArgs {
     /// Who sent the packet.
     #[arg(long, value_enum, default_value_t = Sender::Client)]
     pub from: Sender,
+    /// Where the packet was captured, which decides its framing: udp (a bare SASP
+    /// packet), serial or tcp (a SADLP frame). Without it, decode tries a SADLP frame
+    /// (if the input starts with 00), then a bare SASP packet, and says which matched.
+    #[arg(long, value_enum)]
+    pub link: Option<Capture>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -37,9 +42,19 @@ pub enum Sender {
     Client,
 }
 
-/// Runs `zepto asm`: prints the program bytes as hex.
+/// The link a packet was captured on.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// A UDP datagram: one bare SASP packet.
+    Udp,
+    /// A serial line: a SADLP frame (`00`, COBS, `00`).
+    Serial,
+    /// A TCP byte stream: a SADLP frame.
+    Tcp,
+}
 
 /// The layers `zepto decode` found, as text lines and one JSON object.
+#[derive(Default)]
 pub(super) struct Dissection {
     lines: Vec<String>,
     json: serde_json::Map<String, Value>,
@@ -52,11 +67,39 @@ impl Dissection {
     pub(super) fn more(&mut self, text: impl AsRef<str>) {
         self.lines.push(format!("{:<7} {}", "", text.as_ref()));
     }
+    /// True if SASP authenticated the packet.
+    fn authentic(&self) -> bool {
+        self.json.get("sasp").and_then(|s| s.get("authentic")) == Some(&Value::Bool(true))
+    }
+    /// True if the SADLP layer found a whole frame with a correct CRC.
+    fn frame_ok(&self) -> bool {
+        self.json.get("sadlp").and_then(|s| s.get("crc_ok")) == Some(&Value::Bool(true))
+    }
 }
 
 /// Why `zepto decode` stopped: the message and the exit code.
 pub(super) fn stop(code: i32, message: String) -> CliError {
     CliError { code, message }
+}
+
+/// How to read the captured bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// A SADLP frame around the SASP packet.
+    Sadlp,
+    /// A bare SASP packet.
+    Bare,
+}
+
+/// One reading of the input: the layers found and the verdict.
+type Attempt = (Dissection, Result<(), CliError>);
+
+/// Reads `input` as `framing` says; `why` is the reason for a bare packet, shown on
+/// the SADLP line.
+fn attempt(key: &[u8; 16], from: Sender, input: &[u8], framing: Framing, why: &str) -> Attempt {
+    let mut d = Dissection::default();
+    let r = dissect(&mut d, key, from, input, framing, why);
+    (d, r)
 }
 
 /// Runs `zepto decode`: dissects one packet layer by layer.
@@ -68,11 +111,27 @@ pub(super) fn stop(code: i32, message: String) -> CliError {
 pub fn run(a: DecodeArgs) -> Result<(), CliError> {
     let key = parse_key(&a.key)?;
     let packet = parse_hex(&a.packet)?;
-    let mut d = Dissection {
-        lines: Vec::new(),
-        json: serde_json::Map::new(),
+    let (mut d, r) = match a.link {
+        Some(Capture::Udp) => attempt(
+            &key,
+            a.from,
+            &packet,
+            Framing::Bare,
+            "--link udp carries bare SASP packets",
+        ),
+        Some(Capture::Serial | Capture::Tcp) => {
+            let (d, r) = attempt(&key, a.from, &packet, Framing::Sadlp, "");
+            let r = r.map_err(|mut e| {
+                if !d.json.contains_key("sasp") {
+                    e.message
+                        .push_str(" (not a SADLP frame; for a UDP datagram use --link udp)");
+                }
+                e
+            });
+            (d, r)
+        }
+        None => auto(&key, a.from, &packet),
     };
-    let r = dissect(&mut d, &key, a.from, &packet);
     if a.json {
         if let Err(e) = &r {
             d.json
@@ -87,15 +146,70 @@ pub fn run(a: DecodeArgs) -> Result<(), CliError> {
     r
 }
 
-fn dissect(d: &mut Dissection, key: &[u8; 16], from: Sender, input: &[u8]) -> Result<(), CliError> {
+/// Decode without `--link`: a SADLP frame if the input starts with `00` and reads as
+/// one that authenticates; else a bare SASP packet, saying why SADLP did not match.
+fn auto(key: &[u8; 16], from: Sender, input: &[u8]) -> Attempt {
+    if input.first() != Some(&0) {
+        let why = "a bare SASP packet (a SADLP frame starts with 00)";
+        return attempt(key, from, input, Framing::Bare, why);
+    }
+    let (frame, frame_r) = attempt(key, from, input, Framing::Sadlp, "");
+    let Err(frame_err) = frame_r else {
+        return (frame, Ok(()));
+    };
+    if frame.authentic() {
+        return (frame, Err(frame_err));
+    }
+    let frame_why = frame_err.message.trim_start_matches("SADLP: ").to_string();
+    let why = format!("a bare SASP packet, as UDP carries it (as a SADLP frame: {frame_why})");
+    let (mut bare, bare_r) = attempt(key, from, input, Framing::Bare, &why);
+    if bare.authentic() {
+        bare.json
+            .insert("sadlp_error".into(), Value::String(frame_err.message));
+        return (bare, bare_r);
+    }
+    if frame.frame_ok() {
+        // A well-formed frame that does not authenticate: a wrong key or sender.
+        return (frame, Err(frame_err));
+    }
+    let bare_err = bare_r
+        .err()
+        .unwrap_or_else(|| stop(4, "not authentic".into()));
+    bare.json.insert(
+        "sadlp_error".into(),
+        Value::String(frame_err.message.clone()),
+    );
+    let message = format!(
+        "neither reading checks out (give --link udp, serial or tcp to choose one): \
+         as a SADLP frame: {frame_why}; as a bare SASP packet: {}",
+        bare_err.message
+    );
+    (bare, Err(stop(frame_err.code.max(bare_err.code), message)))
+}
+
+fn dissect(
+    d: &mut Dissection,
+    key: &[u8; 16],
+    from: Sender,
+    input: &[u8],
+    framing: Framing,
+    why: &str,
+) -> Result<(), CliError> {
     if input.is_empty() {
         return Err(stop(2, "empty packet".into()));
     }
-    let packet = if input.first() == Some(&0) {
-        sadlp_layer(d, input)?
-    } else {
-        d.json.insert("sadlp".into(), Value::Null);
-        input.to_vec()
+    let packet = match framing {
+        Framing::Sadlp => {
+            let p = sadlp_layer(d, input)?;
+            d.json.insert("framing".into(), json!("sadlp"));
+            p
+        }
+        Framing::Bare => {
+            d.line("SADLP", format!("none: {why}"));
+            d.json.insert("framing".into(), json!("none"));
+            d.json.insert("sadlp".into(), Value::Null);
+            input.to_vec()
+        }
     };
     let payload = match sasp_layer(d, key, from, &packet)? {
         Some(p) => p,
@@ -111,19 +225,16 @@ fn dissect(d: &mut Dissection, key: &[u8; 16], from: Sender, input: &[u8]) -> Re
 }
 
 fn sadlp_layer(d: &mut Dissection, input: &[u8]) -> Result<Vec<u8>, CliError> {
+    if input.first() != Some(&0) {
+        d.line("SADLP", "no frame: a frame starts with its 00 delimiter");
+        return Err(stop(4, "SADLP: no frame (a frame starts with 00)".into()));
+    }
     let body_end = input
         .iter()
         .skip(1)
         .position(|b| *b == 0)
         .map(|p| p + 1)
-        .ok_or_else(|| {
-            stop(
-                2,
-                "SADLP frame without its closing 00 delimiter (a SASP packet never starts \
-                 with a frame delimiter in this tool; frame it or drop the leading 00)"
-                    .into(),
-            )
-        })?;
+        .ok_or_else(|| stop(2, "SADLP: frame without its closing 00 delimiter".into()))?;
     let encoded = input.get(1..body_end).unwrap_or(&[]);
     let trailing = input.len() - body_end - 1;
     d.line(
@@ -376,4 +487,57 @@ fn sagdp_layer(d: &mut Dissection, payload: &[u8]) -> Result<Option<Vec<u8>>, Cl
         return Ok(None);
     }
     Ok(Some(hlp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use zepto_kernel::heap::{Heap, HeapOps};
+    use zepto_kernel::nonce_store::NonceStore;
+    use zepto_kernel::sasp::{Role, Sasp};
+    use zepto_kernel::testhal::TestHal;
+
+    const KEY: [u8; 16] = [7; 16];
+
+    /// `payload` sealed by SASP as `role` would send it (nonce VP 256; the top bit of
+    /// the first byte, SASP's padding flag, cleared).
+    fn sealed(role: Role, payload: &[u8]) -> Vec<u8> {
+        let mut payload = payload.to_vec();
+        payload[0] &= 0x7f;
+        let mut hal = TestHal::<256>::default();
+        NonceStore::provision(&mut hal, 0, 255, 0).unwrap();
+        let ns = NonceStore::open(&mut hal, 0, 16).unwrap();
+        let mut s: Sasp = Sasp::new(&KEY, role, ns).unwrap();
+        let mut heap = Heap::<1024, 2>::new();
+        let h = heap.alloc().unwrap();
+        heap.set_request(h, &payload).unwrap();
+        s.send(&mut heap, h, &mut hal).unwrap();
+        heap.reply(h).unwrap().to_vec()
+    }
+
+    fn every_reading(input: &[u8]) {
+        for from in [Sender::Client, Sender::Device] {
+            let _ = auto(&KEY, from, input);
+            let _ = attempt(&KEY, from, input, Framing::Sadlp, "");
+            let _ = attempt(&KEY, from, input, Framing::Bare, "");
+        }
+    }
+
+    proptest! {
+        /// Any bytes, and any authentic packet whatever its SAGDP and SACCP content
+        /// (bare and framed): decode reports and never panics.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80),
+                        payload in proptest::collection::vec(any::<u8>(), 1..60)) {
+            every_reading(&bytes);
+            for role in [Role::Client, Role::Device] {
+                let pkt = sealed(role, &payload);
+                every_reading(&pkt);
+                let mut frame = vec![0u8; zepto_kernel::sadlp::encoded_len(pkt.len())];
+                let n = zepto_kernel::sadlp::encode(&pkt, &mut frame).unwrap();
+                every_reading(&frame[..n]);
+            }
+        }
+    }
 }
