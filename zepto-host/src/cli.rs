@@ -104,6 +104,19 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `n` with thousands separators: 10,003.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Formats bytes as spaced hex ("01 02 ff").
 pub fn spaced_hex(bytes: &[u8]) -> String {
     bytes
@@ -139,6 +152,14 @@ mod tests {
         assert!(parse_hex("zz").unwrap_err().message.contains("'zz'"));
         assert_eq!(hex(&[0, 0xab]), "00ab");
         assert_eq!(spaced_hex(&[1, 2]), "01 02");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(472), "472");
+        assert_eq!(thousands(10_003), "10,003");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -342,3 +342,58 @@ fn closed_stdout_pipe_ends_quietly() {
         &["--json", "--hex", PING_ECHO],
     )));
 }
+
+/// `size` bytes of program: EXEC 1 (ping), a JMP over filler bytes, the end.
+fn program_of(size: usize) -> String {
+    // EXEC 1 "" is 3 bytes, the JMP 2 to 4 (a 1- to 3-byte delta).
+    for jmp in [2, 3, 4] {
+        let filler = "ab".repeat(size - 3 - jmp);
+        let src = format!("EXEC 1 \"\"\nJMP end\n.bytes \"{filler}\"\nend:\n");
+        let code = zepto_host::asm::assemble(&src).unwrap();
+        if code.len() == size {
+            return code.iter().map(|b| format!("{b:02x}")).collect();
+        }
+    }
+    panic!("no program of {size} bytes");
+}
+
+/// The largest program that fits the host link's 512-byte packets runs on the
+/// device; one byte more is refused before anything is sent, with the limit.
+#[test]
+fn program_size_limit_is_stated_and_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    let link = dev.link_args();
+    let v = json_reply(&send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--json", "--hex", &program_of(472)],
+    ));
+    assert_eq!(v["reply"], "0501");
+    for (size, shown) in [(473, "473"), (10_003, "10,003")] {
+        let out = send(dir.path(), KEY, &link, &["--hex", &program_of(size)]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim(),
+            format!(
+                "zepto: program of {shown} bytes; this device accepts at most 472 \
+                 (one 512-byte packet; --mtu to change)"
+            )
+        );
+    }
+    // A device with smaller packets (the micro:bit firmware's 70 bytes).
+    let out = send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--mtu", "70", "--hex", &program_of(41)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at most 40 (one 70-byte packet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -161,6 +161,66 @@ fn asm_errors_exit_2_with_line_numbers() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// A source with several mistakes: every one is reported, each with the file and
+/// line, and `zepto send --asm` reports them exactly as `zepto asm` does.
+const BAD_SOURCE: &str = "\
+start:  EXEC 1 \"\"
+        FROB 3                  ; unknown mnemonic
+        SLEEP soon              ; bad operand
+        JMP nowhere             ; undefined label
+start:  EXIT ISLAST             ; label defined twice
+        PARALLEL {
+            EXEC 2 \"0\"          ; odd hex
+        }
+        EXEC 1 \"\" 7            ; too many operands
+";
+
+const BAD_SOURCE_ERRORS: &str = "\
+zepto: F:2: unknown mnemonic 'FROB'
+zepto: F:3: bad milliseconds 'soon': expected an integer
+zepto: F:4: undefined label 'nowhere'
+zepto: F:5: label 'start' is already defined at line 1
+zepto: F:7: bad plugin data: bad hex '0': odd number of digits (1)
+zepto: F:9: EXEC expects: EXEC BODYPART-ID \"hex\"
+";
+
+#[test]
+fn asm_and_send_report_every_error_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.zasm");
+    std::fs::write(&path, BAD_SOURCE).unwrap();
+    let file = path.to_str().unwrap();
+    let expected = BAD_SOURCE_ERRORS.replace("F:", &format!("{file}:"));
+    let o = zepto(&["asm", file], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), expected);
+    let send = |src: &str, stdin: Option<&str>| {
+        zepto(
+            &[
+                "send",
+                "--key",
+                KEY,
+                "--udp",
+                "127.0.0.1:9",
+                "--state",
+                dir.path().join("s").to_str().unwrap(),
+                "--asm",
+                src,
+            ],
+            stdin,
+        )
+    };
+    let o = send(file, None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), expected);
+    // Standard input is "<stdin>" for both.
+    let expected = BAD_SOURCE_ERRORS.replace("F:", "<stdin>:");
+    let o = zepto(&["asm", "-"], Some(BAD_SOURCE));
+    assert_eq!(stderr(&o), expected);
+    let o = send("-", Some(BAD_SOURCE));
+    assert_eq!(stderr(&o), expected);
+}
+
 #[test]
 fn vm_ping_echo_const() {
     // EXEC 1 "" (ping) ; EXEC 2 "6869" (echo) ; EXEC 5 "" (const abcd)
@@ -238,6 +298,33 @@ fn vm_exception_exits_4() {
     let v = json(&["vm", "--hex", "0a00", "--level", "one", "--json"], 4);
     assert_eq!(v["reply"], "0100");
     assert_eq!(v["exception"]["code"], 1);
+}
+
+/// A program larger than `zepto vm`'s heap is refused with the limit, which is real:
+/// program and reply together fill the heap exactly, one byte more does not fit.
+#[test]
+fn vm_program_size_limit() {
+    // PUSHREPLY "" (a 1-byte reply: an empty frame) then EXIT ISLAST, then filler the
+    // program never reaches.
+    let program = |size: usize| format!("030008020000{}", "ab".repeat(size - 6));
+    let limit = "zepto vm holds at most 4,096 bytes of program and reply together (its heap)";
+    let o = zepto(&["vm", "--hex", &program(10_003)], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!("zepto: program of 10,003 bytes; {limit}\n")
+    );
+    let out = ok(&["vm", "--hex", &program(4095)], None);
+    assert!(
+        out.starts_with("reply:     01 (1 bytes, ISLAST)\n"),
+        "{out}"
+    );
+    let o = zepto(&["vm", "--hex", &program(4096)], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!("zepto: program of 4,096 bytes; {limit}\n")
+    );
 }
 
 #[test]

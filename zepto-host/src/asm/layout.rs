@@ -38,54 +38,65 @@ impl Ctx<'_> {
     }
 }
 
-/// Keeps the first layout-dependent error; reported only once the layout settles.
-fn defer(deferred: &mut Option<AsmError>, e: AsmError) {
-    if deferred.is_none() {
-        *deferred = Some(e);
+/// What encoding a block found wrong.
+#[derive(Debug, Default)]
+pub(super) struct Found {
+    /// Errors that hold whatever the layout (undefined labels, numbers out of range).
+    pub(super) errors: Vec<AsmError>,
+    /// Errors of the layout (jumps and CALLs out of range): they count only when
+    /// every statement parsed, since a statement that did not parse has no bytes.
+    pub(super) layout: Vec<AsmError>,
+}
+
+impl Found {
+    fn extend(&mut self, other: Found) {
+        self.errors.extend(other.errors);
+        self.layout.extend(other.layout);
     }
 }
 
 /// A jump delta: numbers as written; a label relative to the end of the instruction
-/// (`at + size`), checked to stay within the block.
-fn delta(
-    line: usize,
-    r: &Ref,
-    end_of_insn: usize,
-    cx: &Ctx<'_>,
-    deferred: &mut Option<AsmError>,
-) -> Result<i16, AsmError> {
+/// (`at + size`), checked to stay within the block. A delta that cannot be had is
+/// recorded in `found` and encoded as 0.
+fn delta(line: usize, r: &Ref, end_of_insn: usize, cx: &Ctx<'_>, found: &mut Found) -> i16 {
     let (lo, hi) = encoding::sint_range(2);
     match r {
-        Ref::Num(n) => Ok(in_range(line, *n, lo, hi, "jump delta")? as i16),
+        Ref::Num(n) => match in_range(line, *n, lo, hi, "jump delta") {
+            Ok(d) => d as i16,
+            Err(e) => {
+                found.errors.push(e);
+                0
+            }
+        },
         Ref::Label(name) => {
-            let t = cx.lookup(line, name)?;
+            let t = match cx.lookup(line, name) {
+                Ok(t) => t,
+                Err(e) => {
+                    found.errors.push(e);
+                    return 0;
+                }
+            };
             if t < cx.start || t > cx.end {
-                defer(
-                    deferred,
-                    AsmError {
-                        line,
-                        message: format!(
-                            "jump out of range: label '{name}' (offset {t}) is outside {} \
+                found.layout.push(AsmError {
+                    line,
+                    message: format!(
+                        "jump out of range: label '{name}' (offset {t}) is outside {} \
                              (offsets {}..={})",
-                            cx.where_(),
-                            cx.start,
-                            cx.end
-                        ),
-                    },
-                );
+                        cx.where_(),
+                        cx.start,
+                        cx.end
+                    ),
+                });
             }
             let d = t as i64 - end_of_insn as i64;
             if d < lo || d > hi {
-                defer(
-                    deferred,
-                    AsmError {
-                        line,
-                        message: format!("jump out of range: delta {d} to '{name}' does not fit"),
-                    },
-                );
-                return Ok(0);
+                found.layout.push(AsmError {
+                    line,
+                    message: format!("jump out of range: delta {d} to '{name}' does not fit"),
+                });
+                return 0;
             }
-            Ok(d as i16)
+            d as i16
         }
     }
 }
@@ -95,7 +106,7 @@ fn encode_stmt(
     at: usize,
     size: usize,
     cx: &Ctx<'_>,
-    deferred: &mut Option<AsmError>,
+    found: &mut Found,
 ) -> Result<Vec<u8>, AsmError> {
     let line = s.line;
     let end = at + size;
@@ -106,7 +117,7 @@ fn encode_stmt(
     match insn {
         Insn::Fixed(b) => Ok(b.clone()),
         Insn::Jmp(r) => {
-            let delta = delta(line, r, end, cx, deferred)?;
+            let delta = delta(line, r, end, cx, found);
             kernel_encode(line, &Instruction::Jmp { delta }, 0)
         }
         Insn::JmpIfReplyField {
@@ -116,7 +127,7 @@ fn encode_stmt(
             threshold,
             target,
         } => {
-            let delta = delta(line, target, end, cx, deferred)?;
+            let delta = delta(line, target, end, cx, found);
             let i = Instruction::JmpIfReplyField {
                 cmp: *cmp,
                 reply: *reply,
@@ -131,7 +142,7 @@ fn encode_stmt(
             threshold,
             target,
         } => {
-            let delta = delta(line, target, end, cx, deferred)?;
+            let delta = delta(line, target, end, cx, found);
             let i = Instruction::JmpIfExpr {
                 cmp: *cmp,
                 threshold: *threshold,
@@ -145,7 +156,7 @@ fn encode_stmt(
             threshold,
             target,
         } => {
-            let delta = delta(line, target, end, cx, deferred)?;
+            let delta = delta(line, target, end, cx, found);
             let i = Instruction::JmpIfExprEx {
                 cmp: *cmp,
                 src: *src,
@@ -160,7 +171,7 @@ fn encode_stmt(
             threshold,
             target,
         } => {
-            let delta = delta(line, target, end, cx, deferred)?;
+            let delta = delta(line, target, end, cx, found);
             let i = if *inc {
                 Instruction::IncAndJmpIf {
                     offset: *offset,
@@ -180,19 +191,22 @@ fn encode_stmt(
             let addr = match r {
                 Ref::Num(n) => in_range(line, *n, 0, 0xFFFF, "CALL address")? as u16,
                 Ref::Label(name) => {
-                    let t = cx.lookup(line, name)?;
+                    let t = match cx.lookup(line, name) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            found.errors.push(e);
+                            0
+                        }
+                    };
                     if t < cx.start || t >= cx.end {
-                        defer(
-                            deferred,
-                            AsmError {
-                                line,
-                                message: format!(
-                                    "CALL out of range: label '{name}' (offset {t}) is not an \
+                        found.layout.push(AsmError {
+                            line,
+                            message: format!(
+                                "CALL out of range: label '{name}' (offset {t}) is not an \
                                      instruction of {}",
-                                    cx.where_()
-                                ),
-                            },
-                        );
+                                cx.where_()
+                            ),
+                        });
                     }
                     u16::try_from(t).unwrap_or(0)
                 }
@@ -202,7 +216,7 @@ fn encode_stmt(
         Insn::Switch { src, cases } => {
             let mut resolved = Vec::with_capacity(cases.len());
             for (c, r) in cases {
-                resolved.push((*c, delta(line, r, end, cx, deferred)?));
+                resolved.push((*c, delta(line, r, end, cx, found)));
             }
             let mut raw = vec![0u8; resolved.len() * 6];
             let n = SwitchCases::encode_into(&resolved, &mut raw)
@@ -219,7 +233,7 @@ fn encode_stmt(
             };
             kernel_encode(line, &i, raw.len())
         }
-        Insn::Parallel(blocks) => encode_parallel(line, blocks, at, cx, deferred),
+        Insn::Parallel(blocks) => encode_parallel(line, blocks, at, cx, found),
     }
 }
 
@@ -228,7 +242,7 @@ fn encode_parallel(
     blocks: &[Vec<Stmt>],
     at: usize,
     cx: &Ctx<'_>,
-    deferred: &mut Option<AsmError>,
+    found: &mut Found,
 ) -> Result<Vec<u8>, AsmError> {
     let count = u16::try_from(blocks.len()).or_else(|_| err(line, "too many pseudo-threads"))?;
     let head = 1 + encoding::uint_len(u64::from(count));
@@ -236,21 +250,17 @@ fn encode_parallel(
     for _ in 0..64 {
         let mut o = at + head;
         let mut bodies = Vec::with_capacity(blocks.len());
-        let mut inner: Option<AsmError> = None;
+        let mut inner = Found::default();
         for (b, len) in blocks.iter().zip(&lens) {
             let start = o + encoding::uint_len(*len as u64);
-            let (code, d) = encode_block(b, start, cx.scopes, true)?;
-            if let Some(e) = d {
-                defer(&mut inner, e);
-            }
+            let (code, f) = encode_block(b, start, cx.scopes, true)?;
+            inner.extend(f);
             o = start + len;
             bodies.push(code);
         }
         let new_lens: Vec<usize> = bodies.iter().map(Vec::len).collect();
         if new_lens == lens {
-            if let Some(e) = inner {
-                defer(deferred, e);
-            }
+            found.extend(inner);
             let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
             let total: usize = bodies.iter().map(|b| b.len() + 3).sum();
             let mut raw = vec![0u8; total];
@@ -266,14 +276,14 @@ fn encode_parallel(
     err(line, "the layout of this PARALLEL does not settle")
 }
 
-/// Encodes a block placed at `base`: returns its bytes and the first layout-dependent
-/// error (jump out of range), which only counts once the whole layout has settled.
+/// Encodes a block placed at `base`: returns its bytes and what it found wrong once the
+/// layout has settled (the errors of earlier layouts do not count).
 pub(super) fn encode_block(
     stmts: &[Stmt],
     base: usize,
     outer: &[&Scope],
     in_thread: bool,
-) -> Result<(Vec<u8>, Option<AsmError>), AsmError> {
+) -> Result<(Vec<u8>, Found), AsmError> {
     // Sizes start at 0 and grow towards the fixed point (a delta's encoded length
     // only grows as the code between grows).
     let mut sizes = vec![0usize; stmts.len()];
@@ -296,11 +306,11 @@ pub(super) fn encode_block(
             end: o,
             in_thread,
         };
-        let mut deferred = None;
+        let mut found = Found::default();
         let mut code = Vec::with_capacity(o - base);
         let mut new_sizes = Vec::with_capacity(stmts.len());
         for ((s, at), size) in stmts.iter().zip(&offsets).zip(&sizes) {
-            let b = encode_stmt(s, *at, *size, &cx, &mut deferred)?;
+            let b = encode_stmt(s, *at, *size, &cx, &mut found)?;
             new_sizes.push(b.len());
             code.extend_from_slice(&b);
         }
@@ -314,7 +324,7 @@ pub(super) fn encode_block(
                     ),
                 );
             }
-            return Ok((code, deferred));
+            return Ok((code, found));
         }
         sizes = new_sizes;
     }

@@ -1,6 +1,6 @@
 //! Lexing: source lines -> statements and braces.
 
-use super::{err, AsmError};
+use super::{error, AsmError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Piece {
@@ -25,7 +25,7 @@ fn close_follows(rest: &[char]) -> bool {
 /// Splits the source into statements and braces. `;` separates statements inside a
 /// brace block opened and closed on the same line (the one-line PARALLEL form);
 /// everywhere else it starts a comment.
-pub(super) fn lex(source: &str) -> Result<Vec<Piece>, AsmError> {
+pub(super) fn lex(source: &str, errors: &mut Vec<AsmError>) -> Vec<Piece> {
     let mut out = Vec::new();
     for (i, text) in source.lines().enumerate() {
         let line = i + 1;
@@ -74,11 +74,12 @@ pub(super) fn lex(source: &str) -> Result<Vec<Piece>, AsmError> {
             }
         }
         if in_q {
-            return err(line, "unterminated string (missing closing '\"')");
+            errors.push(error(line, "unterminated string (missing closing '\"')"));
+            continue;
         }
         flush(&mut cur, &mut out);
     }
-    Ok(out)
+    out
 }
 
 /// Splits a statement into tokens at whitespace; a quoted string is one token.

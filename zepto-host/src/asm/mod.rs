@@ -38,23 +38,76 @@ impl fmt::Display for AsmError {
 
 impl std::error::Error for AsmError {}
 
-pub(super) fn err<T>(line: usize, message: impl Into<String>) -> Result<T, AsmError> {
-    Err(AsmError {
+/// An [`AsmError`] at `line`.
+pub(super) fn error(line: usize, message: impl Into<String>) -> AsmError {
+    AsmError {
         line,
         message: message.into(),
-    })
+    }
 }
 
-/// Assembles `source` into program bytes.
-pub fn assemble(source: &str) -> Result<Vec<u8>, AsmError> {
-    let pieces = lex::lex(source)?;
-    let mut cursor = parse::Cursor::new(pieces);
-    let stmts = parse::parse_block(&mut cursor, None)?;
-    let (code, deferred) = layout::encode_block(&stmts, 0, &[], false)?;
-    match deferred {
-        Some(e) => Err(e),
-        None => Ok(code),
+/// `Err` of an [`AsmError`] at `line`.
+pub(super) fn err<T>(line: usize, message: impl Into<String>) -> Result<T, AsmError> {
+    Err(error(line, message))
+}
+
+/// Every error of a source, in line order (never empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsmErrors(pub Vec<AsmError>);
+
+impl AsmErrors {
+    /// The errors as `file:line: message`, one per line: how `zepto asm` and `zepto
+    /// send --asm` report them.
+    pub fn report(&self, file: &str) -> String {
+        self.0
+            .iter()
+            .map(|e| format!("{file}:{}: {}", e.line, e.message))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
+}
+
+impl fmt::Display for AsmErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AsmErrors {}
+
+/// Assembles `source` into program bytes, or reports every error it finds: each
+/// statement that does not parse, and then every label that does not resolve. Jumps
+/// out of range are reported only when every statement parsed (until then the layout
+/// is not the real one).
+pub fn assemble(source: &str) -> Result<Vec<u8>, AsmErrors> {
+    let mut errors = Vec::new();
+    let pieces = lex::lex(source, &mut errors);
+    let mut cursor = parse::Cursor::new(pieces);
+    let stmts = parse::parse_block(&mut cursor, None, &mut errors);
+    let parsed = errors.is_empty();
+    let mut code = Vec::new();
+    match layout::encode_block(&stmts, 0, &[], false) {
+        Ok((c, found)) => {
+            code = c;
+            errors.extend(found.errors);
+            if parsed {
+                errors.extend(found.layout);
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+    if errors.is_empty() {
+        return Ok(code);
+    }
+    errors.sort_by_key(|e| e.line);
+    errors.dedup();
+    Err(AsmErrors(errors))
 }
 
 /// Disassembles `code`, one instruction per line, exactly as the kernel prints it

@@ -7,7 +7,7 @@ use zepto_kernel::vm::insn::{Cmp, Instruction, Operand, ReplyFlags};
 
 use super::lex::{tokens, Piece};
 use super::operands::*;
-use super::{err, AsmError};
+use super::{err, error, AsmError};
 
 /// A jump delta or CALL address: a number as written, or a label.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,28 +92,39 @@ pub(super) fn is_label_name(s: &str) -> bool {
 }
 
 /// Parses statements up to the `}` closing a block opened at line `open` (or to the end
-/// of the source for the top level).
-pub(super) fn parse_block(c: &mut Cursor, open: Option<usize>) -> Result<Vec<Stmt>, AsmError> {
+/// of the source for the top level). Errors go to `errors` and parsing goes on with the
+/// next statement; a statement that does not parse leaves no bytes.
+pub(super) fn parse_block(
+    c: &mut Cursor,
+    open: Option<usize>,
+    errors: &mut Vec<AsmError>,
+) -> Vec<Stmt> {
     let mut stmts = Vec::new();
     let mut labels: HashMap<String, usize> = HashMap::new();
     loop {
         let Some(piece) = c.next() else {
-            return match open {
-                Some(l) => err(
+            if let Some(l) = open {
+                errors.push(error(
                     l,
                     "PARALLEL block opened here is never closed ('}' missing)",
-                ),
-                None => Ok(stmts),
-            };
+                ));
+            }
+            return stmts;
         };
         let (line, text) = match piece {
             Piece::Close(l) => {
                 if open.is_some() {
-                    return Ok(stmts);
+                    return stmts;
                 }
-                return err(l, "'}' without an open PARALLEL block");
+                errors.push(error(l, "'}' without an open PARALLEL block"));
+                continue;
             }
-            Piece::Open(l) => return err(l, "'{' outside PARALLEL (write PARALLEL { ... })"),
+            Piece::Open(l) => {
+                errors.push(error(l, "'{' outside PARALLEL (write PARALLEL { ... })"));
+                // Skip the block, so that its `}` is not reported too.
+                parse_block(c, Some(l), &mut Vec::new());
+                continue;
+            }
             Piece::Text(l, t) => (l, t),
         };
         let mut rest = text.as_str();
@@ -124,21 +135,22 @@ pub(super) fn parse_block(c: &mut Cursor, open: Option<usize>) -> Result<Vec<Stm
                 break;
             };
             if !is_label_name(name) {
-                return err(
+                errors.push(error(
                     line,
                     format!("bad label name '{name}' (letters, digits, '_' and '.'; not starting with a digit)"),
-                );
-            }
-            if let Some(prev) = labels.insert(name.to_string(), line) {
-                return err(
+                ));
+            } else if let Some(prev) = labels.get(name) {
+                errors.push(error(
                     line,
                     format!("label '{name}' is already defined at line {prev}"),
-                );
+                ));
+            } else {
+                labels.insert(name.to_string(), line);
+                stmts.push(Stmt {
+                    line,
+                    kind: StmtKind::Label(name.to_string()),
+                });
             }
-            stmts.push(Stmt {
-                line,
-                kind: StmtKind::Label(name.to_string()),
-            });
             rest = rest
                 .trim_start()
                 .get(first.len()..)
@@ -155,23 +167,33 @@ pub(super) fn parse_block(c: &mut Cursor, open: Option<usize>) -> Result<Vec<Stm
             .unwrap_or_default();
         let insn = if mnemonic == "PARALLEL" {
             if toks.len() > 1 {
-                return err(line, "PARALLEL takes blocks: PARALLEL { ... } { ... }");
+                errors.push(error(
+                    line,
+                    "PARALLEL takes blocks: PARALLEL { ... } { ... }",
+                ));
             }
             let mut blocks = Vec::new();
             while let Some(Piece::Open(l)) = c.peek() {
                 let l = *l;
                 c.next();
-                blocks.push(parse_block(c, Some(l))?);
+                blocks.push(parse_block(c, Some(l), errors));
             }
             if blocks.is_empty() {
-                return err(
+                errors.push(error(
                     line,
                     "PARALLEL needs at least one block: PARALLEL { ... } { ... }",
-                );
+                ));
+                continue;
             }
             Insn::Parallel(blocks)
         } else {
-            parse_insn(line, &mnemonic, toks.get(1..).unwrap_or(&[]))?
+            match parse_insn(line, &mnemonic, toks.get(1..).unwrap_or(&[])) {
+                Ok(i) => i,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            }
         };
         stmts.push(Stmt {
             line,

@@ -7,8 +7,47 @@ fn asm(s: &str) -> Vec<u8> {
     assemble(s).unwrap_or_else(|e| panic!("{e}\n{s}"))
 }
 
+/// The first error of `s` (by line).
 fn asm_err(s: &str) -> AsmError {
-    assemble(s).expect_err("should fail")
+    assemble(s).expect_err("should fail").0.remove(0)
+}
+
+/// Every error of `s`: (line, message).
+fn asm_errs(s: &str) -> Vec<(usize, String)> {
+    let e = assemble(s).expect_err("should fail");
+    e.0.into_iter().map(|e| (e.line, e.message)).collect()
+}
+
+#[test]
+fn every_error_is_reported() {
+    let errs = asm_errs(
+        "FROB\nEXEC 1 \"\"\nSLEEP x\nJMP a\nJMP b\nc:\nc: EXEC 1 \"0\"\n}\nEXEC 1 \"\" {\n} \nCALL d",
+    );
+    let lines: Vec<usize> = errs.iter().map(|e| e.0).collect();
+    assert_eq!(lines, [1, 3, 4, 5, 7, 7, 8, 9, 11], "{errs:?}");
+    assert_eq!(errs[2].1, "undefined label 'a'");
+    assert_eq!(errs[4].1, "label 'c' is already defined at line 6");
+    assert!(errs[5].1.starts_with("bad plugin data"), "{errs:?}");
+    assert_eq!(errs[6].1, "'}' without an open PARALLEL block");
+    assert!(errs[7].1.starts_with("'{' outside PARALLEL"), "{errs:?}");
+    assert_eq!(errs[8].1, "undefined label 'd'");
+    // Inside PARALLEL blocks too, and an unterminated string does not hide the rest.
+    let errs = asm_errs("PARALLEL {\nEXEC 1 \"01\nBAD\n} {\nJMP x\n}\nEXIT MAYBE");
+    let lines: Vec<usize> = errs.iter().map(|e| e.0).collect();
+    assert_eq!(lines, [2, 3, 5, 7], "{errs:?}");
+}
+
+#[test]
+fn layout_errors_only_once_every_statement_parsed() {
+    // With FROB gone, `f` would be the end of the program: no CALL error claimed.
+    assert_eq!(
+        asm_errs("CALL f\nEXIT ISLAST\nf: FROB"),
+        [(3, "unknown mnemonic 'FROB'".to_string())]
+    );
+    // Parsed, the same mistake is a layout error.
+    let errs = asm_errs("CALL f\nEXIT ISLAST\nf:");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].1.starts_with("CALL out of range"), "{errs:?}");
 }
 
 #[test]

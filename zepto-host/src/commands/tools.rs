@@ -2,7 +2,7 @@
 //! [`super::decode`]).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -14,7 +14,7 @@ use zepto_kernel::vm::{ExecFlags, VmConfig, VmMedium, VmOne, VmSmall, VmStep, Vm
 use zepto_kernel::{Heap, HeapOps};
 
 use crate::asm;
-use crate::cli::{hex, parse_hex, CliError};
+use crate::cli::{hex, parse_hex, thousands, CliError};
 use crate::commands::common::{default_plugins, Level, PluginSet, PluginSpec};
 use crate::describe::{exception_name, frames_report};
 
@@ -49,8 +49,11 @@ pub struct VmArgs {
     pub json: bool,
 }
 
-pub fn asm(a: AsmArgs) -> Result<(), CliError> {
-    let (name, source) = match &a.file {
+/// Reads and assembles `file` (`None` or `-`: standard input, named `<stdin>`). Every
+/// error of the source is reported, one per line as `file:line: message`: the same
+/// for `zepto asm` and `zepto send --asm`.
+pub fn assemble_file(file: Option<&Path>) -> Result<Vec<u8>, CliError> {
+    let (name, source) = match file {
         Some(p) if p.as_os_str() != "-" => (
             p.display().to_string(),
             std::fs::read_to_string(p)
@@ -60,12 +63,16 @@ pub fn asm(a: AsmArgs) -> Result<(), CliError> {
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
-                .map_err(|e| CliError::input(format!("stdin: {e}")))?;
+                .map_err(|e| CliError::input(format!("<stdin>: {e}")))?;
             ("<stdin>".to_string(), s)
         }
     };
-    let code = asm::assemble(&source)
-        .map_err(|e| CliError::input(format!("{name}:{}: {}", e.line, e.message)))?;
+    asm::assemble(&source).map_err(|e| CliError::input(e.report(&name)))
+}
+
+/// Runs `zepto asm`: prints the program bytes as hex.
+pub fn asm(a: AsmArgs) -> Result<(), CliError> {
+    let code = assemble_file(a.file.as_deref())?;
     crate::outln!("{}", hex(&code))?;
     Ok(())
 }
@@ -79,6 +86,26 @@ pub fn disasm(a: DisasmArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// The heap of `zepto vm`: 4096 bytes, 16 handles.
+type VmHeap = Heap<4096, 16>;
+
+/// A VM of `level` with the parameters `zepto vm` documents.
+fn new_vm(level: Level) -> Box<dyn Execution> {
+    let cfg = VmConfig::default();
+    match level {
+        Level::One => Box::new(VmOne::new(cfg)),
+        Level::Tiny => Box::new(VmTiny::<16>::new(cfg)),
+        Level::Small => Box::new(VmSmall::<16, 32>::new(cfg)),
+        Level::Medium => Box::new(VmMedium::<16, 32, 4>::new(cfg)),
+    }
+}
+
+/// The program runs as a usual command: it opens its chain, the reply closes it.
+const VM_FLAGS: ExecFlags = ExecFlags {
+    is_first: true,
+    is_last: false,
+};
 
 /// Largest number of start/resume steps `zepto vm` takes before giving up.
 const VM_MAX_STEPS: usize = 100_000;
@@ -98,28 +125,30 @@ pub fn vm(a: VmArgs) -> Result<(), CliError> {
     };
     let mut set = PluginSet::new(&specs);
     let mut table = set.table();
-    let cfg = VmConfig::default();
-    let mut vm: Box<dyn Execution> = match a.level {
-        Level::One => Box::new(VmOne::new(cfg)),
-        Level::Tiny => Box::new(VmTiny::<16>::new(cfg)),
-        Level::Small => Box::new(VmSmall::<16, 32>::new(cfg)),
-        Level::Medium => Box::new(VmMedium::<16, 32, 4>::new(cfg)),
-    };
-    let mut heap = Box::new(Heap::<4096, 16>::new());
+    let mut vm = new_vm(a.level);
+    let mut heap = Box::new(VmHeap::new());
     let mut hal = TestHal::<64>::default();
     let h = heap
         .alloc()
         .map_err(|e| CliError::other(format!("heap: {e}")))?;
-    heap.set_request(h, &code)
-        .map_err(|e| CliError::input(format!("program of {} bytes: {e}", code.len())))?;
-    let flags = ExecFlags {
-        is_first: true,
-        is_last: false,
+    // The heap holds the program and its reply; the reply buffer is small beside it,
+    // so running out of heap means the program is too long.
+    let too_long = || {
+        CliError::input(format!(
+            "program of {} bytes; zepto vm holds at most {} bytes of program and reply \
+             together (its heap)",
+            thousands(code.len()),
+            thousands(VmHeap::new().capacity())
+        ))
     };
+    heap.set_request(h, &code).map_err(|_| too_long())?;
     let vm_err = |e| CliError::other(format!("vm: {e}"));
     let mut step = vm
-        .start(heap.as_mut(), h, flags, &mut table, &mut hal)
-        .map_err(vm_err)?;
+        .start(heap.as_mut(), h, VM_FLAGS, &mut table, &mut hal)
+        .map_err(|e| match e {
+            zepto_kernel::Error::OutOfMemory => too_long(),
+            e => vm_err(e),
+        })?;
     let mut steps = 0;
     let (reply_flags, exception) = loop {
         match step {
