@@ -7,8 +7,9 @@
 //! kernel's own [`Instruction::encode`], so the bytes are exactly what the VM decodes.
 //!
 //! [`disassemble`] prints a program the way the kernel does
-//! ([`zepto_kernel::vm::insn::write_program`]); [`listing`] adds byte offsets and the
-//! targets of jumps.
+//! ([`zepto_kernel::vm::insn::write_program`]); [`annotated`] is what `zepto disasm`
+//! prints: text that assembles back to the same bytes, with byte offsets and jump
+//! targets in comments; [`listing`] gives offsets, bytes and targets as data.
 
 use std::fmt;
 
