@@ -279,3 +279,69 @@ fn key_from_a_file_or_the_environment() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--key-file"));
 }
+
+#[test]
+fn a_bad_state_file_is_refused_with_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("dev.state");
+    let start = |key: &str| {
+        std::process::Command::new(common::ZEPTO)
+            .args(["device", "--key", key, "--udp", "127.0.0.1:0", "--state"])
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let shown = state.display().to_string();
+    for (bytes, what) in [
+        (
+            vec![0u8; 3],
+            "not a Zepto state file (3 bytes, expected 1024)",
+        ),
+        (vec![0x5a; 1024], "is damaged (no valid nonce record)"),
+    ] {
+        std::fs::write(&state, &bytes).unwrap();
+        let out = start(KEY);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(what), "{err}");
+        assert!(err.contains(&format!("mv {shown} {shown}.bad")), "{err}");
+        assert_eq!(
+            err.matches(&shown).count(),
+            3,
+            "path once, then in the advice: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&state).unwrap(),
+            bytes,
+            "the file is left alone"
+        );
+    }
+    // A state file of another key: refused, not overwritten.
+    std::fs::remove_file(&state).unwrap();
+    let mut dev = std::process::Command::new(common::ZEPTO)
+        .args(["device", "--key", KEY, "--udp", "127.0.0.1:0", "--state"])
+        .arg(&state)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first reply makes the device write its records.
+    let mut line = String::new();
+    let mut err = std::io::BufReader::new(dev.stderr.take().unwrap());
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line.split("serving on udp ").nth(1).unwrap();
+    let addr = addr.split(',').next().unwrap().to_string();
+    check_ping_echo(&json_reply(&send(
+        dir.path(),
+        KEY,
+        &["--udp".to_string(), addr],
+        &["--json", "--hex", PING_ECHO],
+    )));
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    let before = std::fs::read(&state).unwrap();
+    let out = start("ffeeddccbbaa99887766554433221100");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("holds the nonces of another key"), "{err}");
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+}
