@@ -1,93 +1,12 @@
 //! `zepto device` and `zepto send` as a user runs them: separate processes talking over
 //! UDP, a pty pair and TCP, with restarts, wrong keys and line noise.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-const ZEPTO: &str = env!("CARGO_BIN_EXE_zepto");
-const KEY: &str = "00112233445566778899aabbccddeeff";
-
-/// A running `zepto device`; killed on drop.
-struct DeviceProc {
-    child: Child,
-    /// Link kind and address as the device printed them ("udp", "127.0.0.1:4000").
-    kind: String,
-    addr: String,
-}
-
-impl DeviceProc {
-    fn start(state_dir: &Path, link: &[&str], extra: &[&str]) -> Self {
-        let mut child = Command::new(ZEPTO)
-            .arg("device")
-            .args(["--key", KEY])
-            .args(link)
-            .args(extra)
-            .env("ZEPTO_STATE_DIR", state_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start zepto device");
-        let mut line = String::new();
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        err.read_line(&mut line).expect("device banner");
-        // "zepto device: serving on udp 127.0.0.1:4000, VM level ..."
-        let rest = line
-            .split("serving on ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("unexpected banner: {line}"));
-        let mut words = rest.split_whitespace();
-        let kind = words.next().unwrap().to_string();
-        let addr = words.next().unwrap().trim_end_matches(',').to_string();
-        // Keep draining stderr so the device never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
-        DeviceProc { child, kind, addr }
-    }
-
-    fn link_args(&self) -> Vec<String> {
-        let flag = match self.kind.as_str() {
-            "udp" => "--udp",
-            "tcp" => "--tcp",
-            "pty" => "--serial",
-            k => panic!("unknown link kind {k}"),
-        };
-        vec![flag.to_string(), self.addr.clone()]
-    }
-}
-
-impl Drop for DeviceProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn send(state_dir: &Path, key: &str, link: &[String], extra: &[&str]) -> Output {
-    Command::new(ZEPTO)
-        .arg("send")
-        .args(["--key", key])
-        .args(link)
-        .args(extra)
-        .env("ZEPTO_STATE_DIR", state_dir)
-        .output()
-        .expect("run zepto send")
-}
-
-fn json_reply(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "send failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
+mod common;
+use common::{json_reply, send, DeviceProc, KEY};
 
 /// EXEC 1 (ping), EXEC 2 "hi" (echo): one frame each.
 const PING_ECHO: &str = "020200 0204026869";
@@ -114,7 +33,11 @@ fn udp_round_trips_and_restart_keeps_nonces() {
             &["--json", "--hex", PING_ECHO],
         )));
     }
-    let states: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let states: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "state"))
+        .collect();
     assert_eq!(states.len(), 2, "one device and one client state file");
     drop(dev);
     let before = device_nfs_mark(dir.path());
@@ -138,16 +61,22 @@ fn device_nfs_mark(dir: &Path) -> u64 {
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("device-")
+            p.extension().is_some_and(|e| e == "state")
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("device-")
         })
         .expect("device state file");
     let mut storage = zepto_host::storage::FileStorage::open(&path).unwrap();
-    zepto_kernel::nonce_store::NonceStore::open(&mut storage, 0, 1)
+    let kid = zepto_kernel::nonce_store::key_id::<zepto_kernel::sasp::DefaultCipher>(
+        &zepto_host::cli::parse_key(KEY).unwrap(),
+    )
+    .unwrap();
+    zepto_kernel::nonce_store::stored_marks(&mut storage, 0, kid)
         .unwrap()
-        .nfs()
+        .expect("records for the key")
+        .0
 }
 
 #[test]
