@@ -128,7 +128,7 @@ pub enum KvLoad {
 pub enum NonceBacking {
     /// The key-value driver (persistent).
     KeyValue,
-    /// RAM only: provisioned at every start from a random NFS (see README).
+    /// RAM only: blank at every start (random high start, see README).
     Ram,
 }
 
@@ -477,6 +477,12 @@ impl Storage for TockHal<'_> {
             NonceBacking::Ram => Ok(()),
         }
     }
+    /// Only this process uses its record (the kernel keys it by the app's
+    /// ShortId), and the RAM copy is the store's view: nothing to lock.
+    fn lock(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn unlock(&mut self) {}
 }
 
 impl Pins for TockHal<'_> {

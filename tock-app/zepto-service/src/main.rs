@@ -23,8 +23,8 @@ use libtock::console::Console;
 use libtock::runtime::{set_main, stack_size, TockSyscalls};
 use libtock_platform::subscribe::Subscribe;
 use libtock_platform::{share, DefaultConfig, ErrorCode, Syscalls};
-use zepto_kernel::hal::{Random, Storage};
-use zepto_kernel::nonce_store::{NonceStore, MAX_NONCE};
+use zepto_kernel::hal::Storage;
+use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::plugins::{Bodypart, Echo, Ping, SimSensor};
 use zepto_kernel::pump::{Device, DeviceConfig, Event};
 use zepto_kernel::sasp::DefaultCipher;
@@ -92,6 +92,8 @@ enum Off {
     Denied(&'static str, ErrorCode),
     /// The key-value driver failed otherwise.
     Failed(&'static str, ErrorCode),
+    /// The device could not open its nonce records.
+    Device(zepto_kernel::Error),
 }
 
 /// A key-value error: NOSUPPORT (no record this app may read or replace)
@@ -103,54 +105,41 @@ fn kv_off(what: &'static str, e: ErrorCode) -> Off {
     }
 }
 
-/// Prepares the nonce records; returns how they are kept, or why the
-/// network side must stay off (no safe nonce source).
-fn setup_nonces(hal: &mut TockHal<'_>, rng: bool) -> Result<&'static str, Off> {
+/// Checks the nonce storage before the device opens its records there
+/// (blank records start as `docs/security.md` says for Tock: random high,
+/// `BlankStart::RandomHigh`); `Err` says why the network side must stay off.
+fn prepare_nonces(hal: &mut TockHal<'_>, rng: bool) -> Result<(), Off> {
     match hal.backing {
-        hal::NonceBacking::KeyValue => {
-            let fresh = match hal.load_nonces() {
-                hal::KvLoad::Loaded => false,
-                hal::KvLoad::Missing => {
-                    // First records, created with `add`: if a record exists
-                    // that this app may not read, creating fails instead of
-                    // starting the nonces again.
-                    hal.create = true;
-                    if NonceStore::provision(hal, 0, 0, 0).is_err() {
-                        let e = hal.kv_error.unwrap_or(ErrorCode::Fail);
-                        return Err(kv_off("create", e));
-                    }
-                    true
+        hal::NonceBacking::KeyValue => match hal.load_nonces() {
+            hal::KvLoad::Loaded => {
+                // Rewrite (needs the permission to modify its own record) and
+                // read back now, not at the first packet.
+                if hal.flush().is_err() {
+                    return Err(kv_off("rewrite", hal.kv_error.unwrap_or(ErrorCode::Fail)));
                 }
-                hal::KvLoad::Failed(e) => return Err(kv_off("read", e)),
-            };
-            // Rewrite (needs the permission to modify its own record) and
-            // read back now, not at the first packet.
-            if !fresh && hal.flush().is_err() {
-                return Err(kv_off("rewrite", hal.kv_error.unwrap_or(ErrorCode::Fail)));
+                hal.verify_nonces().map_err(|e| kv_off("read back", e))
             }
-            hal.verify_nonces().map_err(|e| kv_off("read back", e))?;
-            Ok(if fresh {
-                "key-value store (new)"
-            } else {
-                "key-value store"
-            })
-        }
+            hal::KvLoad::Missing => {
+                // The device writes the first records; create them with `add`,
+                // which fails rather than replace a record that exists but that
+                // this app may not read (that would start the nonces again).
+                hal.create = true;
+                Ok(())
+            }
+            hal::KvLoad::Failed(e) => Err(kv_off("read", e)),
+        },
         hal::NonceBacking::Ram if !VOLATILE_NONCES => Err(Off::Absent),
         hal::NonceBacking::Ram if !rng => Err(Off::NoRng),
-        hal::NonceBacking::Ram => {
-            // Built with ZEPTO_VOLATILE_NONCES=1: no persistent storage, so
-            // start sending at a random nonce in the upper half of the 47-bit
-            // space (probabilistic, see README, "Nonces").
-            let mut r = [0u8; 8];
-            hal.fill_random(&mut r)
-                .map_err(|_| Off::Failed("RNG", ErrorCode::Fail))?;
-            // NFS in [2^46, 2^46 + 2^45): 2^45 nonces stay above the highest start.
-            let half = (MAX_NONCE >> 1) + 1;
-            let nfs = half + (u64::from_le_bytes(r) % (half >> 1));
-            NonceStore::provision(hal, 0, nfs, 0)
-                .map_err(|_| Off::Failed("RAM records", ErrorCode::Fail))?;
-            Ok("RAM, random start (ZEPTO_VOLATILE_NONCES)")
-        }
+        hal::NonceBacking::Ram => Ok(()),
+    }
+}
+
+/// How the nonces are kept, for the start-up line.
+fn nonce_source(hal: &TockHal<'_>, blank: bool) -> &'static str {
+    match (hal.backing, blank) {
+        (hal::NonceBacking::KeyValue, false) => "key-value store",
+        (hal::NonceBacking::KeyValue, true) => "key-value store (was blank: random high start)",
+        (hal::NonceBacking::Ram, _) => "RAM, random high start (ZEPTO_VOLATILE_NONCES)",
     }
 }
 
@@ -166,6 +155,7 @@ fn say_off(off: &Off) {
         Off::Failed(what, e) => {
             say!("zepto-service: network side off: key-value store failed ({what}: {e:?})")
         }
+        Off::Device(e) => say!("zepto-service: network side off: {e:?}"),
     }
 }
 
@@ -204,13 +194,14 @@ fn start(end: &ServiceEnd<'_>) -> Result<(), ErrorCode> {
             return Ok(());
         }
     };
-    let nonces = setup_nonces(&mut hal, rng);
+    let ready = prepare_nonces(&mut hal, rng);
 
     let cfg = DeviceConfig {
         bus: 0,
         mtu: MTU as u16,
         nonce_base: 0,
         nonce_reserve: NONCE_RESERVE,
+        blank: BlankStart::RandomHigh,
     };
     let (mut ping, mut echo, mut sensor) = (Ping, Echo, SimSensor::new(100, 1, 200));
     let mut dev_table = [
@@ -218,26 +209,36 @@ fn start(end: &ServiceEnd<'_>) -> Result<(), ErrorCode> {
         Bodypart::new(2, &mut echo),
         Bodypart::new(3, &mut sensor),
     ];
-    let mut device = match &nonces {
-        Ok(_) => {
-            match Dev::new(
-                &KEY,
-                Vm::new(VmConfig::default()),
-                &mut dev_table,
-                cfg,
-                &mut hal,
-            ) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    say!("zepto-service: network side off: {e:?}");
-                    None
-                }
-            }
+    let opened = ready.and_then(|()| {
+        Dev::new(
+            &KEY,
+            Vm::new(VmConfig::default()),
+            &mut dev_table,
+            cfg,
+            &mut hal,
+        )
+        .map_err(|e| match hal.kv_error {
+            Some(kv) => kv_off("create", kv),
+            None => Off::Device(e),
+        })
+    });
+    // Records the device just wrote to a blank key-value store must read back.
+    let opened = opened.and_then(|d| {
+        if hal.backing == hal::NonceBacking::KeyValue && d.nonces().started_blank() {
+            hal.verify_nonces().map_err(|e| kv_off("read back", e))?;
         }
+        Ok(d)
+    });
+    let mut device = match opened {
+        Ok(d) => Some(d),
         Err(off) => {
-            say_off(off);
+            say_off(&off);
             None
         }
+    };
+    let nonces = match &device {
+        Some(d) => nonce_source(&hal, d.nonces().started_blank()),
+        None => "none",
     };
 
     let (mut sping, mut secho, mut ssensor) = (Ping, Echo, SimSensor::new(500, 5, 100));
@@ -257,7 +258,7 @@ fn start(end: &ServiceEnd<'_>) -> Result<(), ErrorCode> {
     say!(
         "zepto-service: process {}, nonces: {}, GPIO pins: {}, IPC regions: {}",
         end.own().get(),
-        nonces.unwrap_or("none"),
+        nonces,
         hal.gpio_pins(),
         end.rules().regions
     );
