@@ -494,7 +494,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use zepto_kernel::heap::{Heap, HeapOps};
-    use zepto_kernel::nonce_store::NonceStore;
+    use zepto_kernel::nonce_store::{BlankStart, NonceStore};
     use zepto_kernel::sasp::{Role, Sasp};
     use zepto_kernel::testhal::TestHal;
 
@@ -506,8 +506,7 @@ mod tests {
         let mut payload = payload.to_vec();
         payload[0] &= 0x7f;
         let mut hal = TestHal::<256>::default();
-        NonceStore::provision(&mut hal, 0, 255, 0).unwrap();
-        let ns = NonceStore::open(&mut hal, 0, 16).unwrap();
+        let ns = NonceStore::open(&mut hal, 0, 16, [0; 4], BlankStart::Floor(255)).unwrap();
         let mut s: Sasp = Sasp::new(&KEY, role, ns).unwrap();
         let mut heap = Heap::<1024, 2>::new();
         let h = heap.alloc().unwrap();
