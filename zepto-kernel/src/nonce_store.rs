@@ -381,10 +381,10 @@ impl NonceStore {
             return Ok(n);
         }
         let (base, slot, key, reserve) = (self.base, self.slot, self.key, self.reserve);
-        let (nlw_mark, last, own) = (self.nlw_mark, self.last_written, self.own_max());
+        let (nlw_mark, own) = (self.nlw_mark, self.own_max());
         let (n, mark, rec, stored) = locked(storage, |s| {
             let stored = read_stored(s, base, slot, key)?;
-            let lost = stored_lost(&stored, last.is_some(), own);
+            let lost = stored_lost(&stored, own);
             // Above our own range and above every range reserved by anyone else.
             let floor = stored.nfs_mark.max(lost.unwrap_or(0));
             let n = n.max(floor.saturating_add(1));
@@ -396,7 +396,7 @@ impl NonceStore {
             let rec = write_record(s, base, slot, key, &stored, mark, nlw)?;
             Ok((n, mark, rec, stored))
         })?;
-        self.note_write(rec, &stored);
+        self.note_write(rec, &stored, own);
         self.nfs_mark = mark;
         self.nfs = n;
         Ok(n)
@@ -440,16 +440,16 @@ impl NonceStore {
         }
         if n > self.nlw_mark {
             let (base, slot, key) = (self.base, self.slot, self.key);
-            let (nfs_mark, last, own) = (self.nfs_mark, self.last_written, self.own_max());
+            let (nfs_mark, own) = (self.nfs_mark, self.own_max());
             let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
             let (rec, stored) = locked(storage, |s| {
                 let stored = read_stored(s, base, slot, key)?;
-                let lost = stored_lost(&stored, last.is_some(), own).unwrap_or(0);
+                let lost = stored_lost(&stored, own).unwrap_or(0);
                 let nfs = stored.nfs_mark.max(nfs_mark).max(lost);
                 let nlw = stored.nlw_mark.max(want);
                 Ok((write_record(s, base, slot, key, &stored, nfs, nlw)?, stored))
             })?;
-            self.note_write(rec, &stored);
+            self.note_write(rec, &stored, own);
             // Storage covers every nonce up to its NLW mark, whoever raised it; the
             // NFS mark stays this store's own range (others' ranges are theirs).
             self.nlw_mark = want.max(rec.nlw_mark);
@@ -483,11 +483,7 @@ impl NonceStore {
         let nlw = self.nlw.max(self.others.1);
         let done = locked(storage, |s| {
             let stored = read_stored(s, base, slot, key)?;
-            let (nfs, nlw) = match (
-                stored_lost(&stored, last.is_some(), own),
-                stored.newest,
-                last,
-            ) {
+            let (nfs, nlw) = match (stored_lost(&stored, own), stored.newest, last) {
                 (Some(lost), _, _) => (lost, lost),
                 (None, Some((_, newest)), Some(mine)) if newest.tag() == mine => (nfs, nlw),
                 _ => return Ok(None),
@@ -501,7 +497,7 @@ impl NonceStore {
             Ok(Some((rec, stored)))
         })?;
         if let Some((rec, stored)) = done {
-            self.note_write(rec, &stored);
+            self.note_write(rec, &stored, own);
             self.writes = self.writes.saturating_add(1);
             // The rest of the range is given back: the next send reserves anew.
             self.nfs_mark = self.nfs;
@@ -520,13 +516,17 @@ impl NonceStore {
             .max(self.others.1)
     }
 
-    /// Remembers a write that found `found` in storage. If the newest record found
-    /// was not this store's own, someone else wrote meanwhile: what was stored
-    /// counts as theirs from now on.
-    fn note_write(&mut self, rec: Record, found: &Stored) {
+    /// Remembers a write that found `found` in storage, `own` being what this store
+    /// knew before it. If the newest record found was not this store's own, someone
+    /// else wrote meanwhile: what was stored counts as theirs from now on. If the
+    /// records were lost, the margin written above `own` stands for ranges others may
+    /// hold: no checkpoint may go below it.
+    fn note_write(&mut self, rec: Record, found: &Stored, own: u64) {
         let mine =
             matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n.tag() == m);
-        if !mine {
+        if let Some(lost) = stored_lost(found, own) {
+            self.others = (lost, lost);
+        } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);
         }
         self.last_written = Some(rec.tag());
@@ -545,12 +545,17 @@ fn locked<S: Storage + ?Sized, T>(
     r
 }
 
-/// If this store wrote records before (`wrote`) and storage now holds none for its
-/// key (the file was deleted, the device wiped), the value every mark must be
-/// raised to: [`LOST_STATE_MARGIN`] above the highest value the store knows of
-/// (`own`), to cover reservations other processes may still hold.
-fn stored_lost(stored: &Stored, wrote: bool, own: u64) -> Option<u64> {
-    (stored.newest.is_none() && wrote).then(|| own.saturating_add(LOST_STATE_MARGIN).min(MAX_NONCE))
+/// If storage now holds no record for the key (the file was deleted, the device
+/// wiped), the value every mark must be raised to: [`LOST_STATE_MARGIN`] above the
+/// highest value the store knows of (`own`), to cover reservations other processes
+/// may still hold. Every open store has seen records (it read them, or wrote them
+/// when it found none), so no records at all means they were lost, whether or not
+/// this store wrote since: another store may have reserved a range above its marks.
+fn stored_lost(stored: &Stored, own: u64) -> Option<u64> {
+    stored
+        .newest
+        .is_none()
+        .then(|| own.saturating_add(LOST_STATE_MARGIN).min(MAX_NONCE))
 }
 
 /// The start values of a blank store.

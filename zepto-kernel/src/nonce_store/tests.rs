@@ -491,3 +491,123 @@ proptest! {
         prop_assert_eq!(hal.unlocked_writes, 0);
     }
 }
+
+#[test]
+fn a_store_that_never_wrote_still_notices_lost_records() {
+    // A opens (reads the records, writes nothing); B reserves and uses a range.
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    let used: Vec<u64> = (0..3).map(|_| b.next_send(&mut hal).unwrap()).collect();
+    // The file is deleted / the storage wiped while both run.
+    hal.storage = [0xff; 64];
+    // A's first reservation finds nothing: the records are lost, not new, and B may
+    // go on using the rest of its range.
+    let n = a.next_send(&mut hal).unwrap();
+    assert!(
+        n > used[0] + u64::from(RES),
+        "A's first nonce {n} lies in B's range from {}",
+        used[0]
+    );
+    for _ in 0..RES {
+        let m = b.next_send(&mut hal).unwrap();
+        assert_ne!(m, n, "nonce {m} used by both stores");
+    }
+}
+
+#[test]
+fn a_checkpoint_after_lost_records_keeps_the_margin() {
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    let used = b.next_send(&mut hal).unwrap();
+    hal.storage = [0xff; 64];
+    // A receives first: it finds the records gone and writes them again above its
+    // marks with the margin, which covers B's range.
+    assert_eq!(a.accept_received(&mut hal, 5), Ok(true));
+    assert!(stored_marks(&mut hal).0 >= LOST_STATE_MARGIN);
+    // A stops cleanly: its checkpoint gives back its own reservation, not the margin.
+    a.checkpoint(&mut hal).unwrap();
+    let (nfs_mark, _) = stored_marks(&mut hal);
+    assert!(
+        nfs_mark >= LOST_STATE_MARGIN,
+        "the checkpoint lowered the NFS mark to {nfs_mark}, below B's range from {used}"
+    );
+    let mut c = open(&mut hal);
+    assert!(c.next_send(&mut hal).unwrap() > used + u64::from(RES));
+}
+
+/// What the power does to shared storage, besides what the stores do.
+#[derive(Debug, Clone, Copy)]
+enum Hard {
+    Op(Op),
+    /// The power fails after this many more granule writes; every store restarts.
+    Cut(u32),
+}
+
+fn hard_op() -> impl Strategy<Value = Hard> {
+    prop_oneof![
+        12 => op().prop_map(Hard::Op),
+        1 => (0..12u32).prop_map(Hard::Cut),
+    ]
+}
+
+/// The blank start of the model's stores: the port's floor, which is above every
+/// nonce used or reserved so far (what the host's wall clock promises, see
+/// `docs/security.md`).
+fn model_floor(stores: &[NonceStore], sent: &HashSet<u64>) -> u64 {
+    let held = stores.iter().map(|s| s.nfs.max(s.nfs_mark)).max();
+    held.into_iter()
+        .chain(sent.iter().copied())
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+proptest! {
+    /// Three stores on one storage, interleaved in any order, the power cut at any
+    /// write and the records erased once (the file deleted, the flash wiped) while
+    /// they run: no nonce is ever handed out twice. Stores that start again after
+    /// the erase start blank, at a floor above everything used or reserved.
+    #[test]
+    fn stores_with_a_wipe_and_power_cuts_never_reuse(
+        ops in proptest::collection::vec(hard_op(), 1..200),
+        wipe_at in proptest::option::of(0..200usize),
+    ) {
+        let mut hal = fresh();
+        let mut stores: Vec<NonceStore> = (0..3).map(|_| open(&mut hal)).collect();
+        let mut sent = HashSet::new();
+        for (step, h) in ops.into_iter().enumerate() {
+            if wipe_at == Some(step) {
+                hal.storage = [0xff; 64];
+            }
+            let blank = BlankStart::Floor(model_floor(&stores, &sent));
+            let r = match h {
+                Hard::Cut(k) => {
+                    hal.power_cut_after = Some(k);
+                    Ok(())
+                }
+                Hard::Op(Op::Send(i)) => stores[i].next_send(&mut hal).map(|n| {
+                    assert!(sent.insert(n), "nonce {n} handed out twice");
+                }),
+                Hard::Op(Op::Recv(i, n)) => stores[i].accept_received(&mut hal, n).map(|_| ()),
+                Hard::Op(Op::Raise(i, v)) => stores[i].raise_nfs(v).map(|_| ()),
+                Hard::Op(Op::Checkpoint(i)) => stores[i].checkpoint(&mut hal),
+                Hard::Op(Op::Restart(i)) => {
+                    NonceStore::open(&mut hal, 0, RES, K, blank).map(|s| stores[i] = s)
+                }
+            };
+            if hal.powered_off {
+                hal = hal.rebooted();
+                let floor = model_floor(&stores, &sent);
+                for s in stores.iter_mut() {
+                    *s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(floor))
+                        .expect("opens after a power cut");
+                }
+            } else {
+                prop_assert!(r.is_ok(), "{:?} without a power cut", r);
+            }
+        }
+        prop_assert_eq!(hal.unlocked_writes, 0);
+    }
+}
