@@ -4,7 +4,9 @@
 //! * Several processes may use one file at once (four `zepto send` with one key):
 //!   [`Storage::lock`] takes an exclusive advisory lock (`flock`) on a lock file
 //!   beside it and re-reads the file, so the nonce store's read-modify-write sees
-//!   what the others wrote; [`Storage::unlock`] releases it.
+//!   what the others wrote; [`Storage::unlock`] releases it. The lock is always on
+//!   the lock file at the path *now*: one deleted while in use is made again, so
+//!   every process still locks the same file.
 //! * A write is atomic: [`Storage::flush`] writes a temporary file, syncs it,
 //!   renames it over the state file and syncs the folder, so a power cut leaves the
 //!   old file or the new one, never an empty or half-written one.
@@ -88,22 +90,17 @@ impl FileStorage {
     /// Opens the EEPROM image at `path` (the file need not exist yet: it is written
     /// at the first flush). Creates the lock file beside it.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(lock_path(path))?;
-        lock.lock()?;
+        let mut backing = Backing {
+            path: path.to_path_buf(),
+            lock: open_lock(path)?,
+        };
+        lock_current(&mut backing)?;
         let read = read_image(path);
-        lock.unlock()?;
+        backing.lock.unlock()?;
         let (data, found) = read?;
         Ok(Self {
             data,
-            file: Some(Backing {
-                path: path.to_path_buf(),
-                lock,
-            }),
+            file: Some(backing),
             writes: 0,
             found,
         })
@@ -143,6 +140,38 @@ fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Opens (creating it if needed) the lock file of state file `path`.
+fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path(path))
+}
+
+/// Takes the exclusive lock on the lock file that is at the lock path *now*. A lock
+/// file deleted (or replaced) while this process held it open would lock a file no
+/// newcomer can find: then the file at the path is opened and locked instead.
+fn lock_current(b: &mut Backing) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        b.lock.lock()?;
+        let held = b.lock.metadata()?;
+        match std::fs::metadata(lock_path(&b.path)) {
+            Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let _ = b.lock.unlock();
+                return Err(e);
+            }
+        }
+        b.lock.unlock()?;
+        b.lock = open_lock(&b.path)?;
+    }
+}
+
 impl Storage for FileStorage {
     fn size(&self) -> usize {
         self.data.len()
@@ -176,10 +205,10 @@ impl Storage for FileStorage {
     }
 
     fn lock(&mut self) -> Result<(), Error> {
-        let Some(b) = &self.file else {
+        let Some(b) = &mut self.file else {
             return Ok(());
         };
-        b.lock.lock().map_err(|_| Error::Storage)?;
+        lock_current(b).map_err(|_| Error::Storage)?;
         match read_image(&b.path) {
             Ok((data, _)) => {
                 self.data = data;
@@ -258,6 +287,26 @@ mod tests {
         b.read(0, &mut buf).unwrap();
         b.unlock();
         assert_eq!(buf, [9; 4]);
+    }
+
+    #[test]
+    fn a_lock_file_deleted_while_in_use_still_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.state");
+        let mut a = FileStorage::open(&path).unwrap();
+        // The folder is cleaned while A runs, and a newcomer makes a new lock file.
+        std::fs::remove_file(lock_path(&path)).unwrap();
+        let mut b = FileStorage::open(&path).unwrap();
+        a.lock().unwrap();
+        let other = File::open(lock_path(&path)).unwrap();
+        assert!(
+            other.try_lock().is_err(),
+            "A holds a lock on a file nobody else can find"
+        );
+        a.unlock();
+        b.lock().unwrap();
+        assert!(File::open(lock_path(&path)).unwrap().try_lock().is_err());
+        b.unlock();
     }
 
     #[test]
