@@ -153,8 +153,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         }
         let h = self.h;
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self
             .sagdp
             .request_resend(&mut self.heap, h, now, &mut ids)?
@@ -201,8 +201,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         build(&mut self.heap, h)?;
         self.heap.convert_reply_to_request(h)?;
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         self.sagdp
             .send(&mut self.heap, h, PacketStatus::First, now, &mut ids)?;
         self.heap.convert_reply_to_request(h)?;
@@ -245,8 +245,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         }
         let pid = PacketId::from_bytes(self.sasp.last_received_pid().ok_or(Error::InvalidState)?);
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self.sagdp.receive(&mut self.heap, h, pid, now, &mut ids)? {
             HandlerOutcome::Pass => {
                 self.heap.convert_reply_to_request(h)?;
@@ -270,8 +270,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
             return Ok(None);
         }
         let h = self.h;
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self.sagdp.on_timeout(&mut self.heap, h, now, &mut ids)? {
             HandlerOutcome::ReplyDown => {
                 self.heap.convert_reply_to_request(h)?;

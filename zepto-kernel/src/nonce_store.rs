@@ -353,7 +353,8 @@ impl NonceStore {
     }
 
     /// The nonce the next [`NonceStore::next_send`] will return, unless storage shows
-    /// that another store reserved it meanwhile.
+    /// that another store reserved it meanwhile (after [`NonceStore::reserve_next`]
+    /// it cannot).
     pub const fn peek_send(&self) -> u64 {
         self.nfs + 1
     }
@@ -372,12 +373,22 @@ impl NonceStore {
     /// Returns a nonce never used for sending before, persisting a new mark first if
     /// needed. On error nothing changed and the nonce must not be used.
     pub fn next_send<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<u64, Error> {
+        let n = self.reserve_next(storage)?;
+        self.nfs = n;
+        Ok(n)
+    }
+
+    /// Makes sure the nonce the next [`NonceStore::next_send`] returns is this
+    /// store's own (reserving a range first if needed, above every range others
+    /// reserved) and returns it: a packet ID announced from it (to SAGDP) is the
+    /// nonce the packet will carry. Until then only an "old nonce" message
+    /// ([`NonceStore::raise_nfs`]) can move it.
+    pub fn reserve_next<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<u64, Error> {
         let n = self.nfs.checked_add(1).ok_or(Error::NonceExhausted)?;
         if n > MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
         if n <= self.nfs_mark {
-            self.nfs = n;
             return Ok(n);
         }
         let (base, slot, key, reserve) = (self.base, self.slot, self.key, self.reserve);
@@ -398,7 +409,8 @@ impl NonceStore {
         })?;
         self.note_write(rec, &stored, own);
         self.nfs_mark = mark;
-        self.nfs = n;
+        // `n` is above the old NFS: skipping to just below it loses nothing.
+        self.nfs = n - 1;
         Ok(n)
     }
 

@@ -459,8 +459,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         }
         let pid = PacketId::from_bytes(self.sasp.last_received_pid().ok_or(Error::InvalidState)?);
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         let out = self.sagdp.receive(&mut self.heap, rx, pid, now, &mut ids)?;
         self.log(Event::Up(Layer::Sagdp, out));
         match out {
@@ -567,8 +567,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     ) -> Result<(), Error> {
         let saccp_len = self.heap.request_len(h)?;
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         let out = self.sagdp.send(&mut self.heap, h, status, now, &mut ids)?;
         self.convert(h)?;
         let payload_len = self.heap.request_len(h)?;
@@ -621,8 +621,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     fn resend<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
         let now = hal.now_ms();
         let rx = self.rx;
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self.sagdp.on_timeout(&mut self.heap, rx, now, &mut ids)? {
             HandlerOutcome::ReplyDown => {
                 self.convert(rx)?;

@@ -294,10 +294,22 @@ impl<C: SaspCipher> Sasp<C> {
     }
 
     /// Packet ID (with this end's flag) that the next packet sent will carry, unless
-    /// an "old nonce" message arrives first: what SAGDP records for the packet it is
-    /// about to pass down.
+    /// an "old nonce" message arrives first or another process sharing the nonce
+    /// storage takes it: [`Sasp::reserve_packet_id`] makes it this end's own.
     pub fn next_packet_id(&self) -> [u8; 6] {
         packet_id(self.next_send_nonce(), self.role.peer_flag())
+    }
+
+    /// Reserves the nonce of the next packet sent (see
+    /// [`NonceStore::reserve_next`]) and returns its packet ID: what SAGDP records
+    /// for the packet it is about to pass down, so that the ID in the packet, the
+    /// nonce it is sent under and the ID the peer's answer names are one.
+    pub fn reserve_packet_id<S: Storage + ?Sized>(
+        &mut self,
+        storage: &mut S,
+    ) -> Result<[u8; 6], Error> {
+        let n = self.nonces.reserve_next(storage)?;
+        Ok(packet_id(n, self.role.peer_flag()))
     }
 
     /// Packet ID of the last packet passed up (peer's flag in it).

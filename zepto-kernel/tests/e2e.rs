@@ -811,3 +811,41 @@ fn a_wiped_device_starts_high_and_refuses_old_packets() {
     drop(dev);
     assert_eq!(ok_body(&r), 4u16.to_le_bytes());
 }
+
+/// Two clients on one nonce storage (two processes on one state file): when one
+/// reserved the range the other's next nonce would have come from, the other sends
+/// above it. Its packet must carry that nonce as its SAGDP ID too: an ID taken from
+/// the other client's range makes the device take the packet for the other
+/// client's command (same bytes: its reply is sent again) and the client refuse its
+/// own reply (the reply names the real nonce).
+#[test]
+fn two_clients_on_one_storage_each_get_their_own_reply_at_once() {
+    let mut counter = Counter::default();
+    let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+    let (mut dev, mut dhal, mut a, mut chal) = device_and_client(&mut table);
+    let mut b = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+    let pb = b
+        .send_program(&mut chal, &counter_program())
+        .unwrap()
+        .to_vec();
+    let pa = a
+        .send_program(&mut chal, &counter_program())
+        .unwrap()
+        .to_vec();
+    assert_ne!(pa[..6], pb[..6], "two packets under one nonce");
+    assert_eq!(
+        exchange(&mut dev, &mut dhal, &mut b, &mut chal, &pb),
+        [ClientEvent::Reply]
+    );
+    assert_eq!(ok_body(b.reply()), 1u16.to_le_bytes());
+    assert_eq!(
+        exchange(&mut dev, &mut dhal, &mut a, &mut chal, &pa),
+        [ClientEvent::Reply],
+        "A takes its reply at once"
+    );
+    assert_eq!(
+        ok_body(a.reply()),
+        2u16.to_le_bytes(),
+        "A's command ran: its reply is not B's"
+    );
+}

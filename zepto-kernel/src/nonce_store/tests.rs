@@ -396,6 +396,31 @@ fn two_stores_on_one_storage_take_disjoint_ranges() {
 }
 
 #[test]
+fn a_reserved_next_nonce_is_the_one_sent() {
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    assert_eq!(b.next_send(&mut hal), Ok(1));
+    // A's next nonce would lie in B's range: reserving it takes the next range.
+    assert_eq!(a.peek_send(), 1);
+    let n = a.reserve_next(&mut hal).unwrap();
+    assert_eq!((n, a.peek_send()), (17, 17));
+    assert_eq!(
+        a.reserve_next(&mut hal),
+        Ok(17),
+        "a second call changes nothing"
+    );
+    // B goes on past its range meanwhile: A's reserved nonce stays A's.
+    let mut bs: Vec<u64> = (0..RES).map(|_| b.next_send(&mut hal).unwrap()).collect();
+    assert_eq!(a.next_send(&mut hal), Ok(n));
+    bs.sort_unstable();
+    assert!(
+        bs.binary_search(&n).is_err(),
+        "B used A's reserved nonce {n}"
+    );
+}
+
+#[test]
 fn a_checkpoint_keeps_the_receive_marks_of_others() {
     let mut hal = fresh();
     let mut a = open(&mut hal);
