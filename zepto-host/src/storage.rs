@@ -53,7 +53,8 @@ pub struct FileStorage {
     file: Option<Backing>,
     /// Physical writes made (in granules).
     pub writes: u64,
-    /// What the first read found.
+    /// What the last read of the file found (at open, and at every
+    /// [`Storage::lock`]): the file may be deleted or emptied meanwhile.
     pub found: Found,
 }
 
@@ -210,8 +211,9 @@ impl Storage for FileStorage {
         };
         lock_current(b).map_err(|_| Error::Storage)?;
         match read_image(&b.path) {
-            Ok((data, _)) => {
+            Ok((data, found)) => {
                 self.data = data;
+                self.found = found;
                 Ok(())
             }
             Err(_) => {
@@ -307,6 +309,23 @@ mod tests {
         b.lock().unwrap();
         assert!(File::open(lock_path(&path)).unwrap().try_lock().is_err());
         b.unlock();
+    }
+
+    #[test]
+    fn found_tells_what_the_last_read_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.state");
+        std::fs::write(&path, vec![0xffu8; EEPROM_SIZE]).unwrap();
+        let mut s = FileStorage::open(&path).unwrap();
+        assert_eq!(s.found, Found::Present);
+        std::fs::remove_file(&path).unwrap();
+        s.lock().unwrap();
+        s.unlock();
+        assert_eq!(s.found, Found::Missing, "deleted after the open");
+        std::fs::write(&path, []).unwrap();
+        s.lock().unwrap();
+        s.unlock();
+        assert_eq!(s.found, Found::Empty);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Nonce safety and reply correctness where users break them: several `zepto send`
-//! processes at once on one state folder, a deleted or truncated state file, a
-//! device that lost its state, and a hostile sender on the device's port. A relay
+//! processes at once on one state folder, a deleted or truncated state file (also
+//! while clients run), a device that lost its state, and a hostile sender on the
+//! device's port. A relay
 //! records every datagram between the clients and the device; no SASP nonce may
 //! ever carry two different packets in either direction.
 
@@ -180,4 +181,49 @@ fn garbage_from_another_sender_cannot_take_the_reply() {
     // The reply came when the program ended, not on a later resend.
     assert!(took < Duration::from_millis(1800), "reply after {took:?}");
     assert_no_nonce_reuse(&relay.datagrams());
+}
+
+#[test]
+fn client_state_deleted_while_clients_run() {
+    let dev_dir = tempfile::tempdir().unwrap();
+    let cli_dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dev_dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    let relay = Relay::start(&dev.addr);
+    let link = relay.link_args();
+    // Three clients, each sending fifteen commands one after the other.
+    let threads: Vec<_> = (0..3)
+        .map(|c| {
+            let (link, dir) = (link.clone(), cli_dir.path().to_path_buf());
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    let payload = format!("c{c}n{i:02}");
+                    let body = first_frame(&dir, &link, &echo(payload.as_bytes()));
+                    assert_eq!(body, hex(payload.as_bytes()), "client {c} command {i}");
+                }
+            })
+        })
+        .collect();
+    // Meanwhile, once the clients have written their state, the state file and its
+    // lock file are deleted, once.
+    let started = Instant::now();
+    let files = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let files: Vec<_> = std::fs::read_dir(cli_dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().contains(".tmp"))
+            .collect();
+        if files.len() == 2 || started.elapsed() > Duration::from_secs(10) {
+            break files;
+        }
+    };
+    assert_eq!(files.len(), 2, "state and lock file: {files:?}");
+    for f in files {
+        std::fs::remove_file(f).unwrap();
+    }
+    for t in threads {
+        t.join().expect("a client failed");
+    }
+    let counts = assert_no_nonce_reuse(&relay.datagrams());
+    assert!(counts[&Dir::ToDevice].0 >= 45);
 }

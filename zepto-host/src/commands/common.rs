@@ -401,6 +401,8 @@ pub fn open_nonce_state(
         let keys = nonce_store::stored_keys(&mut storage, 0)
             .map_err(|e| CliError::other(format!("state file {shown}: {e}")))?;
         match keys {
+            // (Read again under the lock: a file deleted or emptied meanwhile is new.)
+            _ if storage.found != Found::Present => {}
             [None, None] => {
                 return Err(CliError::other(format!(
                     "state file {shown} is damaged (no valid nonce record); {move_away}"
