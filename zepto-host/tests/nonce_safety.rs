@@ -11,7 +11,7 @@ use std::net::UdpSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::relay::{assert_no_nonce_reuse, Dir, Relay};
+use common::relay::{assert_no_nonce_reuse, nonce_span, Dir, Relay};
 use common::{json_reply, send, state_files, DeviceProc, KEY};
 
 /// EXEC 2 (echo) with `payload`: the reply's first frame is the payload.
@@ -53,14 +53,23 @@ fn four_clients_share_one_state_folder_without_reusing_a_nonce() {
         t.join().expect("a client failed");
     }
     assert_eq!(state_files(cli_dir.path(), "client").len(), 1);
-    let counts = assert_no_nonce_reuse(&relay.datagrams());
+    let log = relay.datagrams();
+    let counts = assert_no_nonce_reuse(&log);
     let (up, down) = (counts[&Dir::ToDevice], counts[&Dir::ToClient]);
+    let (lo, hi) = nonce_span(&log, Dir::ToClient).unwrap();
     println!(
         "4 clients x 25 commands: {} packets to the device ({} nonces), {} to the clients \
-         ({} nonces), reused nonces: 0",
+         ({} nonces, from {lo} to {hi}), reused nonces: 0",
         up.0, up.1, down.0, down.1
     );
     assert!(up.0 >= 100 && down.0 >= 100);
+    // The device started blank: a resynchronisation moves it 2^24 past a client's
+    // value once, never once per client (that burnt 2^24 nonces per command).
+    assert!(
+        hi - lo < 2 << 24,
+        "the device's nonces spread over {} (more than one 2^24 margin)",
+        hi - lo
+    );
 }
 
 #[test]

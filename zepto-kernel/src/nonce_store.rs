@@ -265,6 +265,8 @@ pub struct NonceStore {
     /// storage changed by someone else: a checkpoint never goes below them.
     others: (u64, u64),
     started_blank: bool,
+    /// A store that started blank still owes its one resynchronisation margin.
+    margin_due: bool,
     writes: u32,
 }
 
@@ -322,6 +324,7 @@ impl NonceStore {
             last_written: None,
             others: (0, 0),
             started_blank: false,
+            margin_due: false,
             writes: 0,
         };
         locked(storage, |s| {
@@ -334,6 +337,7 @@ impl NonceStore {
                 store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag());
                 store.writes = 2;
                 store.started_blank = true;
+                store.margin_due = true;
                 (nfs, nlw)
             };
             (store.nfs, store.nfs_mark, store.nlw, store.nlw_mark) = (nfs, nfs, nlw, nlw);
@@ -420,7 +424,10 @@ impl NonceStore {
     ///
     /// A store that [started blank](NonceStore::started_blank) knows nothing of the
     /// nonces it sent before its records were lost, some of which the peer may never
-    /// have received: it moves [`LOST_STATE_MARGIN`] past `v`.
+    /// have received: the first time it is raised, it moves [`LOST_STATE_MARGIN`]
+    /// past `v`. Later raises name values of its own start (a peer's mark a little
+    /// ahead of what it accepted) and move it to `v` only: a margin each time would
+    /// burn 2^24 nonces per resynchronisation.
     pub fn raise_nfs(&mut self, v: u64) -> Result<bool, Error> {
         if v > MAX_NONCE {
             return Err(Error::ValueOutOfRange);
@@ -428,7 +435,8 @@ impl NonceStore {
         if v <= self.nfs {
             return Ok(false);
         }
-        self.nfs = if self.started_blank {
+        self.nfs = if self.margin_due {
+            self.margin_due = false;
             v.saturating_add(LOST_STATE_MARGIN).min(MAX_NONCE)
         } else {
             v

@@ -175,3 +175,13 @@ pub fn assert_no_nonce_reuse(log: &[Datagram]) -> HashMap<Dir, (usize, usize)> {
     }
     counts
 }
+
+/// The lowest and highest nonce seen in direction `dir`.
+pub fn nonce_span(log: &[Datagram], dir: Dir) -> Option<(u64, u64)> {
+    let mut it = log
+        .iter()
+        .filter(|d| d.dir == dir)
+        .filter_map(|d| nonce(&d.bytes));
+    let first = it.next()?;
+    Some(it.fold((first, first), |(lo, hi), n| (lo.min(n), hi.max(n))))
+}

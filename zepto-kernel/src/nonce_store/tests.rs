@@ -195,8 +195,24 @@ fn a_blank_start_moves_a_margin_past_the_peers_value() {
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(5000), Ok(true));
     assert_eq!(s.next_send(&mut hal), Ok(5000 + LOST_STATE_MARGIN + 1));
+    // The margin stops at the top of the nonce space.
+    let mut hal = TestHal::<64>::new(2);
+    let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(MAX_NONCE - 1), Ok(true));
     assert_eq!(s.nfs(), MAX_NONCE);
+}
+
+#[test]
+fn the_blank_start_margin_is_taken_once() {
+    let mut hal = TestHal::<64>::new(1);
+    let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
+    assert_eq!(s.raise_nfs(5000), Ok(true));
+    let first = s.next_send(&mut hal).unwrap();
+    assert_eq!(first, 5000 + LOST_STATE_MARGIN + 1);
+    // Later "old nonce" answers name values of this start (a peer's NLW mark a
+    // little ahead of what it accepted): no second margin, no 2^24 nonces burnt.
+    assert_eq!(s.raise_nfs(first + 10), Ok(true));
+    assert_eq!(s.next_send(&mut hal), Ok(first + 11));
 }
 
 #[test]
