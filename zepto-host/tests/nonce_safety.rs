@@ -236,3 +236,51 @@ fn client_state_deleted_while_clients_run() {
     let counts = assert_no_nonce_reuse(&relay.datagrams());
     assert!(counts[&Dir::ToDevice].0 >= 45);
 }
+
+/// Measures what a replay flood costs the device: one recorded command sent again
+/// from another socket as fast as possible for two seconds (`cargo test -p
+/// zepto-host --test nonce_safety -- --ignored --nocapture`; figures in
+/// `docs/security.md`). Ignored in the suite: it loads the machine.
+#[test]
+#[ignore]
+fn replay_flood_costs_the_device_few_nonces() {
+    let dev_dir = tempfile::tempdir().unwrap();
+    let cli_dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dev_dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    let relay = Relay::start(&dev.addr);
+    assert_eq!(
+        first_frame(cli_dir.path(), &relay.link_args(), "0301aa"),
+        "aa"
+    );
+    let recorded = relay
+        .datagrams()
+        .into_iter()
+        .find(|d| d.dir == Dir::ToDevice && d.bytes[5] & 0x80 == 0)
+        .unwrap()
+        .bytes;
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    attacker.set_nonblocking(true).unwrap();
+    let (mut sent, mut answers) = (0u64, Vec::new());
+    let mut buf = [0u8; 1024];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        if attacker.send_to(&recorded, &dev.addr).is_ok() {
+            sent += 1;
+        }
+        while let Ok(n) = attacker.recv(&mut buf) {
+            answers.push(common::relay::nonce(&buf[..n]).unwrap());
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    while let Ok(n) = attacker.recv(&mut buf) {
+        answers.push(common::relay::nonce(&buf[..n]).unwrap());
+    }
+    let took = started.elapsed();
+    println!(
+        "{sent} replays in {took:?}: {} answers, device nonces {:?}",
+        answers.len(),
+        answers.first().zip(answers.last())
+    );
+    let most = 2 + took.as_millis() as usize / 250;
+    assert!(answers.len() <= most, "{} answers", answers.len());
+}

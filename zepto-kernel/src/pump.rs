@@ -84,6 +84,11 @@ impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
     }
 }
 
+/// After answering an authentic packet with an old nonce, the device answers old
+/// nonces at or below it again only this many milliseconds later (higher ones at
+/// once): replays cost at most 4 nonces a second, not one per packet.
+pub const OLD_NONCE_ANSWER_GAP_MS: u64 = 250;
+
 /// Build-time parameters of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceConfig {
@@ -197,6 +202,8 @@ pub struct Device<
     vm: V,
     plugins: &'t mut [Bodypart<'p>],
     vm_wait: Option<VmWait>,
+    /// When old nonces below the highest answered may be answered again.
+    old_window_ms: u64,
     cfg: DeviceConfig,
     stats: PumpStats,
     events: heapless::Vec<Event, E>,
@@ -244,6 +251,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
             vm,
             plugins,
             vm_wait: None,
+            old_window_ms: 0,
             cfg,
             stats: PumpStats::default(),
             events: heapless::Vec::new(),
@@ -441,8 +449,13 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     /// The packet in the request of `rx`, up through SASP, SAGDP and SACCP into the VM.
     fn packet_up<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
         let rx = self.rx;
+        let now = hal.now_ms();
+        self.sasp.open_old_nonce_window(now >= self.old_window_ms);
         let out = self.sasp.receive(&mut self.heap, rx, hal)?;
         self.log(Event::Up(Layer::Sasp, out));
+        if out == HandlerOutcome::ReplyDown {
+            self.old_window_ms = now.saturating_add(OLD_NONCE_ANSWER_GAP_MS);
+        }
         match out {
             HandlerOutcome::Pass => {
                 // Authentic and fresh: replies go where this packet came from.

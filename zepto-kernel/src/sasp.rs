@@ -103,6 +103,9 @@ pub struct SaspStats {
     pub malformed: u32,
     /// Authentic packets with an old nonce, answered with an "old nonce" message.
     pub old_nonce_replies: u32,
+    /// Authentic packets with an old nonce left unanswered (replays, see
+    /// [`Sasp::open_old_nonce_window`]).
+    pub old_nonce_unanswered: u32,
     /// "Old nonce" messages received.
     pub old_nonce_received: u32,
     /// "Old nonce" messages that raised NFS.
@@ -214,6 +217,10 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
     last_received: Option<u64>,
     last_sent: Option<u64>,
     refused: bool,
+    /// Highest old nonce answered so far.
+    old_answered: Option<u64>,
+    /// Whether an old nonce at or below `old_answered` may be answered now.
+    old_window: bool,
 }
 
 impl<C: SaspCipher> Sasp<C> {
@@ -228,6 +235,8 @@ impl<C: SaspCipher> Sasp<C> {
             last_received: None,
             last_sent: None,
             refused: false,
+            old_answered: None,
+            old_window: true,
         })
     }
 
@@ -244,6 +253,17 @@ impl<C: SaspCipher> Sasp<C> {
     /// The nonce state (NFS, NLW, write count).
     pub const fn nonces(&self) -> &NonceStore {
         &self.nonces
+    }
+
+    /// Decides whether an authentic packet with an old nonce at or below the
+    /// highest old nonce answered so far gets an "old nonce" message (`open`), or is
+    /// dropped and counted in [`SaspStats::old_nonce_unanswered`]. A higher old
+    /// nonce is always answered: it may be a peer that lost its state. Every answer
+    /// costs a nonce (and, per `reserve` of them, a storage write), so a device
+    /// closes the window for a while after each answer: a replayed packet then
+    /// costs nothing. Open unless closed.
+    pub fn open_old_nonce_window(&mut self, open: bool) {
+        self.old_window = open;
     }
 
     /// Nonce VP of the last packet passed up by [`Sasp::receive`].
@@ -375,7 +395,13 @@ impl<C: SaspCipher> Sasp<C> {
                 return Err(e);
             }
         }
-        // Authentic but old: tell the peer the lowest nonce it may use next.
+        // Authentic but old: tell the peer the lowest nonce it may use next, unless
+        // this is an old nonce again (a replay, most likely) and the window is shut.
+        if !self.old_window && self.old_answered.is_some_and(|a| vp <= a) {
+            heap.clear_reply(h)?;
+            self.stats.old_nonce_unanswered = self.stats.old_nonce_unanswered.saturating_add(1);
+            return Ok(HandlerOutcome::IgnorePacket);
+        }
         let mut msg = [0u8; OLD_NONCE_MSG_LEN];
         if let Some((t, rest)) = msg.split_first_mut() {
             *t = MSG_OLD_NONCE;
@@ -387,6 +413,7 @@ impl<C: SaspCipher> Sasp<C> {
             return Err(e);
         }
         self.stats.old_nonce_replies = self.stats.old_nonce_replies.saturating_add(1);
+        self.old_answered = Some(self.old_answered.map_or(vp, |a| a.max(vp)));
         Ok(HandlerOutcome::ReplyDown)
     }
 

@@ -849,3 +849,49 @@ fn two_clients_on_one_storage_each_get_their_own_reply_at_once() {
         "A's command ran: its reply is not B's"
     );
 }
+
+/// Replays cost the device a nonce each ("old nonce" answers go out under fresh
+/// nonces), and a record write per `reserve` of them. A flood of one recorded
+/// packet must not make the device burn nonces (and wear its flash) at the rate of
+/// the link: each old nonce is answered once, anything else at most once per
+/// `pump::OLD_NONCE_ANSWER_GAP_MS`.
+#[test]
+fn a_replay_flood_gets_few_answers() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let p = client
+        .send_program(&mut chal, &push_reply(&[1]))
+        .unwrap()
+        .to_vec();
+    let _ = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    let nfs = dev.nonces().nfs();
+    // 1000 replays within one second: one answer, then one per gap.
+    let mut answers = 0;
+    for i in 0..1000u64 {
+        dhal.now_ms = 10_000 + i;
+        dhal.push_rx(&p).unwrap();
+        dev.poll(&mut dhal);
+        while dhal.pop_tx().is_some() {
+            answers += 1;
+        }
+    }
+    let most = 1 + 1000 / pump::OLD_NONCE_ANSWER_GAP_MS;
+    assert!(
+        (1..=most).contains(&answers),
+        "{answers} answers to 1000 replays"
+    );
+    assert_eq!(dev.nonces().nfs() - nfs, answers);
+    assert_eq!(dev.stats().programs, 1);
+    // A client that lost its state (its nonces from 0, below every one answered)
+    // is answered once the gap has passed, and resynchronises.
+    dhal.now_ms += pump::OLD_NONCE_ANSWER_GAP_MS;
+    let mut chal2 = TestHal::<256>::new(10);
+    NonceStore::provision(&mut chal2, 0, kid(&KEY), 0, 0).unwrap();
+    let mut lost = Client::new(&KEY, &mut chal2, client_cfg(0, 256)).unwrap();
+    let p2 = lost
+        .send_program(&mut chal2, &push_reply(&[2]))
+        .unwrap()
+        .to_vec();
+    let r = until_reply(&mut dev, &mut dhal, &mut lost, &mut chal2, &p2);
+    assert_eq!(ok_body(&r), [2]);
+}
