@@ -194,7 +194,8 @@ fn a_blank_start_moves_a_margin_past_the_peers_value() {
     let mut hal = TestHal::<64>::new(1);
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(5000), Ok(true));
-    assert_eq!(s.next_send(&mut hal), Ok(5000 + LOST_STATE_MARGIN + 1));
+    assert!((LOST_STATE_MARGIN..2 * LOST_STATE_MARGIN).contains(&s.margin));
+    assert_eq!(s.next_send(&mut hal), Ok(5000 + s.margin + 1));
     // The margin stops at the top of the nonce space.
     let mut hal = TestHal::<64>::new(2);
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
@@ -208,11 +209,45 @@ fn the_blank_start_margin_is_taken_once() {
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(5000), Ok(true));
     let first = s.next_send(&mut hal).unwrap();
-    assert_eq!(first, 5000 + LOST_STATE_MARGIN + 1);
+    assert_eq!(first, 5000 + s.margin + 1);
     // Later "old nonce" answers name values of this start (a peer's NLW mark a
     // little ahead of what it accepted): no second margin, no 2^24 nonces burnt.
     assert_eq!(s.raise_nfs(first + 10), Ok(true));
     assert_eq!(s.next_send(&mut hal), Ok(first + 11));
+}
+
+#[test]
+fn stores_that_know_the_same_value_land_apart() {
+    // Two blank starts (the records deleted before each) both answered "old nonce
+    // 5000", and the records deleted again, and made again by a third start,
+    // between their reservations: neither can see the other's range.
+    let mut hal = TestHal::<64>::new(1);
+    let mut a = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
+    hal.storage = [0xff; 64];
+    let mut b = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(101)).unwrap();
+    assert_eq!((a.raise_nfs(5000), b.raise_nfs(5000)), (Ok(true), Ok(true)));
+    let na = a.next_send(&mut hal).unwrap();
+    hal.storage = [0xff; 64];
+    NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(102)).unwrap();
+    let nb = b.next_send(&mut hal).unwrap();
+    assert!(
+        na.abs_diff(nb) >= u64::from(RES),
+        "ranges from {na} and {nb} overlap"
+    );
+    // Two stores that knew the same marks find the records lost twice: the second
+    // one's rewrite lands away from the ranges taken above the first.
+    let mut hal = fresh();
+    let mut c = open(&mut hal);
+    let mut d = open(&mut hal);
+    hal.storage = [0xff; 64];
+    let nc = c.next_send(&mut hal).unwrap();
+    hal.storage = [0xff; 64];
+    let nd = d.next_send(&mut hal).unwrap();
+    assert!(nc >= LOST_STATE_MARGIN && nd >= LOST_STATE_MARGIN);
+    assert!(
+        nc.abs_diff(nd) >= u64::from(RES),
+        "ranges from {nc} and {nd} overlap"
+    );
 }
 
 #[test]
@@ -512,6 +547,7 @@ proptest! {
                 Op::Send(i) => {
                     let n = stores[i].next_send(&mut hal).unwrap();
                     prop_assert!(sent.insert(n), "nonce {} handed out twice", n);
+                    prop_assert!(n < LOST_STATE_MARGIN, "records taken for lost: {}", n);
                     max_sent = max_sent.max(n);
                 }
                 Op::Recv(i, n) => {
@@ -554,6 +590,28 @@ fn a_store_that_never_wrote_still_notices_lost_records() {
         let m = b.next_send(&mut hal).unwrap();
         assert_ne!(m, n, "nonce {m} used by both stores");
     }
+}
+
+#[test]
+fn records_made_again_below_what_a_store_wrote_count_as_lost() {
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    assert_eq!(a.next_send(&mut hal), Ok(1));
+    let nb = b.next_send(&mut hal).unwrap();
+    assert_eq!(nb, 17);
+    // The file is deleted and a newcomer starts blank, at a floor below these
+    // marks (they ran ahead of the clock): the records are there, but they are not
+    // the ones A and B reserved from.
+    hal.storage = [0xff; 64];
+    NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(5)).unwrap();
+    // A is told "old nonce 16" and reserves past its range.
+    assert_eq!(a.raise_nfs(16), Ok(true));
+    let na = a.next_send(&mut hal).unwrap();
+    assert!(
+        na > nb + u64::from(RES),
+        "A's nonce {na} lies in B's range from {nb}"
+    );
 }
 
 #[test]
