@@ -56,6 +56,9 @@ pub struct FileStorage {
     /// What the last read of the file found (at open, and at every
     /// [`Storage::lock`]): the file may be deleted or emptied meanwhile.
     pub found: Found,
+    /// Why the last read or write of the file failed (the nonce store only sees
+    /// `Error::Storage`): the path and the system's reason, e.g. no space left.
+    pub failure: Option<String>,
 }
 
 /// The lock file of state file `path`: `path` with `.lock` added.
@@ -104,6 +107,7 @@ impl FileStorage {
             file: Some(backing),
             writes: 0,
             found,
+            failure: None,
         })
     }
 
@@ -114,6 +118,7 @@ impl FileStorage {
             file: None,
             writes: 0,
             found: Found::Memory,
+            failure: None,
         }
     }
 
@@ -124,16 +129,21 @@ impl FileStorage {
 }
 
 /// Replaces `path` with `data` atomically: temporary file, sync, rename, sync of
-/// the folder.
+/// the folder. A temporary file that cannot be finished (no space left) is removed.
 fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -199,25 +209,32 @@ impl Storage for FileStorage {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        match &self.file {
-            Some(b) => replace_file(&b.path, &self.data).map_err(|_| Error::Storage),
-            None => Ok(()),
-        }
+        let Some(b) = &self.file else {
+            return Ok(());
+        };
+        replace_file(&b.path, &self.data).map_err(|e| {
+            self.failure = Some(format!("cannot write {}: {e}", b.path.display()));
+            Error::Storage
+        })
     }
 
     fn lock(&mut self) -> Result<(), Error> {
         let Some(b) = &mut self.file else {
             return Ok(());
         };
-        lock_current(b).map_err(|_| Error::Storage)?;
+        if let Err(e) = lock_current(b) {
+            self.failure = Some(format!("cannot lock {}: {e}", lock_path(&b.path).display()));
+            return Err(Error::Storage);
+        }
         match read_image(&b.path) {
             Ok((data, found)) => {
                 self.data = data;
                 self.found = found;
                 Ok(())
             }
-            Err(_) => {
+            Err(e) => {
                 let _ = b.lock.unlock();
+                self.failure = Some(format!("cannot read {}: {e}", b.path.display()));
                 Err(Error::Storage)
             }
         }
@@ -326,6 +343,30 @@ mod tests {
         s.lock().unwrap();
         s.unlock();
         assert_eq!(s.found, Found::Empty);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.state");
+        let mut s = FileStorage::open(&path).unwrap();
+        // The rename onto the state file fails (a folder is in the way); space
+        // running out fails the same way, after the temporary file was made.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("x"), b"x").unwrap();
+        s.write(0, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(s.flush(), Err(Error::Storage));
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["w.state", "w.state.lock"]);
+        let why = s.failure.clone().unwrap();
+        assert!(
+            why.starts_with("cannot write ") && why.contains("w.state"),
+            "{why}"
+        );
     }
 
     #[test]
