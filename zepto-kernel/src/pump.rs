@@ -84,10 +84,7 @@ impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
     }
 }
 
-/// After answering an authentic packet with an old nonce, the device answers old
-/// nonces at or below it again only this many milliseconds later (higher ones at
-/// once): replays cost at most 4 nonces a second, not one per packet.
-pub const OLD_NONCE_ANSWER_GAP_MS: u64 = 250;
+pub use crate::sasp::OLD_NONCE_ANSWER_GAP_MS;
 
 /// Build-time parameters of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

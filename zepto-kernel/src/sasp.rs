@@ -53,6 +53,11 @@ pub const MIN_PACKET_LEN: usize = OVERHEAD + BLOCK_LEN;
 pub const MSG_OLD_NONCE: u8 = 0x01;
 /// Payload length of the "old nonce" error message (type byte + 6-byte nonce).
 pub const OLD_NONCE_MSG_LEN: usize = 7;
+/// After answering an authentic packet with an old nonce, the device and the
+/// client answer old nonces at or below it again only this many milliseconds later
+/// (higher ones at once; see [`Sasp::open_old_nonce_window`]): replays cost at most
+/// 4 nonces a second, not one per packet.
+pub const OLD_NONCE_ANSWER_GAP_MS: u64 = 250;
 
 /// A 128-bit block cipher SASP can run EAX over.
 pub trait SaspCipher:

@@ -895,3 +895,39 @@ fn a_replay_flood_gets_few_answers() {
     let r = until_reply(&mut dev, &mut dhal, &mut lost, &mut chal2, &p2);
     assert_eq!(ok_body(&r), [2]);
 }
+
+/// The client side of the same: a device packet replayed to a waiting client
+/// (from a forged source address) made it answer "old nonce" and resend its
+/// command every time, each under fresh nonces, and the device answer each resend
+/// under a fresh nonce of its own: a flood at the client burnt nonces on both ends.
+#[test]
+fn a_replay_flood_at_a_client_gets_few_answers() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let p = client
+        .send_program(&mut chal, &push_reply(&[1]))
+        .unwrap()
+        .to_vec();
+    dhal.push_rx(&p).unwrap();
+    dev.poll(&mut dhal);
+    let reply = dhal.pop_tx().unwrap();
+    assert_eq!(client.receive(&mut chal, &reply), Ok(ClientEvent::Reply));
+    // The next command waits (the device never gets it); the old reply comes back
+    // 1000 times within one second.
+    client.send_program(&mut chal, &push_reply(&[2])).unwrap();
+    let nfs = client.nonces().nfs();
+    let mut sends = 0;
+    for i in 0..1000u64 {
+        chal.now_ms = 10_000 + i;
+        match client.receive(&mut chal, &reply).unwrap() {
+            ClientEvent::Nothing => {}
+            _ => sends += 1,
+        }
+    }
+    let most = 1 + 1000 / pump::OLD_NONCE_ANSWER_GAP_MS;
+    assert!(
+        (1..=most).contains(&sends),
+        "{sends} answers to 1000 replays"
+    );
+    assert!(client.nonces().nfs() - nfs <= 2 * most);
+}
