@@ -38,7 +38,7 @@ impl KeyArgs {
             if let Ok(meta) = std::fs::metadata(p) {
                 use std::os::unix::fs::PermissionsExt;
                 if meta.permissions().mode() & 0o077 != 0 {
-                    eprintln!(
+                    crate::elog!(
                         "zepto: warning: key file {} can be read by others (chmod 600 it)",
                         p.display()
                     );
