@@ -274,8 +274,8 @@ pub struct NonceStore {
     started_blank: bool,
     /// A store that started blank still owes its one resynchronisation margin.
     margin_due: bool,
-    /// [`LOST_STATE_MARGIN`] plus this store's random spread.
-    margin: u64,
+    /// This store's random spread, added to [`LOST_STATE_MARGIN`].
+    spread: u32,
     writes: u32,
 }
 
@@ -323,7 +323,7 @@ impl NonceStore {
         check_bounds(storage, base, slot)?;
         let mut spread = [0u8; 4];
         storage.fill_random(&mut spread)?;
-        let spread = u64::from(u32::from_le_bytes(spread)) & (LOST_STATE_MARGIN - 1);
+        let spread = u32::from_le_bytes(spread) & (LOST_STATE_MARGIN as u32 - 1);
         let mut store = Self {
             base,
             slot,
@@ -338,7 +338,7 @@ impl NonceStore {
             others: (0, 0),
             started_blank: false,
             margin_due: false,
-            margin: LOST_STATE_MARGIN + spread,
+            spread,
             writes: 0,
         };
         locked(storage, |s| {
@@ -412,7 +412,7 @@ impl NonceStore {
         }
         let (base, slot, key, reserve) = (self.base, self.slot, self.key, self.reserve);
         let (nlw_mark, own, margin, seen) =
-            (self.nlw_mark, self.own_max(), self.margin, self.seen());
+            (self.nlw_mark, self.own_max(), self.margin(), self.seen());
         let (n, mark, rec, stored) = locked(storage, |s| {
             let stored = read_stored(s, base, slot, key)?;
             let lost = stored_lost(&stored, seen, own, margin);
@@ -453,7 +453,7 @@ impl NonceStore {
         }
         self.nfs = if self.margin_due {
             self.margin_due = false;
-            v.saturating_add(self.margin).min(MAX_NONCE)
+            v.saturating_add(self.margin()).min(MAX_NONCE)
         } else {
             v
         };
@@ -477,7 +477,7 @@ impl NonceStore {
         if n > self.nlw_mark {
             let (base, slot, key) = (self.base, self.slot, self.key);
             let (nfs_mark, own, margin, seen) =
-                (self.nfs_mark, self.own_max(), self.margin, self.seen());
+                (self.nfs_mark, self.own_max(), self.margin(), self.seen());
             let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
             let (rec, stored) = locked(storage, |s| {
                 let stored = read_stored(s, base, slot, key)?;
@@ -514,7 +514,7 @@ impl NonceStore {
             return Ok(());
         }
         let (base, slot, key, last) = (self.base, self.slot, self.key, self.last_written);
-        let (own, margin, seen) = (self.own_max(), self.margin, self.seen());
+        let (own, margin, seen) = (self.own_max(), self.margin(), self.seen());
         // Never below what others had reserved when this store last wrote.
         let nfs = self.nfs.max(self.others.0);
         let nlw = self.nlw.max(self.others.1);
@@ -554,6 +554,11 @@ impl NonceStore {
             .max(self.others.1)
     }
 
+    /// [`LOST_STATE_MARGIN`] plus this store's spread.
+    fn margin(&self) -> u64 {
+        LOST_STATE_MARGIN + u64::from(self.spread)
+    }
+
     /// The least NFS mark storage holds unless the records were lost: what this
     /// store wrote last, and what others had written when it did.
     fn seen(&self) -> u64 {
@@ -568,7 +573,7 @@ impl NonceStore {
     fn note_write(&mut self, rec: Record, found: &Stored, own: u64) {
         let mine =
             matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n.tag() == m);
-        if let Some(lost) = stored_lost(found, self.seen(), own, self.margin) {
+        if let Some(lost) = stored_lost(found, self.seen(), own, self.margin()) {
             self.others = (lost, lost);
         } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);

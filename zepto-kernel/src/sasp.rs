@@ -222,8 +222,8 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
     last_received: Option<u64>,
     last_sent: Option<u64>,
     refused: bool,
-    /// Highest old nonce answered so far.
-    old_answered: Option<u64>,
+    /// Highest old nonce answered so far (0: none; no sender uses nonce 0).
+    old_answered: u64,
     /// Whether an old nonce at or below `old_answered` may be answered now.
     old_window: bool,
 }
@@ -240,7 +240,7 @@ impl<C: SaspCipher> Sasp<C> {
             last_received: None,
             last_sent: None,
             refused: false,
-            old_answered: None,
+            old_answered: 0,
             old_window: true,
         })
     }
@@ -402,7 +402,7 @@ impl<C: SaspCipher> Sasp<C> {
         }
         // Authentic but old: tell the peer the lowest nonce it may use next, unless
         // this is an old nonce again (a replay, most likely) and the window is shut.
-        if !self.old_window && self.old_answered.is_some_and(|a| vp <= a) {
+        if !self.old_window && vp <= self.old_answered {
             heap.clear_reply(h)?;
             self.stats.old_nonce_unanswered = self.stats.old_nonce_unanswered.saturating_add(1);
             return Ok(HandlerOutcome::IgnorePacket);
@@ -418,7 +418,7 @@ impl<C: SaspCipher> Sasp<C> {
             return Err(e);
         }
         self.stats.old_nonce_replies = self.stats.old_nonce_replies.saturating_add(1);
-        self.old_answered = Some(self.old_answered.map_or(vp, |a| a.max(vp)));
+        self.old_answered = self.old_answered.max(vp);
         Ok(HandlerOutcome::ReplyDown)
     }
 

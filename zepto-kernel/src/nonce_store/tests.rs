@@ -194,8 +194,8 @@ fn a_blank_start_moves_a_margin_past_the_peers_value() {
     let mut hal = TestHal::<64>::new(1);
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(5000), Ok(true));
-    assert!((LOST_STATE_MARGIN..2 * LOST_STATE_MARGIN).contains(&s.margin));
-    assert_eq!(s.next_send(&mut hal), Ok(5000 + s.margin + 1));
+    assert!((LOST_STATE_MARGIN..2 * LOST_STATE_MARGIN).contains(&s.margin()));
+    assert_eq!(s.next_send(&mut hal), Ok(5000 + s.margin() + 1));
     // The margin stops at the top of the nonce space.
     let mut hal = TestHal::<64>::new(2);
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
@@ -209,7 +209,7 @@ fn the_blank_start_margin_is_taken_once() {
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(5000), Ok(true));
     let first = s.next_send(&mut hal).unwrap();
-    assert_eq!(first, 5000 + s.margin + 1);
+    assert_eq!(first, 5000 + s.margin() + 1);
     // Later "old nonce" answers name values of this start (a peer's NLW mark a
     // little ahead of what it accepted): no second margin, no 2^24 nonces burnt.
     assert_eq!(s.raise_nfs(first + 10), Ok(true));
