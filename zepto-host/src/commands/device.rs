@@ -148,12 +148,20 @@ pub fn serve<V: Execution>(
     if let Some(n) = blank_notice(&hal.storage, dev.nonces()) {
         crate::elog!("zepto device: {n}");
     }
+    let mut failure: Option<String> = None;
     loop {
         let mut w = dev.poll(hal);
         if verbose > 0 {
             for e in dev.events() {
                 crate::elog!("{}", describe_event(e));
             }
+        }
+        if let Some(f) = hal.storage.failure.take() {
+            // Once per new reason: a full disk would otherwise fail silently.
+            if failure.as_ref() != Some(&f) {
+                crate::elog!("zepto device: nonce state: {f}; packets are dropped meanwhile");
+            }
+            failure = Some(f);
         }
         if STOP.load(Ordering::Relaxed) {
             // A clean stop: persist the exact nonces so the next start needs no

@@ -10,6 +10,7 @@ use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::saccp::client::{decode_reply, Reply};
 use zepto_kernel::sagdp;
 use zepto_kernel::sasp::{self, DefaultCipher};
+use zepto_kernel::Error;
 
 use crate::cli::{parse_hex, thousands, CliError};
 use crate::commands::common::{blank_notice, open_nonce_state, KeyArgs, LinkArgs};
@@ -127,11 +128,11 @@ impl Session {
     /// Sends `program` and waits up to `timeout` for the reply; returns the SACCP reply.
     pub fn exchange(&mut self, program: &[u8], timeout: Duration) -> Result<Vec<u8>, CliError> {
         let start = Instant::now();
-        let packet = self
-            .client
-            .send_program(&mut self.hal, program)
-            .map_err(|e| CliError::input(format!("cannot build the command: {e}")))?
-            .to_vec();
+        let packet = match self.client.send_program(&mut self.hal, program) {
+            Ok(p) => p.to_vec(),
+            Err(Error::Storage) => return Err(self.state_error("nothing was sent")),
+            Err(e) => return Err(CliError::input(format!("cannot build the command: {e}"))),
+        };
         self.transmit(&packet)?;
         let mut buf = vec![0u8; MAX_PACKET];
         loop {
@@ -188,6 +189,9 @@ impl Session {
                             self.transmit(&p)?;
                         }
                     }
+                    Err(Error::Storage) => {
+                        return Err(self.state_error("a packet from the device was dropped"))
+                    }
                     Ok(ClientEvent::Nothing) | Err(_) => {}
                 }
             }
@@ -206,6 +210,19 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The nonce state could not be read or written: what failed, and what it
+    /// meant for the exchange (`what`).
+    fn state_error(&mut self, what: &str) -> CliError {
+        let why = self.hal.storage.failure.take().unwrap_or_else(|| {
+            let path = self.hal.storage.path();
+            format!(
+                "{} failed",
+                path.map_or("storage".into(), |p| p.display().to_string())
+            )
+        });
+        CliError::other(format!("nonce state: {why}; {what}"))
     }
 
     fn transmit(&mut self, packet: &[u8]) -> Result<(), CliError> {
