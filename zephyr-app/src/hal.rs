@@ -44,6 +44,7 @@ extern "C" {
     fn zepto_storage_open(size: *mut usize, granule: *mut usize) -> c_int;
     fn zepto_storage_read(addr: usize, buf: *mut u8, len: usize) -> c_int;
     fn zepto_storage_write(addr: usize, data: *const u8, len: usize) -> c_int;
+    fn zepto_storage_path() -> *const core::ffi::c_char;
 }
 
 /// Which medium keeps the nonces.
@@ -119,6 +120,13 @@ impl ZephyrHal {
         self.storage
     }
 
+    /// Host path of the records file (semihosting), else "".
+    pub fn storage_path(&self) -> &'static str {
+        // SAFETY: glue.c returns a pointer to a NUL-terminated string literal.
+        let path = unsafe { core::ffi::CStr::from_ptr(zepto_storage_path()) };
+        path.to_str().unwrap_or("?")
+    }
+
     /// Number of Zepto pins (GPIOs from the devicetree).
     pub fn pin_count(&self) -> usize {
         self.pins
@@ -157,6 +165,15 @@ impl ZephyrHal {
         if !uart::rx_pending() {
             self.decoder.reset();
             self.partial = false;
+        }
+    }
+
+    /// Fills `buf` from the board's random source (see [`Random`]).
+    pub fn random_bytes(buf: &mut [u8]) -> Result<(), Error> {
+        // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes.
+        match unsafe { zepto_random_fill(buf.as_mut_ptr(), buf.len()) } {
+            0 => Ok(()),
+            _ => Err(Error::Unsupported),
         }
     }
 
@@ -270,11 +287,7 @@ impl Pins for ZephyrHal {
 
 impl Random for ZephyrHal {
     fn fill_random(&mut self, buf: &mut [u8]) -> Result<(), Error> {
-        // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes.
-        match unsafe { zepto_random_fill(buf.as_mut_ptr(), buf.len()) } {
-            0 => Ok(()),
-            _ => Err(Error::Unsupported),
-        }
+        Self::random_bytes(buf)
     }
 }
 

@@ -8,13 +8,17 @@
 //! * [`pump`]: the pump thread's body, [`pump::zepto_main_pump`]: the network device
 //!   and the local service;
 //! * [`service`]: local clients (other threads) and the Rust client API;
-//! * [`pm`]: power management hooks.
+//! * [`pm`]: power management hooks;
+//! * `pm_test` (only with `CONFIG_ZEPTO_PM_TEST_HOOKS`): feeds a network command for
+//!   the PM test scenario.
 #![no_std]
 // Zephyr's Kconfig options appear as `cfg(CONFIG_...)`; which exist depends on the build.
 #![allow(unexpected_cfgs)]
 
 pub mod hal;
 pub mod pm;
+#[cfg(CONFIG_ZEPTO_PM_TEST_HOOKS)]
+pub mod pm_test;
 pub mod pump;
 pub mod service;
 pub mod uart;

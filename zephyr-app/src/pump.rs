@@ -4,9 +4,10 @@
 //!
 //! Each round: take the PM policy lock, handle what is due (a received packet, a VM
 //! whose wait ended, SAGDP's resend timer, local client requests), then release the
-//! lock unless a frame is half received, and sleep on the semaphore until the earliest
-//! of what the device and the service wait for. The UART receive interrupt, GPIO pin
-//! interrupts, local clients and the PM notifier give the semaphore.
+//! lock unless a frame is half received (checkpointing the nonces first if they moved),
+//! and sleep on the semaphore until the earliest of what the device and the service
+//! wait for. The UART receive interrupt, GPIO pin interrupts, local clients and the PM
+//! notifier (only when a checkpoint is still owed) give the semaphore.
 
 use zephyr::kconfig;
 use zephyr::printkln;
@@ -52,7 +53,7 @@ fn vm_config() -> VmConfig {
 }
 
 /// Parses `CONFIG_ZEPTO_KEY` (32 hex digits).
-fn key() -> Option<[u8; 16]> {
+pub(crate) fn key() -> Option<[u8; 16]> {
     let hex = kconfig::CONFIG_ZEPTO_KEY.as_bytes();
     if hex.len() != 32 {
         return None;
@@ -121,6 +122,9 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
         hal.pin_count(),
         if pm::enabled() { "on" } else { "off (no CONFIG_PM)" },
     );
+    if !hal.storage_path().is_empty() {
+        printkln!("zepto: nonce records in {}", hal.storage_path());
+    }
 
     // Body parts of the network device: 1 Ping, 2 Echo, 3 simulated sensor, 4 pin 0.
     let (mut ping, mut echo) = (Ping, Echo);
@@ -174,22 +178,18 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
     };
     pm::init();
 
-    let mut moved_since_checkpoint = false;
+    let mut checkpoints = device.as_ref().map(pm::Checkpoints::new);
     loop {
         pm::hold(true);
         let mut wait = WaitingFor::default();
         if let Some(dev) = device.as_mut() {
             if pm::checkpoint_requested() {
-                match dev.checkpoint(hal) {
-                    Ok(()) => printkln!("zepto: nonces checkpointed (PM suspend)"),
-                    Err(e) => printkln!("zepto: nonce checkpoint failed ({:?})", e),
+                if let Some(c) = checkpoints.as_mut() {
+                    c.update(dev, hal);
                 }
-                moved_since_checkpoint = false;
             }
-            let before = (dev.stats().packets_in, dev.stats().packets_out);
             wait = dev.poll(hal);
             log_events(dev.events());
-            moved_since_checkpoint |= before != (dev.stats().packets_in, dev.stats().packets_out);
         }
         if let Some(svc) = local.as_mut() {
             if let Some(w) = svc.poll(hal) {
@@ -206,13 +206,12 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
             }
             continue;
         }
-        if pm::enabled() && moved_since_checkpoint {
+        if pm::enabled() {
             // The SoC may suspend (and lose RAM) once the lock goes: make the nonces
-            // exact in storage first, so the next start needs no resynchronisation.
-            if let Some(dev) = device.as_mut() {
-                if dev.checkpoint(hal).is_ok() {
-                    moved_since_checkpoint = false;
-                }
+            // exact in storage first if they moved, so the next start needs no
+            // resynchronisation.
+            if let (Some(dev), Some(c)) = (device.as_mut(), checkpoints.as_mut()) {
+                c.update(dev, hal);
             }
         }
         pm::hold(false);

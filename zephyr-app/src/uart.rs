@@ -37,7 +37,7 @@ extern "C" {
 
 /// Appends received bytes to the ring (interrupt or poll-thread context), counting
 /// what does not fit, and wakes the pump.
-fn push_received(bytes: &[u8]) {
+pub(crate) fn push_received(bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
