@@ -33,10 +33,11 @@ const LED_COLS: u32 = 0x1FF << 4;
 
 /// Flash page size of the nRF51.
 const PAGE: usize = 1024;
-/// The two pages holding the nonce records: one page per 16-byte record slot.
+/// The two pages holding the nonce records: one page per 32-byte record slot.
 const STORAGE_PAGES: [usize; 2] = [0x3_F800, 0x3_FC00];
-/// Bytes of one logical record slot (the storage's write granularity).
-const SLOT: usize = 16;
+/// Bytes of one logical record slot (the storage's write granularity): a nonce
+/// record (`nonce_store::RECORD_LEN`, 20 bytes) padded to whole words.
+const SLOT: usize = 32;
 /// Record copies one page holds before it is erased.
 const ENTRIES: usize = PAGE / SLOT;
 
@@ -216,13 +217,6 @@ impl Board {
         self.nvmc_wait();
     }
 
-    /// Erases the nonce storage (used before provisioning a blank device).
-    #[cfg_attr(feature = "vm-only", allow(dead_code))]
-    pub fn erase_storage(&mut self) {
-        for p in STORAGE_PAGES {
-            self.erase_page(p);
-        }
-    }
 }
 
 const UART_TX_PIN_MASK: u32 = 1 << UART_TX_PIN;
@@ -385,6 +379,13 @@ impl Storage for Board {
     fn flush(&mut self) -> Result<(), Error> {
         Ok(())
     }
+
+    /// Nobody else uses this flash: nothing to lock.
+    fn lock(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn unlock(&mut self) {}
 }
 
 impl Random for Board {

@@ -92,24 +92,19 @@ fn halt() -> ! {
 
 #[cfg(not(feature = "vm-only"))]
 fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
-    use zepto_kernel::nonce_store::NonceStore;
-    use zepto_kernel::pump::{self, DeviceConfig};
+    use zepto_kernel::nonce_store::BlankStart;
+    use zepto_kernel::pump::DeviceConfig;
 
+    // Blank records (a new board, or erased flash; in QEMU at every boot, as it
+    // never writes the flash image back) start at a random high value from the RNG
+    // (`docs/security.md`).
     let cfg = DeviceConfig {
         bus: 0,
         mtu: config::MTU as u16,
         nonce_base: 0,
         nonce_reserve: zepto_kernel::nonce_store::DEFAULT_RESERVE,
+        blank: BlankStart::RandomHigh,
     };
-    // First boot: no valid nonce record (erased flash, or QEMU's zero-filled flash
-    // beyond the image). This demo provisions fresh records here; a real product
-    // does it when it is paired with its client and gets its key.
-    if NonceStore::open(board, cfg.nonce_base, cfg.nonce_reserve).is_err() {
-        board.erase_storage();
-        if pump::provision(board, &cfg).is_err() {
-            halt();
-        }
-    }
     // Run the device where `new` put it (no move of the whole object).
     let mut dev = Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board);
     match &mut dev {

@@ -3,7 +3,7 @@
 //! the first bytes of the input may also mutate a genuine packet.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::nonce_store::{BlankStart, NonceStore};
 use zepto_kernel::sasp::{Role, Sasp};
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::{HandlerOutcome, Heap, HeapOps};
@@ -16,8 +16,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let role = if mode & 1 == 0 { Role::Device } else { Role::Client };
     let mut hal = TestHal::<64>::new(1);
-    NonceStore::provision(&mut hal, 0, 0, 0).expect("provision");
-    let store = NonceStore::open(&mut hal, 0, 16).expect("open");
+    let store = NonceStore::open(&mut hal, 0, 16, [0; 4], BlankStart::Floor(0)).expect("open");
     let mut me: Sasp = Sasp::new(&KEY, role, store).expect("key");
     let mut heap = Heap::<1024, 4>::new();
     let h = heap.alloc().expect("handle");
@@ -28,8 +27,8 @@ fuzz_target!(|data: &[u8]| {
         // A genuine packet from the peer, XORed with the input.
         let other = if role == Role::Device { Role::Client } else { Role::Device };
         let mut phal = TestHal::<64>::new(2);
-        NonceStore::provision(&mut phal, 0, 0, 0).expect("provision");
-        let pstore = NonceStore::open(&mut phal, 0, 16).expect("open");
+        let pstore =
+            NonceStore::open(&mut phal, 0, 16, [0; 4], BlankStart::Floor(0)).expect("open");
         let mut peer: Sasp = Sasp::new(&KEY, other, pstore).expect("key");
         heap.set_request(h, &[0x12, 1, 2, 3, 4, 5]).expect("request");
         peer.send(&mut heap, h, &mut phal).expect("send");

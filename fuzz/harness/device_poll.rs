@@ -7,9 +7,9 @@
 //! key, which lets SAGDP, SACCP and the VM see arbitrary programs and headers too.
 //! Nothing may panic, and the pump keeps serving a well-formed command afterwards.
 
-use zepto_kernel::client::Client;
+use zepto_kernel::client::{Client, ClientConfig};
 use zepto_kernel::heap::HeapOps;
-use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::nonce_store::{BlankStart, NonceStore};
 use zepto_kernel::plugins::{Bodypart, Echo, Ping};
 use zepto_kernel::pump::{self, Device, DeviceConfig};
 use zepto_kernel::sasp::{DefaultCipher, Role, Sasp};
@@ -26,7 +26,7 @@ pub fn device_poll(data: &[u8]) {
     };
     let cfg = DeviceConfig::default();
     let mut dhal = TestHal::<256>::new(1);
-    pump::provision(&mut dhal, &cfg).unwrap();
+    pump::provision_new_key::<DefaultCipher, _>(&mut dhal, &cfg, &KEY).unwrap();
     let (mut ping, mut echo) = (Ping, Echo);
     let mut table = [Bodypart::new(1, &mut ping), Bodypart::new(2, &mut echo)];
     let mut dev = Device::<VmMedium<4, 16, 2>, DefaultCipher, 512, 8>::new(
@@ -42,8 +42,7 @@ pub fn device_poll(data: &[u8]) {
     } else {
         // An authentic SASP packet carrying the fuzzer's bytes as SAGDP packet.
         let mut h = TestHal::<64>::new(2);
-        NonceStore::provision(&mut h, 0, 1000, 0).unwrap();
-        let nonces = NonceStore::open(&mut h, 0, 16).unwrap();
+        let nonces = NonceStore::open(&mut h, 0, 16, [0; 4], BlankStart::Floor(1000)).unwrap();
         let mut s = Sasp::<DefaultCipher>::new(&KEY, Role::Client, nonces).unwrap();
         let mut heap = Heap::<1024, 2>::new();
         let hd = heap.alloc().unwrap();
@@ -62,8 +61,12 @@ pub fn device_poll(data: &[u8]) {
     while dhal.pop_tx().is_some() {}
     // Whatever happened, a proper command still gets its answer.
     let mut chal = TestHal::<256>::new(3);
-    NonceStore::provision(&mut chal, 0, 5000, 0).unwrap();
-    let mut client = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, 0, 16).unwrap();
+    let cfg = ClientConfig {
+        nonce_reserve: 16,
+        blank: BlankStart::Floor(5000),
+        ..ClientConfig::default()
+    };
+    let mut client = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, cfg).unwrap();
     let pkt = client
         .send_program(&mut chal, &[0x02, 0x02, 0x00])
         .unwrap()

@@ -10,14 +10,16 @@ use zepto_kernel::hal::{
 };
 use zepto_kernel::Error;
 
-use crate::link::Link;
+use crate::link::{Link, Source};
 use crate::storage::FileStorage;
 
 /// The host port of Zepto OS.
 pub struct HostHal {
     start: Instant,
     link: Box<dyn Link>,
-    pending: VecDeque<Vec<u8>>,
+    pending: VecDeque<(Vec<u8>, Source)>,
+    /// Source of the packet `receive` returned last.
+    current: Source,
     /// Simulated pin levels.
     pub pins: [bool; MAX_PINS],
     /// Persistent storage.
@@ -37,6 +39,7 @@ impl HostHal {
             start: Instant::now(),
             link,
             pending: VecDeque::new(),
+            current: None,
             pins: [false; MAX_PINS],
             storage,
             verbose: false,
@@ -108,9 +111,10 @@ impl PacketBus for HostHal {
         if self.pending.is_empty() && !self.poll_link(Some(Duration::ZERO)) {
             return Ok(None);
         }
-        let Some(p) = self.pending.pop_front() else {
+        let Some((p, source)) = self.pending.pop_front() else {
             return Ok(None);
         };
+        self.current = source;
         let dst = buf.get_mut(..p.len()).ok_or(Error::BufferTooSmall)?;
         dst.copy_from_slice(&p);
         Ok(Some(p.len()))
@@ -118,6 +122,18 @@ impl PacketBus for HostHal {
 
     fn send(&mut self, _bus: BusId, packet: &[u8]) -> Result<(), Error> {
         self.link.send(packet).map_err(|e| {
+            eprintln!("link {}: send failed: {e}", self.link.describe());
+            Error::Bus
+        })
+    }
+
+    fn accept_source(&mut self, _bus: BusId) {
+        self.link.set_peer(self.current);
+    }
+
+    fn reply_in_place(&mut self, _bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
+        let packet = buf.get(..len).ok_or(Error::BufferTooSmall)?;
+        self.link.send_to(packet, self.current).map_err(|e| {
             eprintln!("link {}: send failed: {e}", self.link.describe());
             Error::Bus
         })
@@ -162,6 +178,12 @@ impl Storage for HostHal {
     }
     fn flush(&mut self) -> Result<(), Error> {
         self.storage.flush()
+    }
+    fn lock(&mut self) -> Result<(), Error> {
+        self.storage.lock()
+    }
+    fn unlock(&mut self) {
+        self.storage.unlock()
     }
 }
 

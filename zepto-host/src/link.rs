@@ -13,27 +13,39 @@ use crate::framing::{Deframer, Framer};
 /// Largest packet a link carries.
 pub const MAX_PACKET: usize = 512;
 
+/// Where a packet came from on a link with addresses (UDP); `None` on a stream.
+pub type Source = Option<SocketAddr>;
+
 /// A bidirectional packet link.
 pub trait Link: Send {
-    /// Sends one packet.
+    /// Sends one packet to the peer.
     fn send(&mut self, packet: &[u8]) -> io::Result<()>;
-    /// Waits up to `timeout` (forever if `None`) for one packet.
-    fn recv(&mut self, timeout: Option<Duration>) -> io::Result<Option<Vec<u8>>>;
+    /// Waits up to `timeout` (forever if `None`) for one packet; returns it with
+    /// its source.
+    fn recv(&mut self, timeout: Option<Duration>) -> io::Result<Option<(Vec<u8>, Source)>>;
     /// A short description for logs ("udp 127.0.0.1:7000").
     fn describe(&self) -> String;
+    /// Makes `source` the peer that [`Link::send`] sends to. Only a packet that
+    /// passed SASP with a fresh nonce may name it (`PacketBus::accept_source`).
+    fn set_peer(&mut self, _source: Source) {}
+    /// Sends one packet to `source` without making it the peer.
+    fn send_to(&mut self, packet: &[u8], _source: Source) -> io::Result<()> {
+        self.send(packet)
+    }
 }
 
 /// One datagram = one packet.
 #[derive(Debug)]
 pub struct UdpLink {
     socket: UdpSocket,
-    /// Device side: the last peer heard from (replies go there).
+    /// Device side: the authenticated peer (replies go there).
     peer: Option<SocketAddr>,
     connected: bool,
 }
 
 impl UdpLink {
-    /// Device side: listens on `addr` and answers whoever sent the last packet.
+    /// Device side: listens on `addr`; replies go to the peer the device
+    /// authenticated last ([`Link::set_peer`]).
     pub fn bind(addr: &str) -> io::Result<Self> {
         Ok(Self {
             socket: UdpSocket::bind(addr)?,
@@ -42,7 +54,7 @@ impl UdpLink {
         })
     }
 
-    /// Client side: talks to the device at `addr`.
+    /// Client side: talks to the device at `addr` (and hears only it).
     pub fn connect(addr: &str) -> io::Result<Self> {
         let target = addr
             .to_socket_addrs()?
@@ -81,23 +93,20 @@ impl Link for UdpLink {
         Ok(())
     }
 
-    fn recv(&mut self, timeout: Option<Duration>) -> io::Result<Option<Vec<u8>>> {
+    fn recv(&mut self, timeout: Option<Duration>) -> io::Result<Option<(Vec<u8>, Source)>> {
         // A zero timeout means "block" to the socket API: use 1 ms instead.
         self.socket
             .set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
         let mut buf = vec![0u8; MAX_PACKET + 1];
         let res = if self.connected {
-            self.socket.recv(&mut buf).map(|n| (n, None))
+            self.socket.recv(&mut buf).map(|n| (n, self.peer))
         } else {
             self.socket.recv_from(&mut buf).map(|(n, a)| (n, Some(a)))
         };
         match res {
             Ok((n, from)) => {
-                if let Some(a) = from {
-                    self.peer = Some(a);
-                }
                 buf.truncate(n);
-                Ok(Some(buf))
+                Ok(Some((buf, from)))
             }
             Err(e)
                 if matches!(
@@ -116,6 +125,19 @@ impl Link for UdpLink {
             (true, Some(p), _) => format!("udp {p}"),
             (_, _, Ok(l)) => format!("udp {l}"),
             _ => "udp".into(),
+        }
+    }
+
+    fn set_peer(&mut self, source: Source) {
+        if !self.connected && source.is_some() {
+            self.peer = source;
+        }
+    }
+
+    fn send_to(&mut self, packet: &[u8], source: Source) -> io::Result<()> {
+        match source {
+            Some(a) if !self.connected => self.socket.send_to(packet, a).map(|_| ()),
+            _ => self.send(packet),
         }
     }
 }
@@ -282,7 +304,7 @@ impl Link for StreamLink {
         self.writer.flush()
     }
 
-    fn recv(&mut self, timeout: Option<Duration>) -> io::Result<Option<Vec<u8>>> {
+    fn recv(&mut self, timeout: Option<Duration>) -> io::Result<Option<(Vec<u8>, Source)>> {
         let r = match timeout {
             Some(t) => self.packets.recv_timeout(t),
             None => self
@@ -291,7 +313,7 @@ impl Link for StreamLink {
                 .map_err(|_| RecvTimeoutError::Disconnected),
         };
         match r {
-            Ok(p) => p.map(Some),
+            Ok(p) => p.map(|p| Some((p, None))),
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -1,10 +1,20 @@
-//! File-backed EEPROM: the device's persistent storage (nonce counters) as a file,
-//! so that state survives restarts of the simulated device.
+//! File-backed EEPROM: a device's or client's persistent storage (its nonce records)
+//! as a file, shared safely by every process that uses it.
+//!
+//! * Several processes may use one file at once (four `zepto send` with one key):
+//!   [`Storage::lock`] takes an exclusive advisory lock (`flock`) on a lock file
+//!   beside it and re-reads the file, so the nonce store's read-modify-write sees
+//!   what the others wrote; [`Storage::unlock`] releases it.
+//! * A write is atomic: [`Storage::flush`] writes a temporary file, syncs it,
+//!   renames it over the state file and syncs the folder, so a power cut leaves the
+//!   old file or the new one, never an empty or half-written one.
+//!
+//! A missing or empty file reads as erased EEPROM (0xFF): the nonce store then
+//! starts its records as the port's blank-start policy says (`docs/security.md`).
 
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use zepto_kernel::hal::Storage;
 use zepto_kernel::Error;
 
@@ -14,48 +24,88 @@ pub const EEPROM_SIZE: usize = 1024;
 /// Write granularity of the simulated EEPROM (32-bit words, as on many MCUs).
 pub const EEPROM_GRANULARITY: usize = 4;
 
+/// What [`FileStorage::open`] found at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// No file: a new state.
+    Missing,
+    /// A file of 0 bytes (truncated): read as erased.
+    Empty,
+    /// A state file of the right size.
+    Present,
+    /// Kept in memory only.
+    Memory,
+}
+
+/// The file behind a [`FileStorage`] and its lock.
+#[derive(Debug)]
+struct Backing {
+    path: PathBuf,
+    lock: File,
+}
+
 /// An EEPROM image kept in memory and written through to a file (if any).
 #[derive(Debug)]
 pub struct FileStorage {
     data: Vec<u8>,
-    file: Option<File>,
+    file: Option<Backing>,
     /// Physical writes made (in granules).
     pub writes: u64,
-    /// True if the image was created (erased) by this open.
-    pub fresh: bool,
+    /// What the first read found.
+    pub found: Found,
+}
+
+/// The lock file of state file `path`: `path` with `.lock` added.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Reads the state file at `path` into an image; a missing or empty file is erased
+/// EEPROM. A file of another size is not a state file.
+fn read_image(path: &Path) -> io::Result<(Vec<u8>, Found)> {
+    let mut data = vec![0xff; EEPROM_SIZE];
+    match std::fs::read(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((data, Found::Missing)),
+        Err(e) => Err(e),
+        Ok(bytes) if bytes.is_empty() => Ok((data, Found::Empty)),
+        Ok(bytes) if bytes.len() == EEPROM_SIZE => {
+            data.copy_from_slice(&bytes);
+            Ok((data, Found::Present))
+        }
+        Ok(bytes) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "not a Zepto state file ({} bytes, expected {EEPROM_SIZE})",
+                bytes.len()
+            ),
+        )),
+    }
 }
 
 impl FileStorage {
-    /// Opens (or creates, erased to 0xFF) the EEPROM image at `path`.
+    /// Opens the EEPROM image at `path` (the file need not exist yet: it is written
+    /// at the first flush). Creates the lock file beside it.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
+        let lock = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
-        let mut data = vec![0xff; EEPROM_SIZE];
-        let len = file.metadata()?.len() as usize;
-        let fresh = len == 0;
-        if fresh {
-            file.write_all_at(&data, 0)?;
-            file.sync_data()?;
-        } else if len != EEPROM_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: not a Zepto state file ({len} bytes, expected {EEPROM_SIZE})",
-                    path.display()
-                ),
-            ));
-        } else {
-            file.read_exact_at(&mut data, 0)?;
-        }
+            .open(lock_path(path))?;
+        lock.lock()?;
+        let read = read_image(path);
+        lock.unlock()?;
+        let (data, found) = read?;
         Ok(Self {
             data,
-            file: Some(file),
+            file: Some(Backing {
+                path: path.to_path_buf(),
+                lock,
+            }),
             writes: 0,
-            fresh,
+            found,
         })
     }
 
@@ -65,9 +115,32 @@ impl FileStorage {
             data: vec![0xff; EEPROM_SIZE],
             file: None,
             writes: 0,
-            fresh: true,
+            found: Found::Memory,
         }
     }
+
+    /// The state file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|b| b.path.as_path())
+    }
+}
+
+/// Replaces `path` with `data` atomically: temporary file, sync, rename, sync of
+/// the folder.
+fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
 }
 
 impl Storage for FileStorage {
@@ -91,19 +164,38 @@ impl Storage for FileStorage {
             .get_mut(addr..end)
             .ok_or(Error::Storage)?
             .copy_from_slice(data);
-        if let Some(f) = &self.file {
-            f.write_all_at(data, addr as u64)
-                .map_err(|_| Error::Storage)?;
-        }
         self.writes += data.len().div_ceil(EEPROM_GRANULARITY) as u64;
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        if let Some(f) = &self.file {
-            f.sync_data().map_err(|_| Error::Storage)?;
+        match &self.file {
+            Some(b) => replace_file(&b.path, &self.data).map_err(|_| Error::Storage),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn lock(&mut self) -> Result<(), Error> {
+        let Some(b) = &self.file else {
+            return Ok(());
+        };
+        b.lock.lock().map_err(|_| Error::Storage)?;
+        match read_image(&b.path) {
+            Ok((data, _)) => {
+                self.data = data;
+                Ok(())
+            }
+            Err(_) => {
+                let _ = b.lock.unlock();
+                Err(Error::Storage)
+            }
+        }
+    }
+
+    fn unlock(&mut self) {
+        if let Some(b) = &self.file {
+            let _ = b.lock.unlock();
+        }
     }
 }
 
@@ -112,23 +204,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn survives_reopen() {
+    fn survives_reopen_and_writes_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dev.state");
         {
             let mut s = FileStorage::open(&path).unwrap();
+            assert_eq!(s.found, Found::Missing);
+            assert!(!path.exists(), "nothing is written before a flush");
             let mut b = [0u8; 4];
             s.read(0, &mut b).unwrap();
             assert_eq!(b, [0xff; 4]);
+            s.lock().unwrap();
             s.write(8, &[1, 2, 3, 4]).unwrap();
             s.flush().unwrap();
+            s.unlock();
         }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), EEPROM_SIZE as u64);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains(".tmp")),
+            "no temporary file left: {names:?}"
+        );
         let mut s = FileStorage::open(&path).unwrap();
+        assert_eq!(s.found, Found::Present);
         let mut b = [0u8; 4];
         s.read(8, &mut b).unwrap();
         assert_eq!(b, [1, 2, 3, 4]);
         assert_eq!(s.write(EEPROM_SIZE - 1, &[0, 0]), Err(Error::Storage));
         std::fs::write(&path, [0u8; 3]).unwrap();
-        assert!(FileStorage::open(&path).is_err());
+        let e = FileStorage::open(&path).unwrap_err();
+        assert!(e.to_string().contains("3 bytes"), "{e}");
+        std::fs::write(&path, []).unwrap();
+        assert_eq!(FileStorage::open(&path).unwrap().found, Found::Empty);
+    }
+
+    #[test]
+    fn lock_reloads_what_another_opener_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.state");
+        let mut a = FileStorage::open(&path).unwrap();
+        let mut b = FileStorage::open(&path).unwrap();
+        a.lock().unwrap();
+        a.write(0, &[9, 9, 9, 9]).unwrap();
+        a.flush().unwrap();
+        a.unlock();
+        let mut buf = [0u8; 4];
+        b.read(0, &mut buf).unwrap();
+        assert_eq!(buf, [0xff; 4], "b's view is stale until it locks");
+        b.lock().unwrap();
+        b.read(0, &mut buf).unwrap();
+        b.unlock();
+        assert_eq!(buf, [9; 4]);
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_between_openers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.state");
+        let mut a = FileStorage::open(&path).unwrap();
+        a.lock().unwrap();
+        let other = File::open(lock_path(&path)).unwrap();
+        assert!(other.try_lock().is_err(), "a second lock must wait");
+        a.unlock();
+        other.try_lock().unwrap();
     }
 }

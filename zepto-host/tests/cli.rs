@@ -1,93 +1,12 @@
 //! `zepto device` and `zepto send` as a user runs them: separate processes talking over
 //! UDP, a pty pair and TCP, with restarts, wrong keys and line noise.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-const ZEPTO: &str = env!("CARGO_BIN_EXE_zepto");
-const KEY: &str = "00112233445566778899aabbccddeeff";
-
-/// A running `zepto device`; killed on drop.
-struct DeviceProc {
-    child: Child,
-    /// Link kind and address as the device printed them ("udp", "127.0.0.1:4000").
-    kind: String,
-    addr: String,
-}
-
-impl DeviceProc {
-    fn start(state_dir: &Path, link: &[&str], extra: &[&str]) -> Self {
-        let mut child = Command::new(ZEPTO)
-            .arg("device")
-            .args(["--key", KEY])
-            .args(link)
-            .args(extra)
-            .env("ZEPTO_STATE_DIR", state_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start zepto device");
-        let mut line = String::new();
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        err.read_line(&mut line).expect("device banner");
-        // "zepto device: serving on udp 127.0.0.1:4000, VM level ..."
-        let rest = line
-            .split("serving on ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("unexpected banner: {line}"));
-        let mut words = rest.split_whitespace();
-        let kind = words.next().unwrap().to_string();
-        let addr = words.next().unwrap().trim_end_matches(',').to_string();
-        // Keep draining stderr so the device never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
-        DeviceProc { child, kind, addr }
-    }
-
-    fn link_args(&self) -> Vec<String> {
-        let flag = match self.kind.as_str() {
-            "udp" => "--udp",
-            "tcp" => "--tcp",
-            "pty" => "--serial",
-            k => panic!("unknown link kind {k}"),
-        };
-        vec![flag.to_string(), self.addr.clone()]
-    }
-}
-
-impl Drop for DeviceProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn send(state_dir: &Path, key: &str, link: &[String], extra: &[&str]) -> Output {
-    Command::new(ZEPTO)
-        .arg("send")
-        .args(["--key", key])
-        .args(link)
-        .args(extra)
-        .env("ZEPTO_STATE_DIR", state_dir)
-        .output()
-        .expect("run zepto send")
-}
-
-fn json_reply(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "send failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
+mod common;
+use common::{json_reply, send, DeviceProc, KEY};
 
 /// EXEC 1 (ping), EXEC 2 "hi" (echo): one frame each.
 const PING_ECHO: &str = "020200 0204026869";
@@ -114,7 +33,11 @@ fn udp_round_trips_and_restart_keeps_nonces() {
             &["--json", "--hex", PING_ECHO],
         )));
     }
-    let states: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let states: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "state"))
+        .collect();
     assert_eq!(states.len(), 2, "one device and one client state file");
     drop(dev);
     let before = device_nfs_mark(dir.path());
@@ -138,16 +61,22 @@ fn device_nfs_mark(dir: &Path) -> u64 {
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("device-")
+            p.extension().is_some_and(|e| e == "state")
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("device-")
         })
         .expect("device state file");
     let mut storage = zepto_host::storage::FileStorage::open(&path).unwrap();
-    zepto_kernel::nonce_store::NonceStore::open(&mut storage, 0, 1)
+    let kid = zepto_kernel::nonce_store::key_id::<zepto_kernel::sasp::DefaultCipher>(
+        &zepto_host::cli::parse_key(KEY).unwrap(),
+    )
+    .unwrap();
+    zepto_kernel::nonce_store::stored_marks(&mut storage, 0, kid)
         .unwrap()
-        .nfs()
+        .expect("records for the key")
+        .0
 }
 
 #[test]
@@ -274,4 +203,145 @@ fn ctrl_c_saves_exact_nonces() {
         marks.push(device_nfs_mark(dir.path()));
     }
     assert_eq!(marks[1], marks[0] + 1, "persisted NFS: {marks:?}");
+}
+
+/// A free loopback port (bound and released).
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+#[test]
+fn send_waits_for_a_device_that_starts_late() {
+    for kind in ["--udp", "--tcp"] {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port(kind == "--udp"));
+        let link = vec![kind.to_string(), addr.clone()];
+        let d = dir.path().to_path_buf();
+        // Refused at first (nobody listens): the client keeps trying.
+        let client = std::thread::spawn(move || {
+            send(
+                &d,
+                KEY,
+                &link,
+                &["--json", "--hex", PING_ECHO, "--timeout", "8000"],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        let _dev = DeviceProc::start(dir.path(), &[kind, &addr], &[]);
+        check_ping_echo(&json_reply(&client.join().unwrap()));
+    }
+}
+
+#[test]
+fn key_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let mut perms = std::fs::metadata(&key_file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&key_file, perms).unwrap();
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut c = std::process::Command::new(common::ZEPTO);
+        c.arg("send")
+            .args(dev.link_args())
+            .args(args)
+            .args(["--json", "--hex", PING_ECHO])
+            .env("ZEPTO_STATE_DIR", dir.path())
+            .env_remove("ZEPTO_KEY");
+        if let Some(k) = env {
+            c.env("ZEPTO_KEY", k);
+        }
+        c.output().unwrap()
+    };
+    let out = run(&["--key-file", key_file.to_str().unwrap()], None);
+    check_ping_echo(&json_reply(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "no warning for a private key file, no notice for a first use: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_ping_echo(&json_reply(&run(&[], Some(KEY))));
+    // No key at all: bad input, with the ways to give one.
+    let out = run(&[], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--key-file"));
+}
+
+#[test]
+fn a_bad_state_file_is_refused_with_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("dev.state");
+    let start = |key: &str| {
+        std::process::Command::new(common::ZEPTO)
+            .args(["device", "--key", key, "--udp", "127.0.0.1:0", "--state"])
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
+    let shown = state.display().to_string();
+    for (bytes, what) in [
+        (
+            vec![0u8; 3],
+            "not a Zepto state file (3 bytes, expected 1024)",
+        ),
+        (vec![0x5a; 1024], "is damaged (no valid nonce record)"),
+    ] {
+        std::fs::write(&state, &bytes).unwrap();
+        let out = start(KEY);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(what), "{err}");
+        assert!(err.contains(&format!("mv {shown} {shown}.bad")), "{err}");
+        assert_eq!(
+            err.matches(&shown).count(),
+            3,
+            "path once, then in the advice: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&state).unwrap(),
+            bytes,
+            "the file is left alone"
+        );
+    }
+    // A state file of another key: refused, not overwritten.
+    std::fs::remove_file(&state).unwrap();
+    let mut dev = std::process::Command::new(common::ZEPTO)
+        .args(["device", "--key", KEY, "--udp", "127.0.0.1:0", "--state"])
+        .arg(&state)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first reply makes the device write its records.
+    let mut line = String::new();
+    let mut err = std::io::BufReader::new(dev.stderr.take().unwrap());
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line.split("serving on udp ").nth(1).unwrap();
+    let addr = addr.split(',').next().unwrap().to_string();
+    check_ping_echo(&json_reply(&send(
+        dir.path(),
+        KEY,
+        &["--udp".to_string(), addr],
+        &["--json", "--hex", PING_ECHO],
+    )));
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    let before = std::fs::read(&state).unwrap();
+    let out = start("ffeeddccbbaa99887766554433221100");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("holds the nonces of another key"), "{err}");
+    assert_eq!(std::fs::read(&state).unwrap(), before);
 }

@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zepto_host::link::{Link, StreamLink};
-use zepto_kernel::client::{Client, ClientEvent};
-use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::client::{Client, ClientConfig, ClientEvent};
+use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::saccp::client::Reply;
 use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::testhal::TestHal;
@@ -67,12 +67,20 @@ impl Session {
         while Instant::now() < deadline {
             let got = self.link.recv(Some(Duration::from_millis(50))).unwrap();
             self.hal.now_ms = self.start.elapsed().as_millis() as u64;
-            if let Some(p) = got {
+            if let Some((p, _)) = got {
                 match self.client.receive(&mut self.hal, &p).unwrap() {
                     ClientEvent::Reply => return self.client.reply().to_vec(),
                     ClientEvent::Send => {
                         let out = self.client.outgoing().to_vec();
                         self.link.send(&out).unwrap();
+                    }
+                    ClientEvent::Resync => {
+                        let out = self.client.outgoing().to_vec();
+                        self.link.send(&out).unwrap();
+                        if let Some(p) = self.client.resend_now(&mut self.hal).unwrap() {
+                            let p = p.to_vec();
+                            self.link.send(&p).unwrap();
+                        }
                     }
                     ClientEvent::Nothing => {}
                 }
@@ -148,10 +156,15 @@ fn boot(elf: &str) -> (Qemu, Session, String) {
         assert!(banner.len() < 200, "no boot banner");
     }
     let link = StreamLink::new(r, stream, "qemu".into());
-    // The device provisions fresh nonce records at its first boot; so does the client.
+    // QEMU never writes the flash image back: the device boots with blank nonce
+    // records and starts them high at random; the client starts low and resyncs.
     let mut hal = TestHal::<256>::new(77);
-    NonceStore::provision(&mut hal, 0, 0, 0).unwrap();
-    let client = Client::new(&KEY, &mut hal, 0, 256).unwrap();
+    let cfg = ClientConfig {
+        nonce_reserve: 256,
+        blank: BlankStart::Floor(0),
+        ..ClientConfig::default()
+    };
+    let client = Client::new(&KEY, &mut hal, cfg).unwrap();
     let session = Session {
         link,
         client,

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use zepto_kernel::client::Client;
+use zepto_kernel::client::{Client, ClientConfig};
 use zepto_kernel::heap::{Heap, HeapOps};
-use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::nonce_store::{BlankStart, NonceStore};
 use zepto_kernel::sasp::{self, Role, Sasp};
 use zepto_kernel::testhal::TestHal;
 
@@ -216,16 +216,19 @@ fn vm_time_is_simulated() {
 /// A NEW_PROGRAM packet from a client with `KEY`, as sent on the air.
 fn client_packet(program: &[u8]) -> Vec<u8> {
     let mut hal = TestHal::<256>::default();
-    NonceStore::provision(&mut hal, 0, 0, 0).unwrap();
-    let mut c: Client = Client::new(&KEY_BYTES, &mut hal, 0, 16).unwrap();
+    let cfg = ClientConfig {
+        nonce_reserve: 16,
+        blank: BlankStart::Floor(0),
+        ..ClientConfig::default()
+    };
+    let mut c: Client = Client::new(&KEY_BYTES, &mut hal, cfg).unwrap();
     c.send_program(&mut hal, program).unwrap().to_vec()
 }
 
 /// A device packet carrying SAGDP `sagdp_and_saccp` (SASP with the device's flag).
 fn device_packet(payload: &[u8]) -> Vec<u8> {
     let mut hal = TestHal::<256>::default();
-    NonceStore::provision(&mut hal, 0, 4, 0).unwrap();
-    let ns = NonceStore::open(&mut hal, 0, 16).unwrap();
+    let ns = NonceStore::open(&mut hal, 0, 16, [0; 4], BlankStart::Floor(4)).unwrap();
     let mut s: Sasp = Sasp::new(&KEY_BYTES, Role::Device, ns).unwrap();
     let mut heap = Heap::<512, 2>::new();
     let h = heap.alloc().unwrap();

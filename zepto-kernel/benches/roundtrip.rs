@@ -8,8 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use zepto_kernel::client::Client;
-use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::client::{Client, ClientConfig};
 use zepto_kernel::plugins::{Bodypart, Echo};
 use zepto_kernel::pump::{self, Device, DeviceConfig};
 use zepto_kernel::sasp::DefaultCipher;
@@ -39,8 +38,7 @@ fn main() {
     };
     let mut dhal = TestHal::<256>::new(1);
     let mut chal = TestHal::<256>::new(2);
-    pump::provision(&mut dhal, &cfg).expect("provision");
-    NonceStore::provision(&mut chal, 0, 0, 0).expect("provision");
+    pump::provision_new_key::<DefaultCipher, _>(&mut dhal, &cfg, &KEY).expect("provision");
     let mut echo = Echo;
     let mut table = [Bodypart::new(2, &mut echo)];
     let mut dev = Device::<VmSmall<8, 16>, DefaultCipher, 1024, 6>::new(
@@ -51,8 +49,12 @@ fn main() {
         &mut dhal,
     )
     .expect("device");
-    let mut client =
-        Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, 0, 1 << 20).expect("client");
+    let ccfg = ClientConfig {
+        nonce_reserve: 1 << 20,
+        blank: zepto_kernel::nonce_store::BlankStart::Floor(0),
+        ..ClientConfig::default()
+    };
+    let mut client = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, ccfg).expect("client");
 
     // `cargo bench` passes `--bench`; under `cargo test --all-targets` this is a short
     // smoke run.

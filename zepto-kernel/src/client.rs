@@ -10,7 +10,7 @@
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Clock, Random, Storage};
 use crate::heap::{Handle, Heap, HeapOps};
-use crate::nonce_store::NonceStore;
+use crate::nonce_store::{key_id, BlankStart, NonceStore};
 use crate::saccp::client::{self as saccp_client, Reply};
 use crate::saccp::ExtraHeaders;
 use crate::sagdp::{
@@ -23,6 +23,31 @@ pub trait ClientHal: Clock + Storage + Random {}
 
 impl<T: Clock + Storage + Random + ?Sized> ClientHal for T {}
 
+/// Where a client keeps its nonces and how it resends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Storage address of the SASP nonce records.
+    pub nonce_base: usize,
+    /// Nonces covered by one storage write (see [`NonceStore::open`]).
+    pub nonce_reserve: u32,
+    /// How the records start when storage holds none for the key.
+    pub blank: BlankStart,
+    /// SAGDP's resend timing (how long to wait, how often to resend before giving
+    /// up).
+    pub timing: SagdpConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            nonce_base: 0,
+            nonce_reserve: 64,
+            blank: BlankStart::RandomHigh,
+            timing: SagdpConfig::MASTER,
+        }
+    }
+}
+
 /// What a received packet meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientEvent {
@@ -30,6 +55,11 @@ pub enum ClientEvent {
     Nothing,
     /// A packet must be sent to the device: see [`Client::outgoing`].
     Send,
+    /// The device's packet carried a nonce this client saw before: send
+    /// [`Client::outgoing`] (an "old nonce" message that moves the device's counter
+    /// up), then [`Client::resend_now`], whose repeat makes the device send its reply
+    /// again under a fresh nonce.
+    Resync,
     /// The reply to the outstanding command arrived: see [`Client::reply`].
     Reply,
 }
@@ -45,31 +75,19 @@ pub struct Client<C: SaspCipher = DefaultCipher, const N: usize = 1024, const B:
 }
 
 impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
-    /// A client with `key`, its nonces kept in `storage` at `nonce_base` (provisioned
-    /// with [`NonceStore::provision`] when the key was made).
-    pub fn new<S: Storage + ?Sized>(
+    /// A client with `key`, its nonces kept in `hal`'s storage as `cfg` says (blank
+    /// storage starts as [`ClientConfig::blank`] says).
+    pub fn new<H: Storage + Random + ?Sized>(
         key: &[u8; 16],
-        storage: &mut S,
-        nonce_base: usize,
-        nonce_reserve: u32,
+        hal: &mut H,
+        cfg: ClientConfig,
     ) -> Result<Self, Error> {
-        Self::with_timing(key, storage, nonce_base, nonce_reserve, SagdpConfig::MASTER)
-    }
-
-    /// Like [`Client::new`], with SAGDP's resend timing (how long to wait and how
-    /// often to resend before giving up).
-    pub fn with_timing<S: Storage + ?Sized>(
-        key: &[u8; 16],
-        storage: &mut S,
-        nonce_base: usize,
-        nonce_reserve: u32,
-        timing: SagdpConfig,
-    ) -> Result<Self, Error> {
-        let nonces = NonceStore::open(storage, nonce_base, nonce_reserve)?;
+        let kid = key_id::<C>(key)?;
+        let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve, kid, cfg.blank)?;
         let sasp = Sasp::new(key, Role::Client, nonces)?;
         let mut heap = Heap::new();
         let h = heap.alloc()?;
-        let mut sagdp = Sagdp::new(SagdpRole::Master, timing);
+        let mut sagdp = Sagdp::new(SagdpRole::Master, cfg.timing);
         sagdp.init(&mut heap)?;
         Ok(Self {
             heap,
@@ -90,9 +108,9 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         self.sasp.stats()
     }
 
-    /// Storage writes made for nonces so far.
-    pub const fn nonce_writes(&self) -> u32 {
-        self.sasp.nonces().writes()
+    /// The nonce state (NFS, NLW, writes, whether it started blank).
+    pub const fn nonces(&self) -> &NonceStore {
+        self.sasp.nonces()
     }
 
     /// The packet to transmit after [`Client::send_program`], [`Client::poll`] or a
@@ -213,7 +231,15 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
             HandlerOutcome::Pass => self.heap.convert_reply_to_request(h)?,
             HandlerOutcome::ReplyDown => {
                 self.heap.convert_reply_to_request(h)?;
-                return Ok(ClientEvent::Send);
+                return Ok(ClientEvent::Resync);
+            }
+            _ if self.sasp.last_sent_refused() => {
+                // An "old nonce" message refused our last packet: the command goes
+                // again at once under a fresh nonce, not on the resend timer.
+                return Ok(match self.resend_now(hal)? {
+                    Some(_) => ClientEvent::Send,
+                    None => ClientEvent::Nothing,
+                });
             }
             _ => return Ok(ClientEvent::Nothing),
         }

@@ -44,6 +44,12 @@ pub enum Error {
     InvalidState,
     /// The 47-bit SASP nonce space is used up: no packet can be sent under this key.
     NonceExhausted,
+    /// Storage holds no nonce records for this key, and the port does not start
+    /// blank records by itself: provision them (with a new key).
+    NotProvisioned,
+    /// Nonce records for this key exist already: its counters may only go up, so it
+    /// cannot be provisioned again (use a new key).
+    KeyInUse,
 }
 
 impl fmt::Display for Error {
@@ -65,6 +71,8 @@ impl fmt::Display for Error {
             Error::Timeout => "timed out",
             Error::InvalidState => "invalid state for this operation",
             Error::NonceExhausted => "nonce space exhausted",
+            Error::NotProvisioned => "no nonce records for this key (not provisioned)",
+            Error::KeyInUse => "nonce records for this key exist already",
         };
         f.write_str(s)
     }

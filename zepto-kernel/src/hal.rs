@@ -158,6 +158,21 @@ pub trait PacketBus {
     fn send_in_place(&mut self, bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
         self.send(bus, buf.get(..len).ok_or(Error::BufferTooSmall)?)
     }
+
+    /// The packet [`PacketBus::receive`] returned last passed SASP with a fresh
+    /// nonce: on a bus with addresses (UDP, a radio) its source becomes the address
+    /// later packets are sent to. The pump calls it for nothing else, so garbage,
+    /// forgeries and replays can never take the replies. By default nothing (a
+    /// point-to-point link).
+    fn accept_source(&mut self, _bus: BusId) {}
+
+    /// Like [`PacketBus::send_in_place`], but to the source of the packet received
+    /// last, which does *not* become the peer: the "old nonce" answer to an
+    /// authentic packet that may be a replay. By default
+    /// [`PacketBus::send_in_place`].
+    fn reply_in_place(&mut self, bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
+        self.send_in_place(bus, buf, len)
+    }
 }
 
 /// Radio (or line driver) power control (Zepto VM TRANSMITTER instruction).
@@ -188,6 +203,17 @@ pub trait Storage {
     fn write(&mut self, addr: usize, data: &[u8]) -> Result<(), Error>;
     /// Makes every previous write durable.
     fn flush(&mut self) -> Result<(), Error>;
+
+    /// Takes exclusive use of storage that other processes share, and brings this
+    /// view of it up to date; [`Storage::unlock`] ends it. The nonce store brackets
+    /// every read-modify-write of its records with the two (`docs/security.md`). On
+    /// storage no one else uses (an MCU's flash) there is nothing to do and `lock`
+    /// returns `Ok(())`; a wrapper around another `Storage` must pass both on (there
+    /// are no default bodies, so it cannot forget to).
+    fn lock(&mut self) -> Result<(), Error>;
+
+    /// Ends what [`Storage::lock`] began.
+    fn unlock(&mut self);
 }
 
 /// Digital pins.

@@ -1,18 +1,32 @@
 //! Persistent SASP nonces: NFS (Nonce to use For Sending) and NLW (Nonce Lower
 //! Watermark) that survive reboots and power cuts with few storage writes
-//! (`SimpleIoT/sp.rst`, "Implementation notes", optimized implementation).
+//! (`SimpleIoT/sp.rst`, "Implementation notes", optimized implementation), shared
+//! safely by several processes, and started safely on blank storage.
+//! `docs/security.md` states the rules this module implements.
 //!
 //! The store never writes a nonce itself; it writes *marks* that bound every nonce
 //! used so far, reserving `reserve` nonces ahead:
 //!
 //! * sending: a nonce `n` is handed out only once a mark `>= n` is durable. When
-//!   `n` passes the mark, the mark becomes `n + reserve - 1` (one write per
-//!   `reserve` packets). After a reboot NFS restarts *at* the mark, so the next
-//!   nonce is above every nonce that could have been sent before the reboot.
+//!   `n` passes the mark, the store re-reads storage and takes the range above the
+//!   higher of its own mark and the stored one: several processes (or stores) on one
+//!   storage thus get disjoint ranges. After a reboot NFS restarts *at* the mark.
 //! * receiving: a nonce `n` above NLW is accepted only once a mark `>= n` is durable
 //!   (mark = `n + reserve - 1` when `n` passes it). After a reboot NLW restarts at the
 //!   mark, so a replayed packet is rejected; the peer resynchronises with one
 //!   "old nonce" round trip.
+//! * marks only go up. Each write takes the maximum of what it wants and what is
+//!   stored. The one exception is [`NonceStore::checkpoint`], which gives back the
+//!   unused rest of *this* store's reservation, and only while the newest record is
+//!   still the one this store wrote (nobody reserved since).
+//! * blank storage (no valid record for this key) starts as the port's
+//!   [`BlankStart`] says, never at a value that may have been used: a floor the
+//!   port knows to be fresh (the host's wall clock), a random high start, or not at
+//!   all. [`NonceStore::provision`] (counters at a chosen value, e.g. 0) is only for a
+//!   key that has no records yet.
+//!
+//! Storage shared by processes is bracketed by [`Storage::lock`] and
+//! [`Storage::unlock`] around each read-modify-write.
 //!
 //! # Record layout
 //!
@@ -24,25 +38,104 @@
 //! | 0 | 2 | sequence number, little-endian, +1 per write (wrapping) |
 //! | 2 | 6 | NFS mark, 48-bit little-endian |
 //! | 8 | 6 | NLW mark, 48-bit little-endian |
-//! | 14 | 2 | CRC-16/IBM-SDLC of bytes 0..14, little-endian |
+//! | 14 | 4 | key id ([`key_id`]) of the key these nonces belong to |
+//! | 18 | 2 | CRC-16/IBM-SDLC of bytes 0..18, little-endian |
 //!
 //! A write goes to the slot *not* holding the newest record, so a torn write can only
 //! damage the older copy. On start, the marks are the element-wise maximum over the
-//! slots whose CRC is valid: even a torn record that happened to pass the CRC can only
-//! raise a mark (wasting nonces), never lower it below the last complete record.
+//! slots whose CRC is valid and whose key id matches: even a torn record that
+//! happened to pass the CRC can only raise a mark (wasting nonces), never lower it
+//! below the last complete record. Records of another key count as blank.
 
+use crate::eax::{cmac, BlockCipher128};
 use crate::error::Error;
-use crate::hal::Storage;
+use crate::hal::{Random, Storage};
+use aes::cipher::KeyInit;
 use crc::{Crc, CRC_16_IBM_SDLC};
 
 /// Largest nonce varying part (47 bits).
 pub const MAX_NONCE: u64 = (1 << 47) - 1;
 
 /// Bytes of one record before rounding up to the write granularity.
-pub const RECORD_LEN: usize = 16;
+pub const RECORD_LEN: usize = 20;
 
 /// Default number of nonces reserved per storage write.
 pub const DEFAULT_RESERVE: u32 = 256;
+
+/// Lowest start of [`BlankStart::RandomHigh`].
+pub const RANDOM_START: u64 = 1 << 46;
+
+/// Width of the range [`BlankStart::RandomHigh`] starts in: `[RANDOM_START,
+/// RANDOM_START + RANDOM_SPAN)`, which leaves at least 2^45 nonces above any start.
+pub const RANDOM_SPAN: u64 = 1 << 45;
+
+/// How far past a peer's "old nonce" value a store that started blank moves NFS
+/// ([`NonceStore::raise_nfs`]), and how far above its own marks a store rewrites
+/// records it found gone: the nonces it may have sent (or another process may
+/// hold) beyond what the peer or the storage knows of.
+pub const LOST_STATE_MARGIN: u64 = 1 << 24;
+
+/// Identifies the key a record belongs to: the first 4 bytes of the CMAC, under the
+/// key, of the text "Zepto nonce records" (a MAC value: it tells nothing about the
+/// key and nothing EAX computes).
+pub type KeyId = [u8; 4];
+
+/// The [`KeyId`] of `key` with cipher `C`.
+pub fn key_id<C: BlockCipher128 + KeyInit>(key: &[u8; 16]) -> Result<KeyId, Error> {
+    let cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
+    let mac = cmac(&cipher, b"Zepto nonce records");
+    let mut id = [0u8; 4];
+    id.copy_from_slice(mac.get(..4).ok_or(Error::BufferTooSmall)?);
+    Ok(id)
+}
+
+/// The key ids of the valid records in the two slots at `base`: lets a port tell
+/// blank storage from storage that holds another key's nonces (which
+/// [`NonceStore::open`] treats as blank and overwrites).
+pub fn stored_keys<S: Storage + ?Sized>(
+    storage: &mut S,
+    base: usize,
+) -> Result<[Option<KeyId>; 2], Error> {
+    let slot = slot_len(storage.write_granularity());
+    check_bounds(storage, base, slot)?;
+    locked(storage, |s| {
+        let mut keys = [None, None];
+        for (i, k) in keys.iter_mut().enumerate() {
+            let mut buf = [0u8; RECORD_LEN];
+            s.read(base + i * slot, &mut buf)?;
+            *k = Record::decode(&buf).map(|r| r.key);
+        }
+        Ok(keys)
+    })
+}
+
+/// The marks (NFS, NLW) stored for `key` at `base`, which a store opened now would
+/// start from; `None` if storage holds no valid record for the key.
+pub fn stored_marks<S: Storage + ?Sized>(
+    storage: &mut S,
+    base: usize,
+    key: KeyId,
+) -> Result<Option<(u64, u64)>, Error> {
+    let slot = slot_len(storage.write_granularity());
+    check_bounds(storage, base, slot)?;
+    let s = locked(storage, |s| read_stored(s, base, slot, key))?;
+    Ok(s.newest.map(|_| (s.nfs_mark, s.nlw_mark)))
+}
+
+/// What [`NonceStore::open`] does when storage holds no valid record for the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlankStart {
+    /// Fail with [`Error::NotProvisioned`]: the port stays off the network until an
+    /// explicit act provisions the records.
+    Refuse,
+    /// NFS and NLW start at this value, which the port knows is above every nonce
+    /// the key may have used (the host's wall clock, see `docs/security.md`).
+    Floor(u64),
+    /// NFS and NLW start at independent random values in
+    /// `[RANDOM_START, RANDOM_START + RANDOM_SPAN)` from the platform's RNG: for
+    /// devices with a key but blank records and no clock to take a floor from.
+    RandomHigh,
+}
 
 const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_IBM_SDLC);
 
@@ -76,6 +169,7 @@ struct Record {
     seq: u16,
     nfs_mark: u64,
     nlw_mark: u64,
+    key: KeyId,
 }
 
 impl Record {
@@ -84,11 +178,22 @@ impl Record {
         let (head, crc) = r.split_at_mut(RECORD_LEN - 2);
         let (seq, rest) = head.split_at_mut(2);
         seq.copy_from_slice(&self.seq.to_le_bytes());
-        let (nfs, nlw) = rest.split_at_mut(6);
+        let (nfs, rest) = rest.split_at_mut(6);
+        let (nlw, key) = rest.split_at_mut(6);
         put_u48(nfs, self.nfs_mark);
         put_u48(nlw, self.nlw_mark);
+        key.copy_from_slice(&self.key);
         crc.copy_from_slice(&CRC16.checksum(head).to_le_bytes());
         r
+    }
+
+    /// Sequence number and CRC: what identifies a record this store wrote.
+    fn tag(&self) -> Tag {
+        let e = self.encode();
+        Tag {
+            seq: self.seq,
+            crc: u16::from_le_bytes([e[RECORD_LEN - 2], e[RECORD_LEN - 1]]),
+        }
     }
 
     fn decode(r: &[u8; RECORD_LEN]) -> Option<Record> {
@@ -106,7 +211,38 @@ impl Record {
             seq: u16::from_le_bytes([*head.first()?, *head.get(1)?]),
             nfs_mark,
             nlw_mark,
+            key: head.get(14..18)?.try_into().ok()?,
         })
+    }
+}
+
+/// Identifies a written record (sequence number and CRC), in 4 bytes of RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    seq: u16,
+    crc: u16,
+}
+
+/// What storage holds for one key: the newest valid record and its slot, and the
+/// element-wise maximum of the marks.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    newest: Option<(u8, Record)>,
+    nfs_mark: u64,
+    nlw_mark: u64,
+}
+
+impl Stored {
+    /// The slot the next write goes to: the one not holding the newest record.
+    fn target(&self) -> u8 {
+        match self.newest {
+            Some((0, _)) => 1,
+            _ => 0,
+        }
+    }
+
+    fn next_seq(&self) -> u16 {
+        self.newest.map_or(0, |(_, r)| r.seq.wrapping_add(1))
     }
 }
 
@@ -116,24 +252,33 @@ pub struct NonceStore {
     base: usize,
     slot: usize,
     reserve: u64,
+    key: KeyId,
     /// Last nonce used for sending (NFS); the next one is `nfs + 1`.
     nfs: u64,
     nfs_mark: u64,
     /// Highest nonce received and accepted (NLW).
     nlw: u64,
     nlw_mark: u64,
-    seq: u16,
-    /// Slot (0 or 1) holding the newest record.
-    newest: u8,
+    /// The record this store wrote last (to know whether anyone wrote since).
+    last_written: Option<Tag>,
+    /// Marks (NFS, NLW) that other stores had written when this one last found
+    /// storage changed by someone else: a checkpoint never goes below them.
+    others: (u64, u64),
+    started_blank: bool,
     writes: u32,
 }
 
 impl NonceStore {
-    /// Writes a fresh pair of records (e.g. at pairing, together with a new key):
-    /// NFS = `nfs`, NLW = `nlw`. Both slots are written.
+    /// Writes a fresh pair of records for `key` (e.g. at pairing, together with a new
+    /// key): NFS = `nfs`, NLW = `nlw`. Both slots are written.
+    ///
+    /// Refused with [`Error::KeyInUse`] when storage already holds a valid record for
+    /// this key: counters of a key in use may only go up, which [`NonceStore::open`]
+    /// takes care of.
     pub fn provision<S: Storage + ?Sized>(
         storage: &mut S,
         base: usize,
+        key: KeyId,
         nfs: u64,
         nlw: u64,
     ) -> Result<(), Error> {
@@ -142,62 +287,59 @@ impl NonceStore {
         }
         let slot = slot_len(storage.write_granularity());
         check_bounds(storage, base, slot)?;
-        let rec = Record {
-            seq: 0,
-            nfs_mark: nfs,
-            nlw_mark: nlw,
-        };
-        write_slot(storage, base, slot, &rec)?;
-        let rec = Record { seq: 1, ..rec };
-        write_slot(storage, base + slot, slot, &rec)?;
-        storage.flush()
+        locked(storage, |s| {
+            if read_stored(s, base, slot, key)?.newest.is_some() {
+                return Err(Error::KeyInUse);
+            }
+            write_both(s, base, slot, key, 0, nfs, nlw).map(|_| ())
+        })
     }
 
-    /// Reads the marks from storage at `base`. After this, NFS and NLW equal their
-    /// marks. Fails with [`Error::Storage`] if neither slot holds a valid record
-    /// (never provisioned, or the storage is damaged): starting from zero could
-    /// repeat nonces.
+    /// Reads the marks for `key` from storage at `base`. After this, NFS and NLW
+    /// equal their marks. When storage holds no valid record for this key (never
+    /// provisioned, wiped, damaged, or another key's), the store starts as `blank`
+    /// says and writes its first records; [`NonceStore::started_blank`] tells.
     ///
     /// `reserve` (at least 1) is how many nonces one write covers.
-    pub fn open<S: Storage + ?Sized>(
+    pub fn open<S: Storage + Random + ?Sized>(
         storage: &mut S,
         base: usize,
         reserve: u32,
+        key: KeyId,
+        blank: BlankStart,
     ) -> Result<Self, Error> {
         let slot = slot_len(storage.write_granularity());
         check_bounds(storage, base, slot)?;
-        let mut recs = [None, None];
-        for (i, r) in recs.iter_mut().enumerate() {
-            let mut buf = [0u8; RECORD_LEN];
-            storage.read(base + i * slot, &mut buf)?;
-            *r = Record::decode(&buf);
-        }
-        let (newest, seq) = match recs {
-            [Some(a), Some(b)] => {
-                if b.seq == a.seq.wrapping_add(1) {
-                    (1, b.seq)
-                } else {
-                    (0, a.seq)
-                }
-            }
-            [Some(a), None] => (0, a.seq),
-            [None, Some(b)] => (1, b.seq),
-            [None, None] => return Err(Error::Storage),
-        };
-        let nfs_mark = recs.iter().flatten().map(|r| r.nfs_mark).max().unwrap_or(0);
-        let nlw_mark = recs.iter().flatten().map(|r| r.nlw_mark).max().unwrap_or(0);
-        Ok(Self {
+        let mut store = Self {
             base,
             slot,
             reserve: u64::from(reserve.max(1)),
-            nfs: nfs_mark,
-            nfs_mark,
-            nlw: nlw_mark,
-            nlw_mark,
-            seq,
-            newest,
+            key,
+            nfs: 0,
+            nfs_mark: 0,
+            nlw: 0,
+            nlw_mark: 0,
+            last_written: None,
+            others: (0, 0),
+            started_blank: false,
             writes: 0,
-        })
+        };
+        locked(storage, |s| {
+            let stored = read_stored(s, base, slot, key)?;
+            let (nfs, nlw) = if stored.newest.is_some() {
+                (stored.nfs_mark, stored.nlw_mark)
+            } else {
+                let (nfs, nlw) = blank_start(s, blank)?;
+                let seq = stored.next_seq();
+                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag());
+                store.writes = 2;
+                store.started_blank = true;
+                (nfs, nlw)
+            };
+            (store.nfs, store.nfs_mark, store.nlw, store.nlw_mark) = (nfs, nfs, nlw, nlw);
+            Ok(())
+        })?;
+        Ok(store)
     }
 
     /// Last nonce used for sending (NFS).
@@ -210,7 +352,8 @@ impl NonceStore {
         self.nlw
     }
 
-    /// The nonce the next [`NonceStore::next_send`] will return (if not exhausted).
+    /// The nonce the next [`NonceStore::next_send`] will return, unless storage shows
+    /// that another store reserved it meanwhile.
     pub const fn peek_send(&self) -> u64 {
         self.nfs + 1
     }
@@ -220,6 +363,12 @@ impl NonceStore {
         self.writes
     }
 
+    /// True if [`NonceStore::open`] found no records for the key and started as its
+    /// [`BlankStart`] said.
+    pub const fn started_blank(&self) -> bool {
+        self.started_blank
+    }
+
     /// Returns a nonce never used for sending before, persisting a new mark first if
     /// needed. On error nothing changed and the nonce must not be used.
     pub fn next_send<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<u64, Error> {
@@ -227,11 +376,28 @@ impl NonceStore {
         if n > MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
-        if n > self.nfs_mark {
-            let mark = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
-            self.persist(storage, mark, self.nlw_mark)?;
-            self.nfs_mark = mark;
+        if n <= self.nfs_mark {
+            self.nfs = n;
+            return Ok(n);
         }
+        let (base, slot, key, reserve) = (self.base, self.slot, self.key, self.reserve);
+        let (nlw_mark, last, own) = (self.nlw_mark, self.last_written, self.own_max());
+        let (n, mark, rec, stored) = locked(storage, |s| {
+            let stored = read_stored(s, base, slot, key)?;
+            let lost = stored_lost(&stored, last.is_some(), own);
+            // Above our own range and above every range reserved by anyone else.
+            let floor = stored.nfs_mark.max(lost.unwrap_or(0));
+            let n = n.max(floor.saturating_add(1));
+            if n > MAX_NONCE {
+                return Err(Error::NonceExhausted);
+            }
+            let mark = n.saturating_add(reserve - 1).min(MAX_NONCE);
+            let nlw = stored.nlw_mark.max(nlw_mark).max(lost.unwrap_or(0));
+            let rec = write_record(s, base, slot, key, &stored, mark, nlw)?;
+            Ok((n, mark, rec, stored))
+        })?;
+        self.note_write(rec, &stored);
+        self.nfs_mark = mark;
         self.nfs = n;
         Ok(n)
     }
@@ -239,16 +405,23 @@ impl NonceStore {
     /// Raises NFS to at least `v` (on an "old nonce" message). RAM only: the next
     /// [`NonceStore::next_send`] persists as needed. Values above [`MAX_NONCE`] are
     /// refused with [`Error::ValueOutOfRange`].
+    ///
+    /// A store that [started blank](NonceStore::started_blank) knows nothing of the
+    /// nonces it sent before its records were lost, some of which the peer may never
+    /// have received: it moves [`LOST_STATE_MARGIN`] past `v`.
     pub fn raise_nfs(&mut self, v: u64) -> Result<bool, Error> {
         if v > MAX_NONCE {
             return Err(Error::ValueOutOfRange);
         }
-        if v > self.nfs {
-            self.nfs = v;
-            Ok(true)
-        } else {
-            Ok(false)
+        if v <= self.nfs {
+            return Ok(false);
         }
+        self.nfs = if self.started_blank {
+            v.saturating_add(LOST_STATE_MARGIN).min(MAX_NONCE)
+        } else {
+            v
+        };
+        Ok(true)
     }
 
     /// Accepts a received nonce if it is above NLW: persists a new mark first if
@@ -266,17 +439,34 @@ impl NonceStore {
             return Ok(false);
         }
         if n > self.nlw_mark {
-            let mark = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
-            self.persist(storage, self.nfs_mark, mark)?;
-            self.nlw_mark = mark;
+            let (base, slot, key) = (self.base, self.slot, self.key);
+            let (nfs_mark, last, own) = (self.nfs_mark, self.last_written, self.own_max());
+            let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
+            let (rec, stored) = locked(storage, |s| {
+                let stored = read_stored(s, base, slot, key)?;
+                let lost = stored_lost(&stored, last.is_some(), own).unwrap_or(0);
+                let nfs = stored.nfs_mark.max(nfs_mark).max(lost);
+                let nlw = stored.nlw_mark.max(want);
+                Ok((write_record(s, base, slot, key, &stored, nfs, nlw)?, stored))
+            })?;
+            self.note_write(rec, &stored);
+            // Storage covers every nonce up to its NLW mark, whoever raised it; the
+            // NFS mark stays this store's own range (others' ranges are theirs).
+            self.nlw_mark = want.max(rec.nlw_mark);
         }
         self.nlw = n;
         Ok(true)
     }
 
-    /// Persists the exact NFS and NLW (instead of the reserved marks), e.g. before a
-    /// clean shutdown or a deep sleep that loses RAM: after it, a restart continues
-    /// exactly where this instance stopped, so the peer needs no resynchronisation.
+    /// Gives back the unused rest of this store's reservations, e.g. before a clean
+    /// shutdown or a deep sleep that loses RAM: the stored marks become the exact NFS
+    /// and NLW, so a restart continues exactly here and the peer needs no
+    /// resynchronisation.
+    ///
+    /// Only while the newest stored record is the one this store wrote: if another
+    /// process (or store) wrote since, its marks may cover nonces it holds, and
+    /// nothing is written. If the records are gone, they are written again above
+    /// this store's marks (as any write would).
     ///
     /// Both slots are written (two record writes), because [`NonceStore::open`] takes
     /// the maximum over the slots: a power cut during the first write leaves the
@@ -286,33 +476,186 @@ impl NonceStore {
         if self.nfs_mark == self.nfs && self.nlw_mark == self.nlw {
             return Ok(());
         }
-        self.persist(storage, self.nfs, self.nlw)?;
-        self.persist(storage, self.nfs, self.nlw)?;
-        self.nfs_mark = self.nfs;
-        self.nlw_mark = self.nlw;
+        let (base, slot, key, last) = (self.base, self.slot, self.key, self.last_written);
+        let own = self.own_max();
+        // Never below what others had reserved when this store last wrote.
+        let nfs = self.nfs.max(self.others.0);
+        let nlw = self.nlw.max(self.others.1);
+        let done = locked(storage, |s| {
+            let stored = read_stored(s, base, slot, key)?;
+            let (nfs, nlw) = match (
+                stored_lost(&stored, last.is_some(), own),
+                stored.newest,
+                last,
+            ) {
+                (Some(lost), _, _) => (lost, lost),
+                (None, Some((_, newest)), Some(mine)) if newest.tag() == mine => (nfs, nlw),
+                _ => return Ok(None),
+            };
+            let first = write_record(s, base, slot, key, &stored, nfs, nlw)?;
+            let after = Stored {
+                newest: Some((stored.target(), first)),
+                ..stored
+            };
+            let rec = write_record(s, base, slot, key, &after, nfs, nlw)?;
+            Ok(Some((rec, stored)))
+        })?;
+        if let Some((rec, stored)) = done {
+            self.note_write(rec, &stored);
+            self.writes = self.writes.saturating_add(1);
+            // The rest of the range is given back: the next send reserves anew.
+            self.nfs_mark = self.nfs;
+            self.nlw_mark = rec.nlw_mark.max(self.nlw);
+        }
         Ok(())
     }
 
-    fn persist<S: Storage + ?Sized>(
-        &mut self,
-        storage: &mut S,
-        nfs_mark: u64,
-        nlw_mark: u64,
-    ) -> Result<(), Error> {
-        let target = 1 - self.newest.min(1);
-        let rec = Record {
-            seq: self.seq.wrapping_add(1),
-            nfs_mark,
-            nlw_mark,
-        };
-        let addr = self.base + usize::from(target) * self.slot;
-        write_slot(storage, addr, self.slot, &rec)?;
-        storage.flush()?;
-        self.seq = rec.seq;
-        self.newest = target;
-        self.writes = self.writes.saturating_add(1);
-        Ok(())
+    /// The highest value this store knows of: its counters, its marks, and the
+    /// marks others had written.
+    fn own_max(&self) -> u64 {
+        self.nfs
+            .max(self.nfs_mark)
+            .max(self.nlw_mark)
+            .max(self.others.0)
+            .max(self.others.1)
     }
+
+    /// Remembers a write that found `found` in storage. If the newest record found
+    /// was not this store's own, someone else wrote meanwhile: what was stored
+    /// counts as theirs from now on.
+    fn note_write(&mut self, rec: Record, found: &Stored) {
+        let mine =
+            matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n.tag() == m);
+        if !mine {
+            self.others = (found.nfs_mark, found.nlw_mark);
+        }
+        self.last_written = Some(rec.tag());
+        self.writes = self.writes.saturating_add(1);
+    }
+}
+
+/// Runs `f` between [`Storage::lock`] and [`Storage::unlock`].
+fn locked<S: Storage + ?Sized, T>(
+    storage: &mut S,
+    f: impl FnOnce(&mut S) -> Result<T, Error>,
+) -> Result<T, Error> {
+    storage.lock()?;
+    let r = f(storage);
+    storage.unlock();
+    r
+}
+
+/// If this store wrote records before (`wrote`) and storage now holds none for its
+/// key (the file was deleted, the device wiped), the value every mark must be
+/// raised to: [`LOST_STATE_MARGIN`] above the highest value the store knows of
+/// (`own`), to cover reservations other processes may still hold.
+fn stored_lost(stored: &Stored, wrote: bool, own: u64) -> Option<u64> {
+    (stored.newest.is_none() && wrote).then(|| own.saturating_add(LOST_STATE_MARGIN).min(MAX_NONCE))
+}
+
+/// The start values of a blank store.
+fn blank_start<S: Storage + Random + ?Sized>(
+    storage: &mut S,
+    blank: BlankStart,
+) -> Result<(u64, u64), Error> {
+    match blank {
+        BlankStart::Refuse => Err(Error::NotProvisioned),
+        BlankStart::Floor(f) if f <= MAX_NONCE => Ok((f, f)),
+        BlankStart::Floor(_) => Err(Error::ValueOutOfRange),
+        BlankStart::RandomHigh => {
+            let mut r = [0u8; 16];
+            storage.fill_random(&mut r)?;
+            let (a, b) = r.split_at(8);
+            let pick = |bytes: &[u8]| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(bytes);
+                RANDOM_START + u64::from_le_bytes(w) % RANDOM_SPAN
+            };
+            Ok((pick(a), pick(b)))
+        }
+    }
+}
+
+/// Reads both slots; only valid records of `key` count.
+fn read_stored<S: Storage + ?Sized>(
+    storage: &mut S,
+    base: usize,
+    slot: usize,
+    key: KeyId,
+) -> Result<Stored, Error> {
+    let mut recs = [None, None];
+    for (i, r) in recs.iter_mut().enumerate() {
+        let mut buf = [0u8; RECORD_LEN];
+        storage.read(base + i * slot, &mut buf)?;
+        *r = Record::decode(&buf).filter(|r| r.key == key);
+    }
+    let newest = match recs {
+        [Some(a), Some(b)] => {
+            if b.seq == a.seq.wrapping_add(1) {
+                Some((1, b))
+            } else {
+                Some((0, a))
+            }
+        }
+        [Some(a), None] => Some((0, a)),
+        [None, Some(b)] => Some((1, b)),
+        [None, None] => None,
+    };
+    let max = |f: fn(&Record) -> u64| recs.iter().flatten().map(f).max().unwrap_or(0);
+    Ok(Stored {
+        newest,
+        nfs_mark: max(|r| r.nfs_mark),
+        nlw_mark: max(|r| r.nlw_mark),
+    })
+}
+
+/// Writes one record with the given marks into the slot after `stored`'s newest and
+/// makes it durable.
+fn write_record<S: Storage + ?Sized>(
+    storage: &mut S,
+    base: usize,
+    slot: usize,
+    key: KeyId,
+    stored: &Stored,
+    nfs_mark: u64,
+    nlw_mark: u64,
+) -> Result<Record, Error> {
+    let rec = Record {
+        seq: stored.next_seq(),
+        nfs_mark,
+        nlw_mark,
+        key,
+    };
+    let addr = base + usize::from(stored.target()) * slot;
+    write_slot(storage, addr, slot, &rec)?;
+    storage.flush()?;
+    Ok(rec)
+}
+
+/// Writes both slots (sequence numbers `seq`, `seq + 1`); returns the second record.
+fn write_both<S: Storage + ?Sized>(
+    storage: &mut S,
+    base: usize,
+    slot: usize,
+    key: KeyId,
+    seq: u16,
+    nfs: u64,
+    nlw: u64,
+) -> Result<Record, Error> {
+    let first = Record {
+        seq,
+        nfs_mark: nfs,
+        nlw_mark: nlw,
+        key,
+    };
+    write_slot(storage, base, slot, &first)?;
+    let second = Record {
+        seq: seq.wrapping_add(1),
+        ..first
+    };
+    write_slot(storage, base + slot, slot, &second)?;
+    storage.flush()?;
+    Ok(second)
 }
 
 fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> Result<(), Error> {
@@ -324,7 +667,11 @@ fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> R
     Ok(())
 }
 
-/// Writes one record padded to the slot length (whole granules, one write call).
+/// Slots up to this size are written with one call (record and 0xFF padding).
+const ONE_WRITE: usize = 32;
+
+/// Writes one record padded with 0xFF to the slot length (whole granules; one write
+/// call for slots up to [`ONE_WRITE`] bytes).
 fn write_slot<S: Storage + ?Sized>(
     storage: &mut S,
     addr: usize,
@@ -332,11 +679,14 @@ fn write_slot<S: Storage + ?Sized>(
     rec: &Record,
 ) -> Result<(), Error> {
     let enc = rec.encode();
-    if slot == RECORD_LEN {
-        return storage.write(addr, &enc);
+    let mut one = [0xffu8; ONE_WRITE];
+    if let Some(buf) = one.get_mut(..slot) {
+        buf.get_mut(..RECORD_LEN)
+            .ok_or(Error::Storage)?
+            .copy_from_slice(&enc);
+        return storage.write(addr, buf);
     }
-    // Granularity above RECORD_LEN: write the record, then 0xFF up to the granule
-    // end in the same physical write where possible (chunks of RECORD_LEN bytes).
+    // Larger granules: the record, then 0xFF up to the granule end.
     storage.write(addr, &enc)?;
     let mut at = addr + RECORD_LEN;
     let fill = [0xffu8; RECORD_LEN];
@@ -349,271 +699,4 @@ fn write_slot<S: Storage + ?Sized>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testhal::TestHal;
-    use std::collections::HashSet;
-
-    const RES: u32 = 16;
-
-    fn fresh() -> TestHal<64> {
-        let mut hal = TestHal::<64>::new(3);
-        NonceStore::provision(&mut hal, 0, 0, 0).unwrap();
-        hal
-    }
-
-    #[test]
-    fn record_layout_is_byte_exact() {
-        let rec = Record {
-            seq: 0x0102,
-            nfs_mark: 0x0000_1122_3344_5566,
-            nlw_mark: 0x7fff_ffff_ffff,
-        };
-        let e = rec.encode();
-        assert_eq!(
-            &e[..14],
-            &[0x02, 0x01, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]
-        );
-        assert_eq!(u16::from_le_bytes([e[14], e[15]]), CRC16.checksum(&e[..14]));
-        assert_eq!(Record::decode(&e), Some(rec));
-        let mut bad = e;
-        bad[5] ^= 1;
-        assert_eq!(Record::decode(&bad), None);
-        // Erased storage is not a record.
-        assert_eq!(Record::decode(&[0xff; RECORD_LEN]), None);
-    }
-
-    #[test]
-    fn unprovisioned_storage_is_refused() {
-        let mut hal = TestHal::<64>::new(1);
-        assert_eq!(
-            NonceStore::open(&mut hal, 0, RES).err(),
-            Some(Error::Storage)
-        );
-        assert_eq!(
-            NonceStore::open(&mut hal, 2, RES).err(),
-            Some(Error::Storage)
-        );
-        assert_eq!(
-            NonceStore::open(&mut hal, 48, RES).err(),
-            Some(Error::Storage)
-        );
-    }
-
-    #[test]
-    fn reserve_ahead_writes_once_per_reserve() {
-        let mut hal = fresh();
-        let mut s = NonceStore::open(&mut hal, 0, RES).unwrap();
-        for i in 1..=100u64 {
-            assert_eq!(s.next_send(&mut hal).unwrap(), i);
-        }
-        // Marks at 16, 32, ..., 112: 7 writes.
-        assert_eq!(s.writes(), 7);
-        let mut again = hal.rebooted();
-        let s2 = NonceStore::open(&mut again, 0, RES).unwrap();
-        assert_eq!(s2.nfs(), 112);
-        assert_eq!(s2.peek_send(), 113);
-    }
-
-    #[test]
-    fn nlw_survives_reboot_and_rejects_replays() {
-        let mut hal = fresh();
-        let mut s = NonceStore::open(&mut hal, 0, RES).unwrap();
-        assert_eq!(s.accept_received(&mut hal, 5), Ok(true));
-        assert_eq!(s.accept_received(&mut hal, 5), Ok(false));
-        assert_eq!(s.accept_received(&mut hal, 4), Ok(false));
-        assert_eq!(s.accept_received(&mut hal, 9), Ok(true));
-        assert_eq!(s.writes(), 1);
-        let mut again = hal.rebooted();
-        let mut s2 = NonceStore::open(&mut again, 0, RES).unwrap();
-        assert!(s2.nlw() >= 9);
-        assert_eq!(s2.accept_received(&mut again, 9), Ok(false));
-        assert_eq!(
-            s2.accept_received(&mut again, MAX_NONCE + 1),
-            Err(Error::ValueOutOfRange)
-        );
-    }
-
-    #[test]
-    fn raise_nfs_never_lowers() {
-        let mut hal = fresh();
-        let mut s = NonceStore::open(&mut hal, 0, RES).unwrap();
-        assert_eq!(s.raise_nfs(1000), Ok(true));
-        assert_eq!(s.raise_nfs(10), Ok(false));
-        assert_eq!(s.raise_nfs(MAX_NONCE + 1), Err(Error::ValueOutOfRange));
-        assert_eq!(s.next_send(&mut hal), Ok(1001));
-    }
-
-    #[test]
-    fn exhaustion_is_an_error() {
-        let mut hal = TestHal::<64>::new(3);
-        NonceStore::provision(&mut hal, 0, MAX_NONCE - 1, 0).unwrap();
-        let mut s = NonceStore::open(&mut hal, 0, RES).unwrap();
-        assert_eq!(s.next_send(&mut hal), Ok(MAX_NONCE));
-        assert_eq!(s.next_send(&mut hal), Err(Error::NonceExhausted));
-    }
-
-    #[test]
-    fn large_granularity_aligns_slots() {
-        let mut hal = TestHal::<256>::new(3);
-        hal.granularity = 32;
-        assert_eq!(storage_len(32), 64);
-        NonceStore::provision(&mut hal, 32, 7, 3).unwrap();
-        let mut s = NonceStore::open(&mut hal, 32, RES).unwrap();
-        assert_eq!((s.nfs(), s.nlw()), (7, 3));
-        s.next_send(&mut hal).unwrap();
-        assert_eq!(
-            NonceStore::open(&mut hal, 16, RES).err(),
-            Some(Error::Storage)
-        );
-        let mut again = hal.rebooted();
-        assert_eq!(
-            NonceStore::open(&mut again, 32, RES).unwrap().nfs(),
-            7 + RES as u64
-        );
-    }
-
-    /// One step of the power-cut scenario.
-    #[derive(Clone, Copy)]
-    enum Step {
-        Send,
-        Recv(u64),
-        Raise(u64),
-        Reboot,
-    }
-
-    fn scenario() -> Vec<Step> {
-        let mut v = Vec::new();
-        let mut rx = 0;
-        for i in 0..120u64 {
-            v.push(Step::Send);
-            if i % 3 == 0 {
-                rx += 1 + i % 7;
-                v.push(Step::Recv(rx));
-            }
-            if i == 40 {
-                v.push(Step::Raise(300));
-            }
-            if i % 50 == 49 {
-                v.push(Step::Reboot);
-            }
-        }
-        v
-    }
-
-    /// Runs the scenario with the power failing at granule write `cut` (or never),
-    /// rebooting after the cut and carrying on. Returns the total granule writes.
-    /// Asserts that no nonce is sent twice and no accepted nonce is accepted again.
-    fn run_with_cut(cut: Option<u32>) -> u32 {
-        let mut hal = fresh();
-        let base_writes = hal.storage_writes;
-        hal.power_cut_after = cut;
-        let mut store = NonceStore::open(&mut hal, 0, RES).unwrap();
-        let mut sent = HashSet::new();
-        let mut accepted: HashSet<u64> = HashSet::new();
-        for step in scenario() {
-            let r = match step {
-                Step::Send => store.next_send(&mut hal).map(|n| {
-                    assert!(sent.insert(n), "nonce {n} sent twice (cut {cut:?})");
-                }),
-                Step::Recv(n) => store.accept_received(&mut hal, n).map(|ok| {
-                    if ok {
-                        assert!(accepted.insert(n));
-                    }
-                }),
-                Step::Raise(v) => store.raise_nfs(v).map(|_| ()),
-                Step::Reboot => {
-                    // A planned reboot keeps the pending power cut armed.
-                    let left = hal.power_cut_after;
-                    hal = hal.rebooted();
-                    hal.power_cut_after = left;
-                    store = NonceStore::open(&mut hal, 0, RES).unwrap();
-                    Ok(())
-                }
-            };
-            if r.is_err() || hal.powered_off {
-                assert!(hal.powered_off, "error without power cut: {r:?}");
-                hal = hal.rebooted();
-                store = NonceStore::open(&mut hal, 0, RES).expect("a valid record survives");
-                // Every accepted nonce stays rejected after the reboot.
-                for n in &accepted {
-                    assert_eq!(store.accept_received(&mut hal, *n), Ok(false));
-                }
-            }
-        }
-        hal.storage_writes - base_writes
-    }
-
-    #[test]
-    fn power_cut_at_every_write_never_reuses_a_nonce() {
-        let total = run_with_cut(None);
-        assert!(total > 0);
-        for cut in 0..=total {
-            run_with_cut(Some(cut));
-        }
-    }
-
-    #[test]
-    fn writes_per_thousand_packets() {
-        for (reserve, max_records) in [(16u32, 63u32), (256, 4)] {
-            let mut hal = fresh();
-            let mut s = NonceStore::open(&mut hal, 0, reserve).unwrap();
-            let before = hal.storage_writes;
-            for _ in 0..1000 {
-                s.next_send(&mut hal).unwrap();
-            }
-            assert_eq!(s.writes(), max_records);
-            // A record is 16 bytes = 4 granules of 4 bytes.
-            assert_eq!(hal.storage_writes - before, 4 * max_records);
-            // The two slots share the wear.
-            let max_granule = *hal.granule_writes[..8].iter().max().unwrap();
-            assert!(u32::from(max_granule) <= max_records / 2 + 2);
-        }
-        // Request/response traffic: 1000 packets each way moves both marks.
-        let mut hal = fresh();
-        let mut s = NonceStore::open(&mut hal, 0, DEFAULT_RESERVE).unwrap();
-        for i in 1..=1000 {
-            s.next_send(&mut hal).unwrap();
-            assert_eq!(s.accept_received(&mut hal, i), Ok(true));
-        }
-        assert_eq!(s.writes(), 8);
-    }
-
-    #[test]
-    fn checkpoint_resumes_exactly_and_survives_a_cut_at_every_write() {
-        // Without a power cut: the next instance starts at the exact values.
-        let mut hal = fresh();
-        let mut s = NonceStore::open(&mut hal, 0, 64).unwrap();
-        for _ in 0..5 {
-            s.next_send(&mut hal).unwrap();
-        }
-        assert_eq!(s.accept_received(&mut hal, 9), Ok(true));
-        s.checkpoint(&mut hal).unwrap();
-        let mut t = NonceStore::open(&mut hal, 0, 64).unwrap();
-        assert_eq!((t.nfs(), t.nlw()), (5, 9));
-        assert_eq!(t.next_send(&mut hal), Ok(6));
-        // A second checkpoint with nothing new writes nothing.
-        let w = hal.storage_writes;
-        let mut u = NonceStore::open(&mut hal, 0, 64).unwrap();
-        u.checkpoint(&mut hal).unwrap();
-        assert_eq!(hal.storage_writes, w);
-        // A power cut at any granule of the checkpoint never lowers what was used.
-        for cut in 0..8 {
-            let mut hal = fresh();
-            let mut s = NonceStore::open(&mut hal, 0, 64).unwrap();
-            for _ in 0..5 {
-                s.next_send(&mut hal).unwrap();
-            }
-            hal.power_cut_after = Some(cut);
-            let _ = s.checkpoint(&mut hal);
-            let mut hal = hal.rebooted();
-            let mut r = NonceStore::open(&mut hal, 0, 64).unwrap();
-            assert!(
-                r.nfs() >= 5,
-                "cut {cut}: NFS {} went below a used nonce",
-                r.nfs()
-            );
-            assert!(r.next_send(&mut hal).unwrap() > 5);
-        }
-    }
-}
+mod tests;

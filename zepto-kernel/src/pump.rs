@@ -18,7 +18,7 @@
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{BusId, Platform, WaitingFor, WakeReason};
 use crate::heap::{Handle, Heap, HeapOps};
-use crate::nonce_store::NonceStore;
+use crate::nonce_store::{key_id, BlankStart, NonceStore};
 use crate::plugins::{self, Bodypart};
 use crate::saccp::{Saccp, VmStatus};
 use crate::sagdp::{PacketId, PacketStatus, Sagdp};
@@ -95,6 +95,9 @@ pub struct DeviceConfig {
     pub nonce_base: usize,
     /// Nonces covered by one storage write (see [`NonceStore::open`]).
     pub nonce_reserve: u32,
+    /// How the nonce records start when storage holds none for the key (a new or
+    /// wiped device); see `docs/security.md` for each port's choice.
+    pub blank: BlankStart,
 }
 
 impl Default for DeviceConfig {
@@ -104,6 +107,7 @@ impl Default for DeviceConfig {
             mtu: 128,
             nonce_base: 0,
             nonce_reserve: crate::nonce_store::DEFAULT_RESERVE,
+            blank: BlankStart::RandomHigh,
         }
     }
 }
@@ -203,8 +207,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
 {
     const HANDLES: () = assert!(B >= 4, "the pump needs at least four heap handles");
 
-    /// Creates a device: opens the nonce store in `hal`'s storage (which must have
-    /// been provisioned with [`NonceStore::provision`]), allocates the heap blocks and
+    /// Creates a device: opens the nonce store for `key` in `hal`'s storage (blank
+    /// storage starts as [`DeviceConfig::blank`] says), allocates the heap blocks and
     /// initialises the layers and the plugins.
     ///
     /// Never inlined: the layers are built in this function's own stack frame, which
@@ -219,7 +223,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     ) -> Result<Self, Error> {
         #[allow(clippy::let_unit_value)]
         let () = Self::HANDLES;
-        let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve)?;
+        let kid = key_id::<C>(key)?;
+        let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve, kid, cfg.blank)?;
         let sasp = Sasp::new(key, Role::Device, nonces)?;
         plugins::init_all(plugins, hal)?;
         let mut heap = Heap::new();
@@ -260,6 +265,11 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     /// What the pump did so far.
     pub const fn stats(&self) -> &PumpStats {
         &self.stats
+    }
+
+    /// The nonce state (e.g. [`NonceStore::started_blank`] for a start-up message).
+    pub const fn nonces(&self) -> &NonceStore {
+        self.sasp.nonces()
     }
 
     /// SASP counters (authentication failures, resyncs ...).
@@ -440,11 +450,16 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         let out = self.sasp.receive(&mut self.heap, rx, hal)?;
         self.log(Event::Up(Layer::Sasp, out));
         match out {
-            HandlerOutcome::Pass => self.convert(rx)?,
+            HandlerOutcome::Pass => {
+                // Authentic and fresh: replies go where this packet came from.
+                hal.accept_source(self.cfg.bus);
+                self.convert(rx)?
+            }
             HandlerOutcome::ReplyDown => {
-                // An "old nonce" message, already encrypted: straight to the bus.
+                // An "old nonce" message, already encrypted: straight back to the
+                // sender, which (maybe a replay) does not become the peer.
                 self.convert(rx)?;
-                return self.transmit(hal, rx);
+                return self.transmit(hal, rx, true);
             }
             _ => return self.ignored(),
         }
@@ -582,16 +597,27 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     ) -> Result<(), Error> {
         self.sasp.send_announced(&mut self.heap, h, hal, pad_to)?;
         self.convert(h)?;
-        self.transmit(hal, h)
+        self.transmit(hal, h, false)
     }
 
-    /// Sends the request of `h` to the bus, with the room the bus asks for after it
+    /// Sends the request of `h` to the bus (to the peer, or with `to_source` to the
+    /// sender of the packet received last), with the room the bus asks for after it
     /// in the same heap block (so a byte link frames the packet in place).
-    fn transmit<H: DeviceHal>(&mut self, hal: &mut H, h: Handle) -> Result<(), Error> {
+    fn transmit<H: DeviceHal>(
+        &mut self,
+        hal: &mut H,
+        h: Handle,
+        to_source: bool,
+    ) -> Result<(), Error> {
         let len = self.heap.request_len(h)?;
-        let room = hal.tx_room(self.cfg.bus, len);
+        let bus = self.cfg.bus;
+        let room = hal.tx_room(bus, len);
         let buf = self.heap.request_and_room_mut(h, room)?;
-        hal.send_in_place(self.cfg.bus, buf, len)?;
+        if to_source {
+            hal.reply_in_place(bus, buf, len)?;
+        } else {
+            hal.send_in_place(bus, buf, len)?;
+        }
         self.stats.packets_out = self.stats.packets_out.saturating_add(1);
         self.log(Event::Sent(len as u16));
         self.heap.set_request(h, &[])
@@ -613,12 +639,13 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     }
 }
 
-/// Provisions fresh nonce records (NFS = NLW = 0) in `storage` at `cfg.nonce_base`,
-/// e.g. when a device gets a new key. Never call it for a key already in use: it
-/// would make the device reuse nonces.
-pub fn provision<S: crate::hal::Storage + ?Sized>(
+/// Provisions fresh nonce records (NFS = NLW = 0) for a new `key` in `storage` at
+/// `cfg.nonce_base`, when a device gets that key. Refused with [`Error::KeyInUse`]
+/// if storage holds records for this key already.
+pub fn provision_new_key<C: SaspCipher, S: crate::hal::Storage + ?Sized>(
     storage: &mut S,
     cfg: &DeviceConfig,
+    key: &[u8; 16],
 ) -> Result<(), Error> {
-    NonceStore::provision(storage, cfg.nonce_base, 0, 0)
+    NonceStore::provision(storage, cfg.nonce_base, key_id::<C>(key)?, 0, 0)
 }

@@ -25,6 +25,20 @@
 
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, HeapOps, Part};
+use crc::{Crc, NoTable, CRC_32_ISO_HDLC};
+
+const CRC32: Crc<u32, NoTable> = Crc::<u32, NoTable>::new(&CRC_32_ISO_HDLC);
+
+/// CRC-32 of an UP packet with its requested-resend flag cleared: what stays the
+/// same when a packet is sent again.
+fn digest(packet: &[u8]) -> u32 {
+    let mut d = CRC32.digest();
+    if let Some((first, rest)) = packet.split_first() {
+        d.update(&[first & !FLAG_REQUESTED_RESEND]);
+        d.update(rest);
+    }
+    d.finalize()
+}
 
 /// First Byte bit 0: the packet is the first of its chain.
 pub const FLAG_FIRST: u8 = 0x01;
@@ -273,6 +287,11 @@ pub struct Sagdp {
     resends: u8,
     last_sent_pid: Option<PacketId>,
     received: Option<PacketStatus>,
+    /// Digests ([`digest`]) of the last packet delivered up and of the packet the
+    /// LSP answers (0: none): only a packet with one of them is a retransmission,
+    /// which may be ignored or answered with the LSP.
+    lr_digest: u32,
+    answered_digest: u32,
 }
 
 impl Sagdp {
@@ -293,6 +312,8 @@ impl Sagdp {
             resends: 0,
             last_sent_pid: None,
             received: None,
+            lr_digest: 0,
+            answered_digest: 0,
         }
     }
 
@@ -395,7 +416,7 @@ impl Sagdp {
                 }
             }
             PacketStatus::First => {
-                if Some(hdr.id_field) == self.lrcid {
+                if Some(hdr.id_field) == self.lrcid && self.is_repeat(heap, h)? {
                     // The first packet of the current chain again.
                     match self.state {
                         State::WaitLocal => Ok(HandlerOutcome::IgnorePacket),
@@ -417,7 +438,9 @@ impl Sagdp {
                 (State::WaitRemote, Relation::Last) => {
                     self.deliver(heap, h, pid, hdr, State::WaitLocal)
                 }
-                (State::Idle | State::WaitRemote, Relation::Previous) => {
+                (State::Idle | State::WaitRemote, Relation::Previous)
+                    if self.is_repeat(heap, h)? =>
+                {
                     self.duplicate(heap, h, hdr, now_ms, ids)
                 }
                 (State::WaitLocal, Relation::Last) => Ok(HandlerOutcome::IgnorePacket),
@@ -487,6 +510,7 @@ impl Sagdp {
         self.lsp_valid = true;
         self.pspidr = self.lspidr;
         self.lspidr = Some(IdRange::one(pid));
+        self.answered_digest = self.lr_digest;
         self.last_sent_pid = Some(pid);
         self.resends = 0;
         self.interval_ms = self.config.initial_timeout_ms;
@@ -594,11 +618,21 @@ impl Sagdp {
         if hdr.status == PacketStatus::First {
             self.lrcid = Some(hdr.id_field);
         }
+        self.lr_digest = digest(heap.request(h)?);
         self.lrpid = Some(pid);
         self.state = next;
         self.deadline_ms = None;
         self.received = Some(hdr.status);
         Ok(HandlerOutcome::Pass)
+    }
+
+    /// True if the request of `h` is the packet delivered last, sent again: the same
+    /// bytes but for the requested-resend flag. A different packet under the same
+    /// IDs (a peer that lost its state and reused a nonce, or a second client on the
+    /// key) is never answered with the reply to someone else's packet.
+    fn is_repeat(&self, heap: &dyn HeapOps, h: Handle) -> Result<bool, Error> {
+        let d = digest(heap.request(h)?);
+        Ok(d != 0 && (d == self.lr_digest || d == self.answered_digest))
     }
 
     /// A repeated packet: resend the LSP unless the repetition is itself a requested
@@ -851,6 +885,67 @@ mod tests {
         assert_eq!(r.s.last_sent_pid(), Some(pid(201)));
         assert_eq!(r.s.state(), State::Idle);
         assert_eq!(r.s.next_timeout_ms(5), None);
+    }
+
+    #[test]
+    fn a_different_first_packet_under_the_same_chain_id_is_a_new_chain() {
+        // A client that lost its state reuses chain ID 100 for another command: the
+        // device must run it, never answer with the reply to the old one.
+        let mut r = Rig::new(Role::Slave);
+        r.recv(&up(0x01, 100, b"aa"), 100, 0);
+        r.send(b"reply-aa", PacketStatus::Terminating, 0);
+        assert_eq!(r.recv(&up(0x01, 100, b"bb"), 102, 10), HandlerOutcome::Pass);
+        assert_eq!(r.reply(), b"bb");
+        assert_eq!(r.s.state(), State::WaitLocal);
+        // Its own reply, and a true repeat of *it* gets that reply again.
+        r.send(b"reply-bb", PacketStatus::Terminating, 10);
+        assert_eq!(
+            r.recv(&up(0x05, 100, b"bb"), 103, 20),
+            HandlerOutcome::IgnorePacket,
+            "a requested-resend repeat is not answered twice"
+        );
+        assert_eq!(
+            r.recv(&up(0x01, 100, b"bb"), 104, 20),
+            HandlerOutcome::ReplyDown
+        );
+        assert_eq!(r.reply()[7..], *b"reply-bb");
+        // While a command runs, its repeat is ignored but another command replaces it.
+        assert_eq!(r.recv(&up(0x01, 300, b"cc"), 300, 30), HandlerOutcome::Pass);
+        assert_eq!(
+            r.recv(&up(0x01, 300, b"cc"), 301, 30),
+            HandlerOutcome::IgnorePacket
+        );
+        assert_eq!(r.recv(&up(0x01, 300, b"dd"), 302, 30), HandlerOutcome::Pass);
+        assert_eq!(r.reply(), b"dd");
+    }
+
+    #[test]
+    fn a_different_packet_posing_as_a_repeat_is_refused() {
+        // Slave in WaitRemote: the master "repeats" its first packet (PPID in PSPIDR)
+        // but with other bytes: an inconsistency, answered with an Error Message.
+        let mut r = Rig::new(Role::Slave);
+        r.in_wait_remote(); // sent r1 as pid 201
+        assert_eq!(r.recv(&up(0x00, 201, b"i2"), 102, 0), HandlerOutcome::Pass);
+        r.send(b"r3", PacketStatus::Intermediate, 0);
+        assert_eq!(
+            r.recv(&up(0x00, 201, b"XX"), 104, 40),
+            HandlerOutcome::FatalErrorReinit
+        );
+        assert_eq!(r.reply()[0], 0x03);
+        // Master: a forged-looking repeat is ignored, a true one answered.
+        let mut m = Rig::new(Role::Master);
+        m.send(b"cmd", PacketStatus::First, 0);
+        assert_eq!(m.recv(&up(0x00, 201, b"r1"), 50, 5), HandlerOutcome::Pass);
+        m.send(b"i2", PacketStatus::Intermediate, 5);
+        assert_eq!(
+            m.recv(&up(0x00, 201, b"zz"), 51, 6),
+            HandlerOutcome::IgnorePacket
+        );
+        assert_eq!(
+            m.recv(&up(0x00, 201, b"r1"), 52, 7),
+            HandlerOutcome::ReplyDown
+        );
+        assert_eq!(m.reply()[7..], *b"i2");
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
     stats: SaspStats,
     last_received: Option<u64>,
     last_sent: Option<u64>,
+    refused: bool,
 }
 
 impl<C: SaspCipher> Sasp<C> {
@@ -226,6 +227,7 @@ impl<C: SaspCipher> Sasp<C> {
             stats: SaspStats::default(),
             last_received: None,
             last_sent: None,
+            refused: false,
         })
     }
 
@@ -253,6 +255,13 @@ impl<C: SaspCipher> Sasp<C> {
     /// message.
     pub const fn last_sent_nonce(&self) -> Option<u64> {
         self.last_sent
+    }
+
+    /// True if the last [`Sasp::receive`] was an "old nonce" message that refused
+    /// the last packet this end sent (its value is at or above that packet's nonce):
+    /// the packet must go again under a new nonce.
+    pub const fn last_sent_refused(&self) -> bool {
+        self.refused
     }
 
     /// The nonce VP the next packet will get, unless an "old nonce" message arrives
@@ -307,6 +316,7 @@ impl<C: SaspCipher> Sasp<C> {
         hal: &mut H,
     ) -> Result<HandlerOutcome, Error> {
         heap.clear_reply(h)?;
+        self.refused = false;
         let len = heap.request_len(h)?;
         if len <= OVERHEAD {
             self.stats.malformed = self.stats.malformed.saturating_add(1);
@@ -383,6 +393,7 @@ impl<C: SaspCipher> Sasp<C> {
             }
         };
         heap.clear_reply(h)?;
+        self.refused = matches!((value, self.last_sent), (Some(v), Some(l)) if v >= l);
         match value.map(|v| self.nonces.raise_nfs(v)) {
             Some(Ok(raised)) => {
                 self.stats.old_nonce_received = self.stats.old_nonce_received.saturating_add(1);

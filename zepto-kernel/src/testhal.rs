@@ -49,8 +49,16 @@ pub struct TestHal<const S: usize = 256> {
     pub powered_off: bool,
     /// Number of [`Storage::flush`] calls.
     pub flushes: u32,
+    /// True between [`Storage::lock`] and [`Storage::unlock`].
+    pub locked: bool,
+    /// Storage writes made while not locked (the nonce store makes none).
+    pub unlocked_writes: u32,
     /// Watchdog feeds.
     pub watchdog_feeds: u32,
+    /// Calls of [`PacketBus::accept_source`]: received packets that became the peer.
+    pub sources_accepted: u32,
+    /// Packets sent with [`PacketBus::reply_in_place`] (to a source, not the peer).
+    pub replies_to_source: u32,
     /// Receiver state.
     pub receiver_on: bool,
     /// Transmitter state.
@@ -89,7 +97,11 @@ impl<const S: usize> TestHal<S> {
             power_cut_after: None,
             powered_off: false,
             flushes: 0,
+            locked: false,
+            unlocked_writes: 0,
             watchdog_feeds: 0,
+            sources_accepted: 0,
+            replies_to_source: 0,
             receiver_on: true,
             transmitter_on: true,
             mcu_slept_ms: 0,
@@ -209,6 +221,15 @@ impl<const S: usize> PacketBus for TestHal<S> {
             .map_err(|_| Error::BufferTooSmall)?;
         self.tx.push_back(p).map_err(|_| Error::Bus)
     }
+
+    fn accept_source(&mut self, _bus: BusId) {
+        self.sources_accepted += 1;
+    }
+
+    fn reply_in_place(&mut self, bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
+        self.replies_to_source += 1;
+        self.send_in_place(bus, buf, len)
+    }
 }
 
 impl<const S: usize> Transceiver for TestHal<S> {
@@ -251,6 +272,9 @@ impl<const S: usize> Storage for TestHal<S> {
         if end > S {
             return Err(Error::Storage);
         }
+        if !self.locked {
+            self.unlocked_writes += 1;
+        }
         let g = self.granularity.max(1);
         let mut at = addr;
         while at < end {
@@ -288,6 +312,19 @@ impl<const S: usize> Storage for TestHal<S> {
         }
         self.flushes += 1;
         Ok(())
+    }
+
+    fn lock(&mut self) -> Result<(), Error> {
+        if self.locked {
+            // Locks are not nested: a second lock is a bug in the caller.
+            return Err(Error::InvalidState);
+        }
+        self.locked = true;
+        Ok(())
+    }
+
+    fn unlock(&mut self) {
+        self.locked = false;
     }
 }
 

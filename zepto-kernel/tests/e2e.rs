@@ -1,9 +1,9 @@
 //! End to end: a client and a device exchange encrypted, reliable commands over an
 //! in-memory link that drops, duplicates, reorders, corrupts and replays packets.
 
-use zepto_kernel::client::{Client, ClientEvent};
+use zepto_kernel::client::{Client, ClientConfig, ClientEvent};
 use zepto_kernel::heap::{Handle, HeapOps, Parser};
-use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::nonce_store::{key_id, BlankStart, KeyId, NonceStore};
 use zepto_kernel::plugins::{Bodypart, Ping, Plugin, PluginFault, PluginStep};
 use zepto_kernel::pump::{self, Device, DeviceConfig, Event};
 use zepto_kernel::saccp::client::{self as saccp_client, Fragment, Reply};
@@ -18,6 +18,20 @@ use zepto_kernel::Heap;
 
 const KEY: [u8; 16] = *b"zepto-test-key!!";
 const COUNTER_ID: i16 = 5;
+
+fn kid(key: &[u8; 16]) -> KeyId {
+    key_id::<DefaultCipher>(key).unwrap()
+}
+
+/// A client whose records must have been provisioned (at `base`).
+fn client_cfg(base: usize, reserve: u32) -> ClientConfig {
+    ClientConfig {
+        nonce_base: base,
+        nonce_reserve: reserve,
+        blank: BlankStart::Refuse,
+        ..ClientConfig::default()
+    }
+}
 
 /// Counts its executions and replies with the count (u16 LE): "exactly once" shows
 /// in the replies.
@@ -63,8 +77,8 @@ fn counter_program() -> Vec<u8> {
 fn fresh_hals(reserve_seed: u64) -> (TestHal<256>, TestHal<256>) {
     let mut d = TestHal::<256>::new(reserve_seed);
     let mut c = TestHal::<256>::new(reserve_seed + 1);
-    pump::provision(&mut d, &DeviceConfig::default()).unwrap();
-    NonceStore::provision(&mut c, 0, 0, 0).unwrap();
+    pump::provision_new_key::<DefaultCipher, _>(&mut d, &DeviceConfig::default(), &KEY).unwrap();
+    NonceStore::provision(&mut c, 0, kid(&KEY), 0, 0).unwrap();
     (d, c)
 }
 
@@ -175,6 +189,14 @@ impl Bench<'_, '_> {
                         let out = self.client.outgoing().to_vec();
                         self.to_dev.offer(&out);
                     }
+                    ClientEvent::Resync => {
+                        let out = self.client.outgoing().to_vec();
+                        self.to_dev.offer(&out);
+                        if let Some(p) = self.client.resend_now(&mut self.chal).unwrap() {
+                            let p = p.to_vec();
+                            self.to_dev.offer(&p);
+                        }
+                    }
                     ClientEvent::Nothing => {}
                 }
             }
@@ -219,7 +241,15 @@ fn run_lossy(seed: u64, loss: u64, commands: u16) -> (u16, u32) {
         max_resends: Some(40),
         ..sagdp::Config::MASTER
     };
-    let client = Client::with_timing(&KEY, &mut chal, 0, 256, timing).unwrap();
+    let client = Client::new(
+        &KEY,
+        &mut chal,
+        ClientConfig {
+            timing,
+            ..client_cfg(0, 256)
+        },
+    )
+    .unwrap();
     let mut b = Bench {
         dev,
         dhal,
@@ -273,7 +303,7 @@ fn device_and_client<'t, 'p>(
         &mut dhal,
     )
     .unwrap();
-    let client = Client::new(&KEY, &mut chal, 0, 256).unwrap();
+    let client = Client::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
     (dev, dhal, client, chal)
 }
 
@@ -400,13 +430,13 @@ fn sleeping_program_is_overridden_and_packets_are_handled_while_waiting() {
         bodypart: 1,
         data: &[],
     }]);
-    let mut client2 = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, 64, 256);
+    let mut client2 = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, client_cfg(64, 256));
     assert!(
         client2.is_err(),
         "second client needs its own provisioned nonces"
     );
-    NonceStore::provision(&mut chal, 64, 1 << 20, 0).unwrap();
-    client2 = Client::new(&KEY, &mut chal, 64, 256);
+    NonceStore::provision(&mut chal, 64, kid(&KEY), 1 << 20, 0).unwrap();
+    client2 = Client::new(&KEY, &mut chal, client_cfg(64, 256));
     let mut client2 = client2.unwrap();
     let p = client2.send_program(&mut chal, &quick).unwrap().to_vec();
     let ev = exchange(&mut dev, &mut dhal, &mut client2, &mut chal, &p);
@@ -448,8 +478,8 @@ fn sleep_then_reply() {
 /// nonces starting at `nfs`).
 fn forged_sagdp_packet(nfs: u64, sagdp_packet: &[u8]) -> Vec<u8> {
     let mut hal = TestHal::<64>::new(77);
-    NonceStore::provision(&mut hal, 0, nfs, 0).unwrap();
-    let nonces = NonceStore::open(&mut hal, 0, 16).unwrap();
+    NonceStore::provision(&mut hal, 0, kid(&KEY), nfs, 0).unwrap();
+    let nonces = NonceStore::open(&mut hal, 0, 16, kid(&KEY), BlankStart::Refuse).unwrap();
     let mut s = Sasp::<DefaultCipher>::new(&KEY, Role::Client, nonces).unwrap();
     let mut heap = Heap::<256, 2>::new();
     let h = heap.alloc().unwrap();
@@ -481,13 +511,13 @@ fn device_recovers_from_reinitialisation_and_resyncs_nonces() {
     dhal.push_rx(&p).unwrap();
     dev.poll(&mut dhal);
     let old_nonce = dhal.pop_tx().unwrap();
+    // The command goes again at once, under a nonce above the device's NLW.
     assert_eq!(
         client.receive(&mut chal, &old_nonce).unwrap(),
-        ClientEvent::Nothing
+        ClientEvent::Send
     );
     assert_eq!(client.sasp_stats().resyncs, 1);
-    chal.now_ms += 500;
-    let resend = client.poll(&mut chal).unwrap().unwrap().to_vec();
+    let resend = client.outgoing().to_vec();
     let ev = exchange(&mut dev, &mut dhal, &mut client, &mut chal, &resend);
     assert_eq!(ev, [ClientEvent::Reply]);
     assert_eq!(ok_body(client.reply()), 2u16.to_le_bytes());
@@ -499,9 +529,9 @@ fn wrong_key_is_rejected_without_state_change() {
     let mut table = [Bodypart::new(1, &mut ping)];
     let (mut dev, mut dhal, _client, _chal) = device_and_client(&mut table);
     let mut other = TestHal::<256>::new(3);
-    NonceStore::provision(&mut other, 0, 0, 0).unwrap();
+    NonceStore::provision(&mut other, 0, kid(&[0x55; 16]), 0, 0).unwrap();
     let mut intruder =
-        Client::<DefaultCipher, 1024, 4>::new(&[0x55; 16], &mut other, 0, 256).unwrap();
+        Client::<DefaultCipher, 1024, 4>::new(&[0x55; 16], &mut other, client_cfg(0, 256)).unwrap();
     let prog = program(&[Instruction::Exec {
         bodypart: 1,
         data: &[],
@@ -563,10 +593,11 @@ fn power_cut_at_every_storage_write_never_reuses_a_nonce() {
     let run = |cut_at: Option<u32>| -> (Vec<u64>, u32) {
         let mut dhal = TestHal::<256>::new(5);
         let mut chal = TestHal::<256>::new(6);
-        pump::provision(&mut dhal, &cfg).unwrap();
+        pump::provision_new_key::<DefaultCipher, _>(&mut dhal, &cfg, &KEY).unwrap();
         let provisioned = dhal.storage_writes;
-        NonceStore::provision(&mut chal, 0, 0, 0).unwrap();
-        let mut client = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, 0, 4).unwrap();
+        NonceStore::provision(&mut chal, 0, kid(&KEY), 0, 0).unwrap();
+        let mut client =
+            Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, client_cfg(0, 4)).unwrap();
         let mut sent = Vec::new();
         dhal.power_cut_after = cut_at;
         let mut ping = Ping;
@@ -673,4 +704,144 @@ fn sadlp_framed_in_the_heap() {
     dev.poll(&mut dhal);
     assert!(dhal.pop_tx().is_none());
     assert_eq!(dev.stats().errors, 1);
+}
+
+fn push_reply(data: &[u8]) -> Vec<u8> {
+    program(&[Instruction::PushReply { data }])
+}
+
+/// Sends `packet` to the device and follows the exchange (resyncs, resends) until
+/// the client has its reply.
+fn until_reply(
+    dev: &mut Dev<'_, '_>,
+    dhal: &mut TestHal<256>,
+    client: &mut Client<DefaultCipher, 1024, 4>,
+    chal: &mut TestHal<256>,
+    packet: &[u8],
+) -> Vec<u8> {
+    let mut next = vec![packet.to_vec()];
+    for _ in 0..10 {
+        let mut out = Vec::new();
+        for p in next.drain(..) {
+            for ev in exchange(dev, dhal, client, chal, &p) {
+                match ev {
+                    ClientEvent::Reply => return client.reply().to_vec(),
+                    ClientEvent::Send => out.push(client.outgoing().to_vec()),
+                    ClientEvent::Resync => {
+                        out.push(client.outgoing().to_vec());
+                        if let Some(p) = client.resend_now(chal).unwrap() {
+                            out.push(p.to_vec());
+                        }
+                    }
+                    ClientEvent::Nothing => {}
+                }
+            }
+        }
+        next = out;
+    }
+    panic!("no reply");
+}
+
+/// A client that lost its nonce state and starts again from the same values (a
+/// floor that failed) reuses the previous client's nonces and chain ID; the device
+/// must run its command and answer it, never with the previous command's reply.
+#[test]
+fn a_client_that_lost_its_state_gets_its_own_reply() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let p = client
+        .send_program(&mut chal, &push_reply(&[0xaa]))
+        .unwrap()
+        .to_vec();
+    let r = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(ok_body(&r), [0xaa]);
+    // The same storage as before the first command: the same first nonce.
+    let mut chal2 = TestHal::<256>::new(10);
+    NonceStore::provision(&mut chal2, 0, kid(&KEY), 0, 0).unwrap();
+    let mut again = Client::new(&KEY, &mut chal2, client_cfg(0, 256)).unwrap();
+    let p2 = again
+        .send_program(&mut chal2, &push_reply(&[0xbb]))
+        .unwrap()
+        .to_vec();
+    assert_eq!(p2[..6], p[..6], "the lost state made the nonce repeat");
+    let r = until_reply(&mut dev, &mut dhal, &mut again, &mut chal2, &p2);
+    assert_eq!(ok_body(&r), [0xbb], "the reply answers its own command");
+    assert_eq!(dev.stats().programs, 2);
+}
+
+/// Only an authentic packet with a fresh nonce names the peer; garbage changes
+/// nothing and a replay gets its "old nonce" answer sent back to where it came from.
+#[test]
+fn garbage_and_replays_never_become_the_peer() {
+    let mut ping = Ping;
+    let mut table = [Bodypart::new(1, &mut ping)];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    dhal.push_rx(&[0x42; 60]).unwrap();
+    dev.poll(&mut dhal);
+    assert_eq!((dhal.sources_accepted, dhal.replies_to_source), (0, 0));
+    assert!(dhal.tx.is_empty());
+    let p = client
+        .send_program(&mut chal, &push_reply(&[1]))
+        .unwrap()
+        .to_vec();
+    assert_eq!(
+        exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p),
+        [ClientEvent::Reply]
+    );
+    assert_eq!((dhal.sources_accepted, dhal.replies_to_source), (1, 0));
+    dhal.push_rx(&p).unwrap();
+    dev.poll(&mut dhal);
+    assert_eq!((dhal.sources_accepted, dhal.replies_to_source), (1, 1));
+    assert_eq!(dev.stats().programs, 1);
+}
+
+/// A device with its key but blank records (first boot, or wiped) starts both
+/// counters at a random high value: it never repeats a nonce it sent before the
+/// wipe, and packets recorded before the wipe are refused as old.
+#[test]
+fn a_wiped_device_starts_high_and_refuses_old_packets() {
+    let mut counter = Counter::default();
+    let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let mut recorded = Vec::new();
+    for i in 1..=3u16 {
+        let p = client
+            .send_program(&mut chal, &counter_program())
+            .unwrap()
+            .to_vec();
+        let r = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+        assert_eq!(ok_body(&r), i.to_le_bytes());
+        recorded.push(p);
+    }
+    drop(dev);
+    // Wiped: the storage is erased, the key stays.
+    dhal.storage = [0xff; 256];
+    let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+    let mut dev = Dev::new(
+        &KEY,
+        Vm::new(VmConfig::default()),
+        &mut table,
+        DeviceConfig::default(),
+        &mut dhal,
+    )
+    .unwrap();
+    assert!(dev.nonces().started_blank());
+    assert!(dev.nonces().nlw() >= zepto_kernel::nonce_store::RANDOM_START);
+    for p in &recorded {
+        dhal.push_rx(p).unwrap();
+        dev.poll(&mut dhal);
+        let answer = dhal.pop_tx().expect("old nonce answer");
+        let hdr: [u8; 6] = answer[..6].try_into().unwrap();
+        let (vp, to_sasp) = sasp::parse_header(&hdr);
+        assert!(to_sasp && vp > zepto_kernel::nonce_store::RANDOM_START);
+    }
+    assert_eq!(dev.stats().programs, 0, "no recorded command ran again");
+    // The real client resynchronises and goes on.
+    let p = client
+        .send_program(&mut chal, &counter_program())
+        .unwrap()
+        .to_vec();
+    let r = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    drop(dev);
+    assert_eq!(ok_body(&r), 4u16.to_le_bytes());
 }

@@ -10,9 +10,11 @@
 //!   index);
 //! - requests queued with [`FakeIpc::queue_request`] come from clients: each
 //!   is copied into "client memory" below 4 GiB (upcall arguments are 32-bit
-//!   addresses, as on Tock) and delivered by an upcall on the service's own
-//!   index with (client index, length, address); a notify-client (command 3)
-//!   records the reply and delivers the next queued request.
+//!   addresses, as on Tock; each client has its own 1 KiB at a 1 KiB
+//!   boundary) and delivered by an upcall on the service's own index with
+//!   (client index, length, address); a notify-client (command 3) records the
+//!   reply, or the refusal if the service shares a buffer on the client's
+//!   slot (its length), and delivers the next queued request.
 
 use libtock_platform::{CommandReturn, ErrorCode};
 use libtock_unittest::{command_return, DriverInfo, DriverShareRef, RoAllowBuffer, RwAllowBuffer};
@@ -24,7 +26,13 @@ use std::vec::Vec;
 
 use crate::{command, ALLOW_RO_SEARCH, DRIVER_NUM, MAX_PROCESSES};
 
-type Responder = Box<dyn FnMut(&mut [u8])>;
+type Responder = Box<dyn FnMut(&mut [u8]) -> usize>;
+
+/// A queued client request: (client, offset in its area, bytes, buffer length).
+type Queued = (u32, usize, Vec<u8>, usize);
+
+/// Bytes of client memory per client process.
+const CLIENT_AREA: usize = 1024;
 
 /// Memory of the fake client processes: one page mapped below 4 GiB.
 struct ClientMemory {
@@ -55,23 +63,28 @@ impl ClientMemory {
         }
     }
 
-    /// Fills the page with 0xAA and puts `data` at its start.
-    fn store(&self, data: &[u8]) {
-        assert!(data.len() <= self.len);
-        // SAFETY: the mapping is `len` bytes, writable and alive until drop;
-        // no slice into it is alive (the service's slice ended before it
-        // notified the client).
+    /// Fills client `client`'s area with 0xAA and puts `data` at `offset`.
+    /// Returns the data's address.
+    fn store(&self, client: u32, offset: usize, data: &[u8]) -> usize {
+        let area = client as usize * CLIENT_AREA;
+        assert!(area + CLIENT_AREA <= self.len && offset + data.len() <= CLIENT_AREA);
+        // SAFETY: the range is inside the mapping, which is writable and alive
+        // until drop; no slice into it is alive (the service's slice ended
+        // before it notified the client).
         unsafe {
-            core::ptr::write_bytes(self.addr, 0xAA, self.len);
-            core::ptr::copy_nonoverlapping(data.as_ptr(), self.addr, data.len());
+            core::ptr::write_bytes(self.addr.add(area), 0xAA, CLIENT_AREA);
+            let at = self.addr.add(area + offset);
+            core::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len());
+            at as usize
         }
     }
 
-    /// Copies the first `len` bytes out.
-    fn load(&self, len: usize) -> Vec<u8> {
-        assert!(len <= self.len);
+    /// Copies `len` bytes at `addr` (inside the mapping) out.
+    fn load(&self, addr: usize, len: usize) -> Vec<u8> {
+        let base = self.addr as usize;
+        assert!(addr >= base && addr + len <= base + self.len);
         // SAFETY: as in `store`; the range is inside the mapping.
-        unsafe { core::slice::from_raw_parts(self.addr, len) }.to_vec()
+        unsafe { core::slice::from_raw_parts(addr as *const u8, len) }.to_vec()
     }
 }
 
@@ -92,9 +105,10 @@ pub struct FakeIpc {
     shared: RefCell<Vec<RwAllowBuffer>>,
     own_index: Cell<u32>,
     memory: ClientMemory,
-    requests: RefCell<VecDeque<(u32, Vec<u8>)>>,
-    in_flight: Cell<Option<(u32, usize)>>,
+    requests: RefCell<VecDeque<Queued>>,
+    in_flight: Cell<Option<(u32, usize, usize)>>,
     replies: RefCell<Vec<(u32, Vec<u8>)>>,
+    refusals: RefCell<Vec<(u32, usize, Vec<u8>)>>,
     notifications: RefCell<Vec<(u32, u32)>>,
 }
 
@@ -112,6 +126,7 @@ impl FakeIpc {
             requests: Default::default(),
             in_flight: Cell::new(None),
             replies: Default::default(),
+            refusals: Default::default(),
             notifications: Default::default(),
         })
     }
@@ -121,7 +136,27 @@ impl FakeIpc {
     }
 
     /// Adds a service process at `index` answering with `responder`.
-    pub fn add_service(&self, name: &[u8], index: u32, responder: impl FnMut(&mut [u8]) + 'static) {
+    pub fn add_service(
+        &self,
+        name: &[u8],
+        index: u32,
+        mut responder: impl FnMut(&mut [u8]) + 'static,
+    ) {
+        self.add_refusing_service(name, index, move |b| {
+            responder(b);
+            0
+        });
+    }
+
+    /// Adds a service process at `index` whose `responder` answers in place
+    /// and returns the length of the buffer it shares back (0: none; a
+    /// refusal marker otherwise).
+    pub fn add_refusing_service(
+        &self,
+        name: &[u8],
+        index: u32,
+        responder: impl FnMut(&mut [u8]) -> usize + 'static,
+    ) {
         self.add_process(name, index);
         self.responders
             .borrow_mut()
@@ -130,23 +165,30 @@ impl FakeIpc {
 
     /// Queues a request from client `client` (empty = client shared no buffer).
     pub fn queue_request(&self, client: u32, request: &[u8]) {
+        self.queue_request_at(client, 0, request, request.len());
+    }
+
+    /// Queues a request from client `client` whose shared buffer is `len`
+    /// bytes at `offset` in the client's (1 KiB aligned) area, starting
+    /// with `request` (the rest 0xAA).
+    pub fn queue_request_at(&self, client: u32, offset: usize, request: &[u8], len: usize) {
+        assert!(request.len() <= len);
         self.requests
             .borrow_mut()
-            .push_back((client, request.to_vec()));
+            .push_back((client, offset, request.to_vec(), len));
     }
 
     /// Delivers the next queued request to the service under test, if any.
     pub fn deliver_next(&self) {
-        let Some((client, request)) = self.requests.borrow_mut().pop_front() else {
+        let Some((client, offset, request, len)) = self.requests.borrow_mut().pop_front() else {
             return;
         };
-        let (len, addr) = if request.is_empty() {
-            (0, 0)
+        let addr = if len == 0 {
+            0
         } else {
-            self.memory.store(&request);
-            (request.len(), self.memory.addr as usize)
+            self.memory.store(client, offset, &request)
         };
-        self.in_flight.set(Some((client, len)));
+        self.in_flight.set(Some((client, addr, len)));
         self.share_ref
             .schedule_upcall(self.own_index.get(), (client, len as u32, addr as u32))
             .expect("upcall number out of range");
@@ -156,6 +198,12 @@ impl FakeIpc {
     /// client's buffer when it was notified).
     pub fn take_replies(&self) -> Vec<(u32, Vec<u8>)> {
         self.replies.take()
+    }
+
+    /// Requests the service under test refused: (client, length of the
+    /// marker it shared, contents of the client's buffer when notified).
+    pub fn take_refusals(&self) -> Vec<(u32, usize, Vec<u8>)> {
+        self.refusals.take()
     }
 
     /// All notify commands: (command, target index).
@@ -174,9 +222,10 @@ impl FakeIpc {
         let mut responders = self.responders.borrow_mut();
         if let Some((_, responder)) = responders.iter_mut().find(|(i, _)| *i == service) {
             let mut shared = self.shared.borrow_mut();
-            responder(&mut shared[service as usize]);
+            let marker = responder(&mut shared[service as usize]) as u32;
+            let ptr = if marker == 0 { 0 } else { 0x1000 };
             self.share_ref
-                .schedule_upcall(service, (service, 0, 0))
+                .schedule_upcall(service, (service, marker, ptr))
                 .expect("upcall number out of range");
         }
         command_return::success()
@@ -186,11 +235,22 @@ impl FakeIpc {
         if !self.is_process(client) {
             return command_return::failure(ErrorCode::Invalid);
         }
-        if let Some((in_flight, len)) = self.in_flight.get() {
+        if let Some((in_flight, addr, len)) = self.in_flight.get() {
             if in_flight == client {
                 self.in_flight.set(None);
-                let reply = self.memory.load(len);
-                self.replies.borrow_mut().push((client, reply));
+                let bytes = if len == 0 {
+                    Vec::new()
+                } else {
+                    self.memory.load(addr, len)
+                };
+                // What the kernel would pass in the client's upcall: the
+                // buffer the service shares on the client's slot.
+                let marker = self.shared.borrow()[client as usize].len();
+                if marker == 0 {
+                    self.replies.borrow_mut().push((client, bytes));
+                } else {
+                    self.refusals.borrow_mut().push((client, marker, bytes));
+                }
                 self.deliver_next();
             }
         }

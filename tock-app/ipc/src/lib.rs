@@ -23,6 +23,15 @@
 //!
 //! IPC upcalls are delivered on Yield-Wait / Yield-NoWait only, which is what
 //! this crate uses.
+//!
+//! Memory protection: the kernel maps a client's buffer into the service only
+//! if the memory-protection unit can cover it with a free region, and upcalls
+//! the service either way. The service end therefore replays that decision
+//! ([`regions`]) and never touches a buffer that may be unmapped: such a
+//! request is refused with an error notification (the service shares a
+//! marker of 1..=3 bytes with the client, which no unit can map, and notifies
+//! it; the client sees the marker's length in its upcall, [`Refusal`]).
+//! Clients share [`SharedBuffer`]s, which every unit maps.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -35,7 +44,10 @@ use libtock_platform::allow_ro::AllowRo;
 use libtock_platform::allow_rw::AllowRw;
 use libtock_platform::share;
 use libtock_platform::subscribe::{AnyId, Subscribe, Upcall};
-use libtock_platform::{DefaultConfig, ErrorCode, Syscalls};
+use libtock_platform::{syscall_class, DefaultConfig, ErrorCode, Syscalls};
+
+pub mod regions;
+pub use regions::{Refusal, RegionRules, Regions};
 
 /// Driver number of the kernel's IPC driver.
 pub const DRIVER_NUM: u32 = 0x10000;
@@ -92,6 +104,43 @@ impl ProcessIndex {
     }
 }
 
+/// A client's IPC buffer: `len()` bytes, a power of two of at least 32,
+/// aligned to its length, so every memory-protection unit maps it with one
+/// region ([`RegionRules::always_maps`]).
+pub trait SharedBuffer {
+    /// The bytes.
+    fn bytes(&mut self) -> &mut [u8];
+}
+
+macro_rules! shared_buffers {
+    ($($name:ident $n:literal),*) => {$(
+        #[doc = concat!("A ", stringify!($n), "-byte IPC buffer aligned to ", stringify!($n), " bytes.")]
+        #[repr(C, align($n))]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name(pub [u8; $n]);
+
+        impl $name {
+            /// All zeros.
+            pub const fn new() -> Self {
+                Self([0; $n])
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl SharedBuffer for $name {
+            fn bytes(&mut self) -> &mut [u8] {
+                &mut self.0
+            }
+        }
+    )*};
+}
+shared_buffers!(Buffer32 32, Buffer64 64, Buffer128 128);
+
 /// A service's request handler, driven by [`Ipc::serve`].
 pub trait Service {
     /// Called once after the service has subscribed and before it waits for
@@ -105,6 +154,12 @@ pub trait Service {
     /// client is notified after this returns. `Break` ends [`Ipc::serve`]
     /// after that notification.
     fn handle(&mut self, client: ProcessIndex, buffer: &mut [u8]) -> ControlFlow<()>;
+
+    /// Called for a request refused without reading its buffer (the client
+    /// gets an error notification).
+    fn refused(&mut self, client: ProcessIndex, why: Refusal) {
+        let _ = (client, why);
+    }
 }
 
 /// The IPC driver, generic over the system call implementation.
@@ -168,14 +223,21 @@ impl<S: Syscalls, C: Config> Ipc<S, C> {
     /// until the service notifies back. The service answers in place, so
     /// `buffer` holds the reply when this returns `Ok`.
     ///
-    /// The buffer stays shared only while this call runs. Every notify lets
-    /// the kernel add a memory-protection region for the shared buffer to the
-    /// service, so a client should reuse one buffer for all its requests.
+    /// The buffer stays shared only while this call runs, but the kernel maps
+    /// it into the service for good on the first notify, and a service has
+    /// only a few regions: a client uses one buffer for all its requests (a
+    /// service accepts only the buffer a client shared first).
     /// If the service has not subscribed yet, the kernel drops the
     /// notification and this call waits forever: use
     /// [`Ipc::request_timeout`] unless the service is known to listen.
-    pub fn request(service: ProcessIndex, buffer: &mut [u8]) -> Result<(), ErrorCode> {
-        dispatch_index!(service, request_on, service, buffer, None)
+    ///
+    /// A refused request (the service did not read the buffer) fails with
+    /// [`refusal_error`] of the [`Refusal`].
+    pub fn request<B: SharedBuffer>(
+        service: ProcessIndex,
+        buffer: &mut B,
+    ) -> Result<(), ErrorCode> {
+        Self::request_any(service, buffer.bytes(), None)
     }
 
     /// Like [`Ipc::request`], but gives up after `timeout_ms` milliseconds
@@ -183,12 +245,24 @@ impl<S: Syscalls, C: Config> Ipc<S, C> {
     /// covers a service that had not subscribed yet when it was notified.
     /// The service may still answer a request it got after the client gave
     /// up, so the client must not use the buffer for anything else.
-    pub fn request_timeout(
+    pub fn request_timeout<B: SharedBuffer>(
         service: ProcessIndex,
-        buffer: &mut [u8],
+        buffer: &mut B,
         timeout_ms: u32,
     ) -> Result<(), ErrorCode> {
-        dispatch_index!(service, request_on, service, buffer, Some(timeout_ms))
+        Self::request_any(service, buffer.bytes(), Some(timeout_ms))
+    }
+
+    /// Like [`Ipc::request_timeout`] (no timeout if `None`) with any slice
+    /// as the shared buffer. A slice that the memory-protection unit cannot
+    /// map is refused by a service using this crate; this exists to exercise
+    /// that refusal.
+    pub fn request_any(
+        service: ProcessIndex,
+        buffer: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<(), ErrorCode> {
+        dispatch_index!(service, request_on, service, buffer, timeout_ms)
     }
 
     fn request_on<const SLOT: u32>(
@@ -228,8 +302,11 @@ impl<S: Syscalls, C: Config> Ipc<S, C> {
             }
             // Only the service at index SLOT upcalls on subscribe number SLOT.
             let result = loop {
-                if reply.get().is_some() {
-                    break Ok(());
+                if let Some((_, len, _)) = reply.get() {
+                    break match Refusal::from_len(len) {
+                        Some(why) => Err(refusal_error(why)),
+                        None => Ok(()),
+                    };
                 }
                 if expired.get().is_some() {
                     break Err(ErrorCode::NoAck);
@@ -248,29 +325,79 @@ impl<S: Syscalls, C: Config> Ipc<S, C> {
     /// `f` returns. `f` runs the service's event loop: it takes requests
     /// with [`ServiceEnd::take`], answers them in the client's buffer
     /// ([`Request::with_buffer`]) and notifies the client
-    /// ([`Ipc::notify_client`]), now or later.
+    /// ([`ServiceEnd::reply`]), now or later; a request whose buffer the
+    /// kernel may not have mapped is answered with [`ServiceEnd::refuse`].
+    /// Subscribing is the first thing a service should do after it starts: a
+    /// notify that arrives before still costs the service a region, and its
+    /// upcall (dropped by the kernel) is not replayed.
     pub fn with_service<R>(
         own: ProcessIndex,
         f: impl FnOnce(&ServiceEnd<'_>) -> R,
     ) -> Result<R, ErrorCode> {
+        Self::with_service_rules(own, RegionRules::TARGET, f)
+    }
+
+    /// Like [`Ipc::with_service`] with the region rules of another board
+    /// than [`RegionRules::TARGET`].
+    pub fn with_service_rules<R>(
+        own: ProcessIndex,
+        rules: RegionRules,
+        f: impl FnOnce(&ServiceEnd<'_>) -> R,
+    ) -> Result<R, ErrorCode> {
         match own.get() {
-            0 => Self::with_service_on::<0, R>(own, f),
-            1 => Self::with_service_on::<1, R>(own, f),
-            2 => Self::with_service_on::<2, R>(own, f),
-            3 => Self::with_service_on::<3, R>(own, f),
+            0 => Self::with_service_on::<0, R>(own, rules, f),
+            1 => Self::with_service_on::<1, R>(own, rules, f),
+            2 => Self::with_service_on::<2, R>(own, rules, f),
+            3 => Self::with_service_on::<3, R>(own, rules, f),
             _ => Err(ErrorCode::Invalid),
         }
     }
 
     fn with_service_on<const SLOT: u32, R>(
         own: ProcessIndex,
+        rules: RegionRules,
         f: impl FnOnce(&ServiceEnd<'_>) -> R,
     ) -> Result<R, ErrorCode> {
-        let inbox = Inbox::default();
-        share::scope::<Subscribe<_, DRIVER_NUM, SLOT>, _, _>(|subscribe| {
+        let inbox = Inbox::new(rules);
+        // Error markers: 3 bytes per client slot, never read or written.
+        let mut markers = [0u8; 3 * MAX_PROCESSES as usize];
+        let end = ServiceEnd {
+            own,
+            inbox: &inbox,
+            markers: markers.as_mut_ptr(),
+            marked: Default::default(),
+            allow: Self::allow_marker,
+            notify: Self::notify_client,
+        };
+        let result = share::scope::<Subscribe<_, DRIVER_NUM, SLOT>, _, _>(|subscribe| {
             S::subscribe::<_, _, C, DRIVER_NUM, SLOT>(subscribe, &inbox)?;
-            Ok(f(&ServiceEnd { own, inbox: &inbox }))
-        })
+            Ok(f(&end))
+        });
+        end.unshare_markers();
+        result
+    }
+
+    /// Read-write allow of `len` bytes at `ptr` on slot `client` (raw, so the
+    /// marker stays shared after this returns; `ServiceEnd` unshares it).
+    fn allow_marker(client: u32, ptr: *mut u8, len: usize) -> Result<(), ErrorCode> {
+        // SAFETY: Read-Write Allow per TRD 104 (driver, buffer number,
+        // address, length). The marker bytes live in `with_service_on`'s
+        // frame and are unshared (zero-length allow) before it returns; no
+        // reference to them exists meanwhile, and the kernel neither reads
+        // nor writes IPC buffers itself.
+        let [r0, r1, _, _] = unsafe {
+            S::syscall4::<{ syscall_class::ALLOW_RW }>([
+                DRIVER_NUM.into(),
+                client.into(),
+                ptr.into(),
+                len.into(),
+            ])
+        };
+        if r0.as_u32() == u32::from(libtock_platform::return_variant::FAILURE_2_U32) {
+            Err(ErrorCode::try_from(r1.as_u32()).unwrap_or(ErrorCode::Fail))
+        } else {
+            Ok(())
+        }
     }
 
     /// Service side: finds its own index by discovering `own_name`,
@@ -292,14 +419,32 @@ impl<S: Syscalls, C: Config> Ipc<S, C> {
                     S::yield_wait();
                     continue;
                 };
-                let flow = request.with_buffer(|buffer| service.handle(request.client, buffer));
-                // A client that has gone away cannot be notified; keep serving.
-                let _ = Self::notify_client(request.client);
+                let flow = match request.with_buffer(|b| service.handle(request.client, b)) {
+                    Ok(flow) => {
+                        // A client that has gone away cannot be notified.
+                        let _ = end.reply(request.client);
+                        flow
+                    }
+                    Err(why) => {
+                        service.refused(request.client, why);
+                        let _ = end.refuse(request.client, why);
+                        ControlFlow::Continue(())
+                    }
+                };
                 if flow.is_break() {
                     return;
                 }
             }
         })
+    }
+}
+
+/// The error a client's request fails with when the service refused it.
+pub fn refusal_error(why: Refusal) -> ErrorCode {
+    match why {
+        Refusal::Rules => ErrorCode::Invalid,
+        Refusal::NotFirst => ErrorCode::Already,
+        Refusal::NoRegion => ErrorCode::NoMem,
     }
 }
 
@@ -310,6 +455,7 @@ pub struct Request {
     pub client: ProcessIndex,
     len: u32,
     addr: u32,
+    verdict: Result<(), Refusal>,
 }
 
 impl Request {
@@ -327,21 +473,34 @@ impl Request {
         self.len() == 0
     }
 
-    /// Runs `f` on the client's shared buffer (empty if it shared none).
-    pub fn with_buffer<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    /// Address of the client's shared buffer (0: none).
+    pub fn addr(&self) -> u32 {
+        self.addr
+    }
+
+    /// Why the buffer must not be touched, if so.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.verdict.err()
+    }
+
+    /// Runs `f` on the client's shared buffer (empty if it shared none), or
+    /// fails without touching it if the kernel may not have mapped it.
+    pub fn with_buffer<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Refusal> {
+        self.verdict?;
         if self.is_empty() {
-            return f(&mut []);
+            return Ok(f(&mut []));
         }
-        // SAFETY: (len, addr) come from the kernel's IPC upcall: they describe
-        // the buffer the client shared with this process on our index, and the
-        // kernel mapped it into this process (memory-protection region) before
-        // delivering the upcall; the mapping is not removed afterwards. The
-        // memory belongs to the client, never to this process's own data, so
-        // no other Rust reference of this process aliases it, and the slice
-        // does not outlive `f`.
+        // SAFETY: (len, addr) come from the kernel's IPC upcall: the buffer
+        // the client shared with this process on our index. `Regions::check`
+        // replayed the kernel's region allocation for that upcall and found
+        // the whole buffer inside a region the kernel added to this process
+        // (regions for IPC buffers are never removed). The memory belongs to
+        // the client, never to this process's own data, so no other Rust
+        // reference of this process aliases it, and the slice does not
+        // outlive `f`.
         let buffer =
             unsafe { core::slice::from_raw_parts_mut(self.addr as usize as *mut u8, self.len()) };
-        f(buffer)
+        Ok(f(buffer))
     }
 }
 
@@ -349,6 +508,11 @@ impl Request {
 pub struct ServiceEnd<'a> {
     own: ProcessIndex,
     inbox: &'a Inbox,
+    markers: *mut u8,
+    /// Length of the marker shared on each client's slot (0: none).
+    marked: [Cell<u8>; MAX_PROCESSES as usize],
+    allow: fn(u32, *mut u8, usize) -> Result<(), ErrorCode>,
+    notify: fn(ProcessIndex) -> Result<(), ErrorCode>,
 }
 
 impl ServiceEnd<'_> {
@@ -362,33 +526,87 @@ impl ServiceEnd<'_> {
     pub fn take(&self) -> Option<Request> {
         self.inbox.take()
     }
+
+    /// The region rules in use.
+    pub fn rules(&self) -> RegionRules {
+        self.inbox.regions.rules()
+    }
+
+    /// Notifies `client` that its reply is in its buffer (the upcall carries
+    /// no buffer of ours).
+    pub fn reply(&self, client: ProcessIndex) -> Result<(), ErrorCode> {
+        let i = client.get();
+        if let Some(m) = self.marked.get(i as usize).filter(|m| m.get() != 0) {
+            (self.allow)(i, core::ptr::null_mut(), 0)?;
+            m.set(0);
+        }
+        (self.notify)(client)
+    }
+
+    /// Notifies `client` that its request was refused unread: shares a
+    /// marker of `why as u8` bytes (1..=3, which no memory-protection unit
+    /// maps, so the client gets no region for it) on the client's slot, so
+    /// its upcall carries that length. The marker stays shared until the next
+    /// [`ServiceEnd::reply`] to that client: the kernel reads the allow when
+    /// it delivers the upcall, which can be later.
+    pub fn refuse(&self, client: ProcessIndex, why: Refusal) -> Result<(), ErrorCode> {
+        let i = client.get();
+        let m = self.marked.get(i as usize).ok_or(ErrorCode::Invalid)?;
+        if m.get() != why as u8 {
+            if m.get() != 0 {
+                (self.allow)(i, core::ptr::null_mut(), 0)?;
+                m.set(0);
+            }
+            let ptr = self.markers.wrapping_add(3 * i as usize);
+            (self.allow)(i, ptr, why as usize)?;
+            m.set(why as u8);
+        }
+        (self.notify)(client)
+    }
+
+    fn unshare_markers(&self) {
+        for (i, m) in (0..MAX_PROCESSES).zip(self.marked.iter()) {
+            if m.get() != 0 && (self.allow)(i, core::ptr::null_mut(), 0).is_ok() {
+                m.set(0);
+            }
+        }
+    }
 }
 
 /// Pending requests of a service: at most one per client, since a client
-/// waits for its reply before it can send again.
-#[derive(Default)]
+/// waits for its reply before it can send again; and the replay of the
+/// kernel's regions for IPC buffers.
 struct Inbox {
-    pending: [Cell<Option<(u32, u32)>>; MAX_PROCESSES as usize],
+    pending: [Cell<Option<Request>>; MAX_PROCESSES as usize],
+    regions: Regions<{ MAX_PROCESSES as usize }>,
 }
 
 impl Inbox {
+    fn new(rules: RegionRules) -> Self {
+        Self {
+            pending: Default::default(),
+            regions: Regions::new(rules),
+        }
+    }
+
     fn take(&self) -> Option<Request> {
-        (0..MAX_PROCESSES)
-            .zip(self.pending.iter())
-            .find_map(|(client, slot)| {
-                slot.take().map(|(len, addr)| Request {
-                    client: ProcessIndex(client),
-                    len,
-                    addr,
-                })
-            })
+        self.pending.iter().find_map(Cell::take)
     }
 }
 
 impl Upcall<AnyId> for Inbox {
     fn upcall(&self, caller: u32, len: u32, addr: u32) {
-        if let Some(slot) = self.pending.get(caller as usize) {
-            slot.set(Some((len, addr)));
+        // Every upcall may have cost a region: replay it before anything else.
+        let verdict = self.regions.check(caller as usize, len, addr);
+        if let (Some(slot), Ok(client)) =
+            (self.pending.get(caller as usize), ProcessIndex::new(caller))
+        {
+            slot.set(Some(Request {
+                client,
+                len,
+                addr,
+                verdict,
+            }));
         }
     }
 }
@@ -397,3 +615,5 @@ impl Upcall<AnyId> for Inbox {
 mod fake;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_regions;

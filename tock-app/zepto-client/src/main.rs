@@ -13,7 +13,7 @@ use libtock::platform::ErrorCode;
 use libtock::runtime::{set_main, stack_size, TockSyscalls};
 use zepto_kernel::service::{self, Op, Status};
 use zepto_kernel::vm::reply;
-use zepto_tock_ipc::ProcessIndex;
+use zepto_tock_ipc::{Buffer32, ProcessIndex};
 
 set_main! {main}
 stack_size! {0x400}
@@ -60,12 +60,12 @@ impl core::fmt::Display for Hex<'_> {
 }
 
 /// Sends `request` (raw bytes) and returns once a reply is in `buffer`.
-fn exchange(service: ProcessIndex, buffer: &mut [u8], request: &[u8]) -> Result<(), ErrorCode> {
+fn exchange(service: ProcessIndex, buffer: &mut Buffer32, request: &[u8]) -> Result<(), ErrorCode> {
     let mut last = Err(ErrorCode::NoAck);
     for attempt in 1..=TRIES {
         // The service may have written a PENDING reply before we gave up:
         // always start from the request bytes.
-        match buffer.get_mut(..request.len()) {
+        match buffer.0.get_mut(..request.len()) {
             Some(b) => b.copy_from_slice(request),
             None => return Err(ErrorCode::Size),
         }
@@ -111,7 +111,7 @@ fn print_reply(what: &str, buffer: &[u8]) {
     }
 }
 
-fn call(service: ProcessIndex, buffer: &mut [u8], what: &str, op: u8, program: &[u8]) {
+fn call(service: ProcessIndex, buffer: &mut Buffer32, what: &str, op: u8, program: &[u8]) {
     let mut req = [0u8; 32];
     let n = match Op::from_u8(op) {
         Some(op) => service::encode_request(&mut req, op, program),
@@ -126,7 +126,7 @@ fn call(service: ProcessIndex, buffer: &mut [u8], what: &str, op: u8, program: &
         return;
     };
     match exchange(service, buffer, &req[..n]) {
-        Ok(()) => print_reply(what, buffer),
+        Ok(()) => print_reply(what, &buffer.0),
         Err(e) => say!("zepto-client: {what} -> IPC error {e:?}"),
     }
 }
@@ -148,9 +148,10 @@ fn main() {
         }
     };
     say!("zepto-client: zepto-service is process {}", service.get());
-    // One buffer for all requests: each notify maps the shared buffer into
-    // the service, and a process has only a few memory-protection regions.
-    let mut buffer = [0u8; 32];
+    // One buffer for all requests, aligned so every memory-protection unit
+    // maps it: the kernel maps it into the service at the first notify, a
+    // service has only a few regions and accepts only a client's first buffer.
+    let mut buffer = Buffer32::new();
     let b = &mut buffer;
     for round in 1..=ROUNDS {
         say!("zepto-client: round {round}");

@@ -111,12 +111,24 @@ unsafe fn allow_read(ptr: *mut u8, len: usize) -> Result<(), ErrorCode> {
     }
 }
 
+/// What reading the nonce records from the key-value store found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvLoad {
+    /// Records read.
+    Loaded,
+    /// No record this app can read: none yet, or one it may not read (the
+    /// driver answers NOSUPPORT for both).
+    Missing,
+    /// The driver failed otherwise.
+    Failed(ErrorCode),
+}
+
 /// Where the nonce records live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NonceBacking {
     /// The key-value driver (persistent).
     KeyValue,
-    /// RAM only: provisioned at every start from a random NFS (see README).
+    /// RAM only: blank at every start (random high start, see README).
     Ram,
 }
 
@@ -142,6 +154,11 @@ pub struct TockHal<'s> {
     pub sleep_ms: u32,
     nonces: [u8; NONCE_BYTES],
     pub backing: NonceBacking,
+    /// The next flush creates the record (key-value `add`, which never
+    /// replaces a record this app could not read) instead of replacing it.
+    pub create: bool,
+    /// Error of the last failed key-value write.
+    pub kv_error: Option<ErrorCode>,
     gpio_pins: u32,
     pub stats: LinkStats,
 }
@@ -168,6 +185,8 @@ impl<'s> TockHal<'s> {
             sleep_ms: 0,
             nonces: [0xff; NONCE_BYTES],
             backing,
+            create: false,
+            kv_error: None,
             gpio_pins,
             stats: LinkStats::default(),
         })
@@ -178,11 +197,25 @@ impl<'s> TockHal<'s> {
         self.gpio_pins
     }
 
-    /// Loads the nonce records from the key-value store; `false` if there are
-    /// none (a fresh device) or the store is RAM.
-    pub fn load_nonces(&mut self) -> bool {
-        self.backing == NonceBacking::KeyValue
-            && KeyValue::get(NONCE_KEY, &mut self.nonces).is_ok_and(|n| n as usize == NONCE_BYTES)
+    /// Loads the nonce records from the key-value store.
+    pub fn load_nonces(&mut self) -> KvLoad {
+        match KeyValue::get(NONCE_KEY, &mut self.nonces) {
+            Ok(n) if n as usize == NONCE_BYTES => KvLoad::Loaded,
+            Ok(_) => KvLoad::Failed(ErrorCode::Size),
+            Err(ErrorCode::NoSupport) => KvLoad::Missing,
+            Err(e) => KvLoad::Failed(e),
+        }
+    }
+
+    /// Reads the stored records back and compares them with RAM: a record
+    /// this app wrote but cannot read would be created again at the next
+    /// start (nonce reuse).
+    pub fn verify_nonces(&self) -> Result<(), ErrorCode> {
+        let mut back = [0u8; NONCE_BYTES];
+        match KeyValue::get(NONCE_KEY, &mut back)? {
+            n if n as usize == NONCE_BYTES && back == self.nonces => Ok(()),
+            _ => Err(ErrorCode::NoSupport),
+        }
     }
 
     /// Sets the alarm `ms` from now (replacing the previous one).
@@ -432,11 +465,24 @@ impl Storage for TockHal<'_> {
     fn flush(&mut self) -> Result<(), Error> {
         match self.backing {
             NonceBacking::KeyValue => {
-                KeyValue::set(NONCE_KEY, &self.nonces).map_err(|_| Error::Storage)
+                let r = if self.create {
+                    KeyValue::add(NONCE_KEY, &self.nonces)
+                } else {
+                    KeyValue::set(NONCE_KEY, &self.nonces)
+                };
+                self.kv_error = r.err();
+                self.create &= r.is_err();
+                r.map_err(|_| Error::Storage)
             }
             NonceBacking::Ram => Ok(()),
         }
     }
+    /// Only this process uses its record (the kernel keys it by the app's
+    /// ShortId), and the RAM copy is the store's view: nothing to lock.
+    fn lock(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn unlock(&mut self) {}
 }
 
 impl Pins for TockHal<'_> {

@@ -23,8 +23,8 @@ use libtock::console::Console;
 use libtock::runtime::{set_main, stack_size, TockSyscalls};
 use libtock_platform::subscribe::Subscribe;
 use libtock_platform::{share, DefaultConfig, ErrorCode, Syscalls};
-use zepto_kernel::hal::Random;
-use zepto_kernel::nonce_store::{NonceStore, MAX_NONCE};
+use zepto_kernel::hal::Storage;
+use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::plugins::{Bodypart, Echo, Ping, SimSensor};
 use zepto_kernel::pump::{Device, DeviceConfig, Event};
 use zepto_kernel::sasp::DefaultCipher;
@@ -82,35 +82,106 @@ fn probe(name: &str, driver: u32, required: bool) -> bool {
     }
 }
 
-/// Prepares the nonce records; returns how they are kept, or `None` if the
-/// network side must stay off (no safe nonce source).
-fn setup_nonces(hal: &mut TockHal<'_>) -> Option<&'static str> {
-    if hal.load_nonces() {
-        return Some("key-value store");
+/// Why the network side stays off.
+enum Off {
+    /// No key-value driver and no `ZEPTO_VOLATILE_NONCES`.
+    Absent,
+    /// `ZEPTO_VOLATILE_NONCES` without an RNG.
+    NoRng,
+    /// The key-value driver refused this app (`what` failed with `e`).
+    Denied(&'static str, ErrorCode),
+    /// The key-value driver failed otherwise.
+    Failed(&'static str, ErrorCode),
+    /// The device could not open its nonce records.
+    Device(zepto_kernel::Error),
+}
+
+/// A key-value error: NOSUPPORT (no record this app may read or replace)
+/// and INVAL (no write id) are how the kernel's storage permissions say no.
+fn kv_off(what: &'static str, e: ErrorCode) -> Off {
+    match e {
+        ErrorCode::NoSupport | ErrorCode::Invalid => Off::Denied(what, e),
+        e => Off::Failed(what, e),
     }
+}
+
+/// Checks the nonce storage before the device opens its records there
+/// (blank records start as `docs/security.md` says for Tock: random high,
+/// `BlankStart::RandomHigh`); `Err` says why the network side must stay off.
+fn prepare_nonces(hal: &mut TockHal<'_>, rng: bool) -> Result<(), Off> {
     match hal.backing {
-        hal::NonceBacking::KeyValue => {
-            // A fresh device: first records.
-            NonceStore::provision(hal, 0, 0, 0).ok()?;
-            Some("key-value store (new)")
+        hal::NonceBacking::KeyValue => match hal.load_nonces() {
+            hal::KvLoad::Loaded => {
+                // Rewrite (needs the permission to modify its own record) and
+                // read back now, not at the first packet.
+                if hal.flush().is_err() {
+                    return Err(kv_off("rewrite", hal.kv_error.unwrap_or(ErrorCode::Fail)));
+                }
+                hal.verify_nonces().map_err(|e| kv_off("read back", e))
+            }
+            hal::KvLoad::Missing => {
+                // The device writes the first records; create them with `add`,
+                // which fails rather than replace a record that exists but that
+                // this app may not read (that would start the nonces again).
+                hal.create = true;
+                Ok(())
+            }
+            hal::KvLoad::Failed(e) => Err(kv_off("read", e)),
+        },
+        hal::NonceBacking::Ram if !VOLATILE_NONCES => Err(Off::Absent),
+        hal::NonceBacking::Ram if !rng => Err(Off::NoRng),
+        hal::NonceBacking::Ram => Ok(()),
+    }
+}
+
+/// How the nonces are kept, for the start-up line.
+fn nonce_source(hal: &TockHal<'_>, blank: bool) -> &'static str {
+    match (hal.backing, blank) {
+        (hal::NonceBacking::KeyValue, false) => "key-value store",
+        (hal::NonceBacking::KeyValue, true) => "key-value store (was blank: random high start)",
+        (hal::NonceBacking::Ram, _) => "RAM, random high start (ZEPTO_VOLATILE_NONCES)",
+    }
+}
+
+fn say_off(off: &Off) {
+    match off {
+        Off::Absent => say!(
+            "zepto-service: network side off: no persistent storage for nonces (no key-value driver); a nonce must never be reused"
+        ),
+        Off::NoRng => say!("zepto-service: network side off: no RNG for a random nonce start"),
+        Off::Denied(what, e) => say!(
+            "zepto-service: network side off: key-value store denied ({what}: {e:?}): the kernel gives this app no storage permissions for its nonce record (see README, \"Nonces on a board with a key-value store\")"
+        ),
+        Off::Failed(what, e) => {
+            say!("zepto-service: network side off: key-value store failed ({what}: {e:?})")
         }
-        hal::NonceBacking::Ram if !VOLATILE_NONCES => None,
-        hal::NonceBacking::Ram => {
-            // Built with ZEPTO_VOLATILE_NONCES=1: no persistent storage, so
-            // start sending at a random nonce in the upper half of the 47-bit
-            // space (probabilistic, see README, "Nonces").
-            let mut r = [0u8; 8];
-            hal.fill_random(&mut r).ok()?;
-            // NFS in [2^46, 2^46 + 2^45): 2^45 nonces stay above the highest start.
-            let half = (MAX_NONCE >> 1) + 1;
-            let nfs = half + (u64::from_le_bytes(r) % (half >> 1));
-            NonceStore::provision(hal, 0, nfs, 0).ok()?;
-            Some("RAM, random start (ZEPTO_VOLATILE_NONCES)")
-        }
+        Off::Device(e) => say!("zepto-service: network side off: {e:?}"),
     }
 }
 
 fn main() {
+    // IPC first: a client's notify that reaches the service before it has
+    // subscribed still costs it a memory-protection region, and the dropped
+    // upcall cannot be replayed (zepto_tock_ipc::regions). Nothing before
+    // this yields, so no other process runs in between.
+    let own = match Ipc::discover(NAME) {
+        Ok(i) => i,
+        Err(e) => {
+            say!("zepto-service: cannot find own package name: {e:?}");
+            return;
+        }
+    };
+    match Ipc::with_service(own, start) {
+        Ok(Err(ErrorCode::NoMem)) | Err(ErrorCode::NoMem) => say!(
+            "zepto-service: grant allocation failed (NOMEM) while subscribing: raise the kernel heap in the TBF header"
+        ),
+        Ok(Err(e)) | Err(e) => say!("zepto-service: stopped: {e:?}"),
+        Ok(Ok(())) => {}
+    }
+}
+
+/// Sets up the device and runs the event loop while subscribed to IPC.
+fn start(end: &ServiceEnd<'_>) -> Result<(), ErrorCode> {
     probe("console", CONSOLE, true);
     probe("alarm", ALARM, true);
     probe("IPC", zepto_tock_ipc::DRIVER_NUM, true);
@@ -120,26 +191,17 @@ fn main() {
         Ok(h) => h,
         Err(e) => {
             say!("zepto-service: alarm unusable: {e:?}");
-            return;
+            return Ok(());
         }
     };
-    let nonces = if rng || hal.backing == hal::NonceBacking::KeyValue {
-        setup_nonces(&mut hal)
-    } else {
-        None
-    };
-    let why_off = match hal.backing {
-        hal::NonceBacking::Ram if !VOLATILE_NONCES => {
-            "no persistent storage for nonces (no key-value driver); a nonce must never be reused"
-        }
-        _ => "no RNG and no key-value store for nonces",
-    };
+    let ready = prepare_nonces(&mut hal, rng);
 
     let cfg = DeviceConfig {
         bus: 0,
         mtu: MTU as u16,
         nonce_base: 0,
         nonce_reserve: NONCE_RESERVE,
+        blank: BlankStart::RandomHigh,
     };
     let (mut ping, mut echo, mut sensor) = (Ping, Echo, SimSensor::new(100, 1, 200));
     let mut dev_table = [
@@ -147,26 +209,36 @@ fn main() {
         Bodypart::new(2, &mut echo),
         Bodypart::new(3, &mut sensor),
     ];
-    let mut device = match nonces {
-        Some(_) => {
-            match Dev::new(
-                &KEY,
-                Vm::new(VmConfig::default()),
-                &mut dev_table,
-                cfg,
-                &mut hal,
-            ) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    say!("zepto-service: network side off: {e:?}");
-                    None
-                }
-            }
+    let opened = ready.and_then(|()| {
+        Dev::new(
+            &KEY,
+            Vm::new(VmConfig::default()),
+            &mut dev_table,
+            cfg,
+            &mut hal,
+        )
+        .map_err(|e| match hal.kv_error {
+            Some(kv) => kv_off("create", kv),
+            None => Off::Device(e),
+        })
+    });
+    // Records the device just wrote to a blank key-value store must read back.
+    let opened = opened.and_then(|d| {
+        if hal.backing == hal::NonceBacking::KeyValue && d.nonces().started_blank() {
+            hal.verify_nonces().map_err(|e| kv_off("read back", e))?;
         }
-        None => {
-            say!("zepto-service: network side off: {why_off}");
+        Ok(d)
+    });
+    let mut device = match opened {
+        Ok(d) => Some(d),
+        Err(off) => {
+            say_off(&off);
             None
         }
+    };
+    let nonces = match &device {
+        Some(d) => nonce_source(&hal, d.nonces().started_blank()),
+        None => "none",
     };
 
     let (mut sping, mut secho, mut ssensor) = (Ping, Echo, SimSensor::new(500, 5, 100));
@@ -180,38 +252,22 @@ fn main() {
             Ok(s) => s,
             Err(e) => {
                 say!("zepto-service: service init failed: {e:?}");
-                return;
+                return Ok(());
             }
         };
-
-    let own = match Ipc::discover(NAME) {
-        Ok(i) => i,
-        Err(e) => {
-            say!("zepto-service: cannot find own package name: {e:?}");
-            return;
-        }
-    };
     say!(
-        "zepto-service: process {}, nonces: {}, GPIO pins: {}",
-        own.get(),
-        nonces.unwrap_or("none"),
-        hal.gpio_pins()
+        "zepto-service: process {}, nonces: {}, GPIO pins: {}, IPC regions: {}",
+        end.own().get(),
+        nonces,
+        hal.gpio_pins(),
+        end.rules().regions
     );
     say!(
         "zepto-service: RAM: device {} B, HAL {} B",
         core::mem::size_of::<Dev<'_, '_>>(),
         core::mem::size_of::<TockHal<'_>>() + core::mem::size_of::<Signals>()
     );
-    let result = Ipc::with_service(own, |end| {
-        run(end, &sig, &mut hal, device.as_mut(), &mut svc)
-    });
-    match result {
-        Ok(Err(ErrorCode::NoMem)) | Err(ErrorCode::NoMem) => say!(
-            "zepto-service: grant allocation failed (NOMEM) while subscribing: raise the kernel heap in the TBF header"
-        ),
-        Ok(Err(e)) | Err(e) => say!("zepto-service: stopped: {e:?}"),
-        Ok(Ok(())) => {}
-    }
+    run(end, &sig, &mut hal, device.as_mut(), &mut svc)
 }
 
 fn log_events(events: &[Event]) {
@@ -261,12 +317,27 @@ fn run(
             // Local clients.
             while let Some(req) = end.take() {
                 let slot = req.client.get() as usize;
-                let op = req.with_buffer(|buf| buf.first().copied());
-                let st = req.with_buffer(|buf| svc.handle(slot, buf, hal));
-                say!(
-                    "zepto-service: client {slot} op {op:?} ({} B) -> {st:?}",
-                    req.len()
-                );
+                let st = match req
+                    .with_buffer(|buf| (buf.first().copied(), svc.handle(slot, buf, hal)))
+                {
+                    Ok((op, st)) => {
+                        say!(
+                            "zepto-service: client {slot} op {op:?} ({} B) -> {st:?}",
+                            req.len()
+                        );
+                        st
+                    }
+                    Err(why) => {
+                        // Not read: the kernel may not have mapped it.
+                        say!(
+                            "zepto-service: client {slot} refused unread ({} B at {:#x}): {why:?}",
+                            req.len(),
+                            req.addr()
+                        );
+                        let _ = end.refuse(req.client, why);
+                        continue;
+                    }
+                };
                 if let Some(w) = waiting.get_mut(slot) {
                     *w = None;
                 }
@@ -275,7 +346,7 @@ fn run(
                         *w = Some(req);
                     }
                 } else {
-                    let _ = Ipc::notify_client(req.client);
+                    let _ = end.reply(req.client);
                 }
             }
             let sp = svc.poll(hal);
@@ -284,10 +355,11 @@ fn run(
                     Some(req) => {
                         // Written (and notified) only over the PENDING reply: a
                         // client that gave up has a new request there.
-                        let st = req.with_buffer(|buf| svc.deliver(slot, buf));
+                        // Accepted when it arrived; IPC regions stay mapped.
+                        let st = req.with_buffer(|buf| svc.deliver(slot, buf)).ok().flatten();
                         say!("zepto-service: client {slot} program done -> {st:?}");
                         if st.is_some() {
-                            let _ = Ipc::notify_client(req.client);
+                            let _ = end.reply(req.client);
                         }
                     }
                     None => {

@@ -1,17 +1,60 @@
 //! Arguments and helpers shared by several subcommands: link selection, VM level,
 //! plugin tables.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use zepto_kernel::heap::{Handle, HeapOps, Parser};
+use zepto_kernel::nonce_store::{self, key_id, BlankStart, NonceStore};
 use zepto_kernel::plugins::{
     Bodypart, DigitalPin, Echo, Ping, Plugin, PluginFault, PluginStep, SimSensor,
 };
+use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::vm::VmHal;
 
 use crate::cli::CliError;
 use crate::link::{Link, StreamLink, UdpLink};
+use crate::storage::{FileStorage, Found};
+
+/// The 128-bit key shared with the other end.
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// The key as 32 hex digits (or from $ZEPTO_KEY). On the command line it shows
+    /// in `ps`: prefer --key-file or ZEPTO_KEY.
+    #[arg(long, env = "ZEPTO_KEY", hide_env_values = true, value_name = "HEX")]
+    pub key: Option<String>,
+    /// A file holding the key as 32 hex digits (readable by its owner only).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The key: from --key-file if given, else --key or $ZEPTO_KEY.
+    pub fn key(&self) -> Result<[u8; 16], CliError> {
+        if let Some(p) = &self.key_file {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| CliError::input(format!("key file {}: {e}", p.display())))?;
+            if let Ok(meta) = std::fs::metadata(p) {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    eprintln!(
+                        "zepto: warning: key file {} can be read by others (chmod 600 it)",
+                        p.display()
+                    );
+                }
+            }
+            return crate::cli::parse_key(text.trim())
+                .map_err(|e| CliError::input(format!("key file {}: {}", p.display(), e.message)));
+        }
+        match &self.key {
+            Some(k) => crate::cli::parse_key(k),
+            None => Err(CliError::input(
+                "no key: give --key-file FILE, set ZEPTO_KEY, or give --key HEX",
+            )),
+        }
+    }
+}
 
 /// How to reach the other end (exactly one).
 #[derive(Args, Debug, Clone)]
@@ -35,6 +78,9 @@ pub struct LinkArgs {
 
 /// Serial line speed.
 pub const BAUD: u32 = 115_200;
+
+/// Pause between two tries of a refused connection.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 impl LinkArgs {
     /// Opens the link as the client side.
@@ -60,6 +106,27 @@ impl LinkArgs {
             ));
         }
         Err(CliError::input("no link given (--udp, --serial or --tcp)"))
+    }
+
+    /// Like [`LinkArgs::connect`], but a TCP connection that is refused (the device
+    /// is still starting) is tried again until `timeout` has passed.
+    pub fn connect_within(&self, timeout: Duration) -> Result<Box<dyn Link>, CliError> {
+        let Some(a) = &self.tcp else {
+            return self.connect();
+        };
+        let start = Instant::now();
+        loop {
+            match StreamLink::tcp_connect(a) {
+                Ok(l) => return Ok(Box::new(l)),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && start.elapsed() + RETRY_EVERY < timeout =>
+                {
+                    std::thread::sleep(RETRY_EVERY);
+                }
+                Err(e) => return Err(CliError::no_answer(format!("tcp {a}: {e}"))),
+            }
+        }
     }
 
     /// Opens the link as the device side (UDP and TCP listen; serial opens the port;
@@ -250,43 +317,108 @@ pub fn state_dir() -> PathBuf {
     PathBuf::from(home).join(".local/state/zepto")
 }
 
-/// The first nonce of a fresh state file: seconds since 1970 shifted left by 16, so
-/// a state file that was lost and made again starts above every nonce the same key
-/// could have used before (unless more than 65 536 packets a second were sent).
-pub fn fresh_nonce_floor() -> u64 {
-    let secs = std::time::SystemTime::now()
+/// The wall-clock floor's epoch: 2024-01-01T00:00:00Z, in milliseconds since 1970.
+pub const FLOOR_EPOCH_MS: u64 = 1_704_067_200_000;
+
+/// The floor advances 2^5 = 32 nonces per millisecond.
+pub const FLOOR_SHIFT: u32 = 5;
+
+/// Where a new or lost nonce state starts: milliseconds since [`FLOOR_EPOCH_MS`]
+/// times 32. It passes every nonce used under the key before, as long as the clock
+/// is right and fewer than 32,000 nonces a second were used on average since that
+/// state started; it reaches `RANDOM_START` (2^46, where devices with blank records
+/// start) in 2093 (`docs/security.md` has the arithmetic).
+pub fn clock_floor() -> Result<u64, CliError> {
+    let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    (secs << 16).min(zepto_kernel::nonce_store::MAX_NONCE / 2)
+    if ms < FLOOR_EPOCH_MS {
+        return Err(CliError::other(
+            "the system clock reads a date before 2024: a new nonce state cannot start \
+             safely from it (set the clock, then try again)",
+        ));
+    }
+    Ok(((ms - FLOOR_EPOCH_MS) << FLOOR_SHIFT).min(nonce_store::RANDOM_START - 1))
 }
 
-/// Opens the EEPROM image holding the SASP nonces of `role` ("device" or "client")
-/// for `key`: `explicit` if given, else a file per role and key in [`state_dir`]. A
-/// fresh image is provisioned (NFS and NLW at [`fresh_nonce_floor`]).
+/// The nonce state of one end: its storage (which knows its file) and how a blank
+/// one starts.
+pub struct NonceState {
+    /// The EEPROM image (file-backed).
+    pub storage: FileStorage,
+    /// How blank records start: at the clock floor.
+    pub blank: BlankStart,
+}
+
+/// A line for stderr when `nonces` started blank on `storage` (`None` otherwise).
+pub fn blank_notice(storage: &FileStorage, nonces: &NonceStore) -> Option<String> {
+    if !nonces.started_blank() {
+        return None;
+    }
+    let what = match storage.found {
+        Found::Empty => "was empty",
+        Found::Present => "held no record of this key",
+        Found::Missing | Found::Memory => "is new",
+    };
+    let path = storage
+        .path()
+        .map_or_else(|| "in memory".to_string(), |p| p.display().to_string());
+    Some(format!(
+        "nonce state {path} {what}: nonces start from the clock at {}",
+        nonces.nfs()
+    ))
+}
+
+/// Opens the state file holding the SASP nonces of `role` ("device" or "client")
+/// for `key`: `explicit` if given, else a file per role and key in [`state_dir`].
+/// Processes may share it. A missing or empty file starts at the [`clock_floor`];
+/// a file that is damaged or holds another key's nonces is refused with what to do.
 pub fn open_nonce_state(
-    explicit: Option<&std::path::Path>,
+    explicit: Option<&Path>,
     role: &str,
     key: &[u8; 16],
-) -> Result<crate::storage::FileStorage, CliError> {
+) -> Result<NonceState, CliError> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => {
             let dir = state_dir();
             std::fs::create_dir_all(&dir)
-                .map_err(|e| CliError::other(format!("{}: {e}", dir.display())))?;
+                .map_err(|e| CliError::other(format!("state folder {}: {e}", dir.display())))?;
             let id = zepto_kernel::saccp::checksum(key);
             dir.join(format!("{role}-{}.state", crate::cli::hex(&id[..4])))
         }
     };
-    let mut s = crate::storage::FileStorage::open(&path)
-        .map_err(|e| CliError::other(format!("state file {}: {e}", path.display())))?;
-    if s.fresh {
-        let floor = fresh_nonce_floor();
-        zepto_kernel::nonce_store::NonceStore::provision(&mut s, 0, floor, floor)
-            .map_err(|e| CliError::other(format!("state file {}: {e}", path.display())))?;
+    let shown = path.display();
+    let move_away = format!(
+        "move it away (mv {shown} {shown}.bad) to start a new state from the clock, or \
+         give another file with --state"
+    );
+    let mut storage = FileStorage::open(&path)
+        .map_err(|e| CliError::other(format!("state file {shown}: {e}; {move_away}")))?;
+    if storage.found == Found::Present {
+        let mine = key_id::<DefaultCipher>(key).map_err(|e| CliError::other(e.to_string()))?;
+        let keys = nonce_store::stored_keys(&mut storage, 0)
+            .map_err(|e| CliError::other(format!("state file {shown}: {e}")))?;
+        match keys {
+            [None, None] => {
+                return Err(CliError::other(format!(
+                    "state file {shown} is damaged (no valid nonce record); {move_away}"
+                )))
+            }
+            _ if !keys.contains(&Some(mine)) => {
+                return Err(CliError::other(format!(
+                    "state file {shown} holds the nonces of another key; give this key its \
+                     own file with --state"
+                )))
+            }
+            _ => {}
+        }
     }
-    Ok(s)
+    Ok(NonceState {
+        storage,
+        blank: BlankStart::Floor(clock_floor()?),
+    })
 }
 
 #[cfg(test)]

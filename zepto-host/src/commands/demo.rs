@@ -2,6 +2,8 @@
 //! short tour of what programs can do.
 
 use std::time::{Duration, Instant};
+use zepto_kernel::nonce_store::{key_id, BlankStart, NonceStore};
+use zepto_kernel::sasp::DefaultCipher;
 
 use clap::Args;
 use zepto_kernel::saccp::client::decode_reply;
@@ -89,8 +91,10 @@ pub fn run(a: DemoArgs) -> Result<(), CliError> {
     getrandom::fill(&mut key).map_err(|e| CliError::other(format!("random key: {e}")))?;
     let dev_link = UdpLink::bind("127.0.0.1:0")?;
     let addr = dev_link.local_addr()?.to_string();
+    // A new key: both ends' nonce records may start at 0.
     let mut dev_storage = FileStorage::in_memory();
-    zepto_kernel::pump::provision(&mut dev_storage, &crate::commands::device::device_config())
+    let cfg = crate::commands::device::device_config(BlankStart::Refuse);
+    zepto_kernel::pump::provision_new_key::<DefaultCipher, _>(&mut dev_storage, &cfg, &key)
         .map_err(|e| CliError::other(e.to_string()))?;
     let mut dev_hal = HostHal::new(Box::new(dev_link), dev_storage);
     std::thread::spawn(move || {
@@ -101,14 +105,17 @@ pub fn run(a: DemoArgs) -> Result<(), CliError> {
             &specs,
             &mut dev_hal,
             0,
+            BlankStart::Refuse,
         );
     });
 
     let client_link: Box<dyn Link> = Box::new(UdpLink::connect(&addr)?);
     let mut client_storage = FileStorage::in_memory();
-    zepto_kernel::nonce_store::NonceStore::provision(&mut client_storage, 0, 0, 0)
+    let kid = key_id::<DefaultCipher>(&key).map_err(|e| CliError::other(e.to_string()))?;
+    NonceStore::provision(&mut client_storage, 0, kid, 0, 0)
         .map_err(|e| CliError::other(e.to_string()))?;
-    let mut session = Session::new(&key, HostHal::new(client_link, client_storage), 3000)?;
+    let hal = HostHal::new(client_link, client_storage);
+    let mut session = Session::new(&key, hal, 3000, BlankStart::Refuse)?;
 
     println!("Zepto demo: a simulated device (Zepto VM Medium) on udp {addr},");
     println!(

@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use zepto_kernel::hal::Waiter;
+use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::pump::{Device, DeviceConfig, Event, Execution};
 use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::vm::{VmConfig, VmMedium, VmOne, VmSmall, VmTiny};
 
-use crate::cli::{parse_key, CliError};
+use crate::cli::CliError;
 use crate::commands::common::{
-    default_plugins, open_nonce_state, Level, LinkArgs, PluginSet, PluginSpec,
+    blank_notice, default_plugins, open_nonce_state, KeyArgs, Level, LinkArgs, PluginSet,
+    PluginSpec,
 };
 use crate::hal::HostHal;
 use crate::link::MAX_PACKET;
@@ -20,9 +22,8 @@ use crate::link::MAX_PACKET;
 /// Arguments of `zepto device`.
 #[derive(Args, Debug)]
 pub struct DeviceArgs {
-    /// The 128-bit key, 32 hex digits.
-    #[arg(long)]
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
     #[command(flatten)]
     pub link: LinkArgs,
     /// EEPROM image that keeps the nonces across restarts (default: a file per key
@@ -55,20 +56,22 @@ pub fn vm_config() -> VmConfig {
     }
 }
 
-/// Host device configuration.
-pub fn device_config() -> DeviceConfig {
+/// Host device configuration; blank nonce records start as `blank` says.
+pub fn device_config(blank: BlankStart) -> DeviceConfig {
     DeviceConfig {
         mtu: MAX_PACKET as u16,
+        blank,
         ..DeviceConfig::default()
     }
 }
 
 /// Runs `zepto device`.
 pub fn run(a: DeviceArgs) -> Result<(), CliError> {
-    let key = parse_key(&a.key)?;
-    let storage = open_nonce_state(a.state.as_deref(), "device", &key)?;
+    let key = a.key.key()?;
+    let state = open_nonce_state(a.state.as_deref(), "device", &key)?;
     let link = a.link.listen()?;
-    let mut hal = HostHal::new(link, storage);
+    let blank = state.blank;
+    let mut hal = HostHal::new(link, state.storage);
     hal.verbose = a.verbose >= 2;
     let specs = if a.plugins.is_empty() {
         default_plugins()
@@ -88,14 +91,22 @@ pub fn run(a: DeviceArgs) -> Result<(), CliError> {
     let cfg = vm_config();
     stop_on_signals()?;
     match a.level {
-        Level::One => serve(VmOne::new(cfg), &key, &specs, &mut hal, a.verbose),
-        Level::Tiny => serve(VmTiny::<8>::new(cfg), &key, &specs, &mut hal, a.verbose),
+        Level::One => serve(VmOne::new(cfg), &key, &specs, &mut hal, a.verbose, blank),
+        Level::Tiny => serve(
+            VmTiny::<8>::new(cfg),
+            &key,
+            &specs,
+            &mut hal,
+            a.verbose,
+            blank,
+        ),
         Level::Small => serve(
             VmSmall::<8, 32>::new(cfg),
             &key,
             &specs,
             &mut hal,
             a.verbose,
+            blank,
         ),
         Level::Medium => serve(
             VmMedium::<8, 32, 8>::new(cfg),
@@ -103,17 +114,20 @@ pub fn run(a: DeviceArgs) -> Result<(), CliError> {
             &specs,
             &mut hal,
             a.verbose,
+            blank,
         ),
     }
 }
 
-/// Serves forever (or until the link fails for good).
+/// Serves until Ctrl-C (or until the link fails for good); blank nonce records
+/// start as `blank` says.
 pub fn serve<V: Execution>(
     vm: V,
     key: &[u8; 16],
     specs: &[PluginSpec],
     hal: &mut HostHal,
     verbose: u8,
+    blank: BlankStart,
 ) -> Result<(), CliError> {
     let mut plugins = PluginSet::new(specs);
     let mut table = plugins.table();
@@ -121,10 +135,19 @@ pub fn serve<V: Execution>(
         key,
         vm,
         &mut table,
-        device_config(),
+        device_config(blank),
         hal,
     )
-    .map_err(|e| CliError::other(format!("device start: {e}")))?;
+    .map_err(|e| {
+        let state = hal
+            .storage
+            .path()
+            .map_or_else(String::new, |p| format!(" (nonce state {})", p.display()));
+        CliError::other(format!("device start: {e}{state}"))
+    })?;
+    if let Some(n) = blank_notice(&hal.storage, dev.nonces()) {
+        eprintln!("zepto device: {n}");
+    }
     loop {
         let mut w = dev.poll(hal);
         if verbose > 0 {

@@ -4,24 +4,25 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use zepto_kernel::client::{Client, ClientEvent};
+use zepto_kernel::client::{Client, ClientConfig, ClientEvent};
 use zepto_kernel::hal::{Clock, PacketBus, Waiter, WaitingFor};
+use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::saccp::client::{decode_reply, Reply};
 use zepto_kernel::sagdp;
 use zepto_kernel::sasp::DefaultCipher;
 
-use crate::cli::{parse_hex, parse_key, CliError};
-use crate::commands::common::{open_nonce_state, LinkArgs};
+use crate::cli::{parse_hex, CliError};
+use crate::commands::common::{blank_notice, open_nonce_state, KeyArgs, LinkArgs};
 use crate::describe;
 use crate::hal::HostHal;
 use crate::link::MAX_PACKET;
+use crate::storage::Found;
 
 /// Arguments of `zepto send`.
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// The 128-bit key, 32 hex digits.
-    #[arg(long)]
-    pub key: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
     #[command(flatten)]
     pub link: LinkArgs,
     #[command(flatten)]
@@ -77,16 +78,38 @@ pub struct Session {
 }
 
 impl Session {
-    /// A client for `key` on the link in `hal` (its storage holds the nonces).
-    pub fn new(key: &[u8; 16], mut hal: HostHal, timeout_ms: u64) -> Result<Self, CliError> {
+    /// A client for `key` on the link in `hal` (its storage holds the nonces; blank
+    /// records start as `blank` says).
+    pub fn new(
+        key: &[u8; 16],
+        mut hal: HostHal,
+        timeout_ms: u64,
+        blank: BlankStart,
+    ) -> Result<Self, CliError> {
         // Resend quickly at first, and often enough to cover the whole timeout.
         let timing = sagdp::Config {
             initial_timeout_ms: 300,
             max_timeout_ms: 2000,
             max_resends: Some(u8::try_from(timeout_ms / 300 + 2).unwrap_or(u8::MAX)),
         };
-        let client = Client::with_timing(key, &mut hal, 0, 64, timing)
-            .map_err(|e| CliError::other(format!("client nonce state: {e}")))?;
+        let cfg = ClientConfig {
+            blank,
+            timing,
+            ..ClientConfig::default()
+        };
+        let client = Client::new(key, &mut hal, cfg).map_err(|e| {
+            let state = hal
+                .storage
+                .path()
+                .map_or_else(String::new, |p| format!(" {}", p.display()));
+            CliError::other(format!("client nonce state{state}: {e}"))
+        })?;
+        // A first use is normal; an emptied or foreign file is worth a line.
+        if hal.storage.found != Found::Missing {
+            if let Some(n) = blank_notice(&hal.storage, client.nonces()) {
+                eprintln!("zepto: {n}");
+            }
+        }
         Ok(Self { hal, client })
     }
 
@@ -115,7 +138,14 @@ impl Session {
             let wait = left.min(Duration::from_millis(resend_in));
             let w = WaitingFor::time(wait.as_millis().min(u128::from(u32::MAX)) as u32);
             self.hal.wait_for(&w);
-            if let Some(e) = self.hal.link_error.take() {
+            if let Some(e) = self
+                .hal
+                .link_error
+                .take()
+                .filter(|e| e.kind() != std::io::ErrorKind::ConnectionRefused)
+            {
+                // (A refused datagram means nobody listens yet: the resends go on
+                // until the timeout.)
                 return Err(CliError::no_answer(format!(
                     "{}: {e}",
                     self.hal.link_name()
@@ -136,8 +166,12 @@ impl Session {
                     Ok(ClientEvent::Send) => {
                         let out = self.client.outgoing().to_vec();
                         self.transmit(&out)?;
-                        // That was an "old nonce" answer: the device has raised its
-                        // nonces, so resend the command now rather than on the timer.
+                    }
+                    Ok(ClientEvent::Resync) => {
+                        // Our "old nonce" answer moves the device's counter up; the
+                        // command goes again now so the device resends its reply.
+                        let out = self.client.outgoing().to_vec();
+                        self.transmit(&out)?;
                         if let Ok(Some(p)) = self.client.resend_now(&mut self.hal) {
                             let p = p.to_vec();
                             self.transmit(&p)?;
@@ -172,13 +206,15 @@ impl Session {
 
 /// Runs `zepto send`.
 pub fn run(a: SendArgs) -> Result<(), CliError> {
-    let key = parse_key(&a.key)?;
+    let key = a.key.key()?;
     let program = a.program.bytes()?;
-    let storage = open_nonce_state(a.state.as_deref(), "client", &key)?;
-    let link = a.link.connect()?;
-    let hal = HostHal::new(link, storage);
-    let mut session = Session::new(&key, hal, a.timeout)?;
-    let reply = session.exchange(&program, Duration::from_millis(a.timeout))?;
+    let state = open_nonce_state(a.state.as_deref(), "client", &key)?;
+    let timeout = Duration::from_millis(a.timeout);
+    let started = Instant::now();
+    let link = a.link.connect_within(timeout)?;
+    let hal = HostHal::new(link, state.storage);
+    let mut session = Session::new(&key, hal, a.timeout, state.blank)?;
+    let reply = session.exchange(&program, timeout.saturating_sub(started.elapsed()))?;
     let decoded = decode_reply(&reply).map_err(|e| {
         CliError::other(format!(
             "malformed reply ({e}): {}",

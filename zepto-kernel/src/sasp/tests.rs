@@ -1,6 +1,6 @@
 use super::*;
 use crate::heap::Heap;
-use crate::nonce_store::NonceStore;
+use crate::nonce_store::{BlankStart, KeyId, NonceStore};
 use crate::testhal::TestHal;
 use aes::Aes128;
 use proptest::prelude::*;
@@ -10,6 +10,7 @@ type TH = Heap<2048, 4>;
 type Hal = TestHal<64>;
 
 const KEY: [u8; 16] = *b"zepto-test-key!!";
+const KID: KeyId = *b"test";
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -20,8 +21,8 @@ fn hex(s: &str) -> Vec<u8> {
 
 fn end<C: SaspCipher>(role: Role, nfs: u64, nlw: u64) -> (Sasp<C>, Hal) {
     let mut hal = Hal::new(if role == Role::Device { 11 } else { 22 });
-    NonceStore::provision(&mut hal, 0, nfs, nlw).unwrap();
-    let store = NonceStore::open(&mut hal, 0, 16).unwrap();
+    NonceStore::provision(&mut hal, 0, KID, nfs, nlw).unwrap();
+    let store = NonceStore::open(&mut hal, 0, 16, KID, BlankStart::Refuse).unwrap();
     (Sasp::new(&KEY, role, store).unwrap(), hal)
 }
 
@@ -526,7 +527,7 @@ fn power_cut_at_every_write_never_repeats_a_packet_nonce() {
                     assert_eq!(e, Error::Storage);
                     assert!(heap.reply(h).unwrap().is_empty());
                     hal = hal.rebooted();
-                    let store = NonceStore::open(&mut hal, 0, 16).unwrap();
+                    let store = NonceStore::open(&mut hal, 0, 16, KID, BlankStart::Refuse).unwrap();
                     dev = Sasp::new(&KEY, Role::Device, store).unwrap();
                 }
             }
@@ -534,7 +535,7 @@ fn power_cut_at_every_write_never_repeats_a_packet_nonce() {
         hal.storage_writes - start
     }
     let total = run(None);
-    assert_eq!(total, 4 * 7); // 100 packets, reserve 16: 7 records of 4 granules
+    assert_eq!(total, 5 * 7); // 100 packets, reserve 16: 7 records of 5 granules
     for cut in 0..=total {
         run(Some(cut));
     }
@@ -579,7 +580,7 @@ fn storage_failure_on_receive_drops_the_plaintext() {
     assert_eq!(dev.nonces().nlw(), 0);
     // After a reboot the packet is accepted once.
     let mut dhal = dhal.rebooted();
-    let store = NonceStore::open(&mut dhal, 0, 16).unwrap();
+    let store = NonceStore::open(&mut dhal, 0, 16, KID, BlankStart::Refuse).unwrap();
     let mut dev = Sasp::<Aes128>::new(&KEY, Role::Device, store).unwrap();
     assert_eq!(
         recv(&mut dev, &mut dhal, &p),
