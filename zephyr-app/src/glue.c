@@ -34,6 +34,7 @@
 #include <zephyr/pm/policy.h>
 #endif
 
+#if defined(CONFIG_ZEPTO_TRANSPORT_UART)
 #if !DT_HAS_CHOSEN(zepto_uart)
 #error "Choose the UART that carries Zepto packets: chosen { zepto,uart = &uartN; } in a board overlay"
 #endif
@@ -45,6 +46,7 @@ const struct device *zepto_uart_device(void)
 
 	return device_is_ready(dev) ? dev : NULL;
 }
+#endif
 
 /* Fills buf with random bytes: 0, or -ENOTSUP when the build has no generator. */
 int zepto_random_fill(uint8_t *buf, size_t len)

@@ -1,6 +1,7 @@
 //! Test support for the PM scenario (`CONFIG_ZEPTO_PM_TEST_HOOKS`, twister's
-//! `zepto.app.pm`): builds a network command as a client would (zepto-kernel's
-//! [`Client`], nonces in RAM from 0) and feeds its SADLP frame into the packet UART's
+//! `zepto.app.pm.*`): builds a network command as a client would (zepto-kernel's
+//! [`Client`], nonces in RAM starting above every random high start, so a device
+//! that started blank accepts it) and feeds its SADLP frame into the packet UART's
 //! receive ring in two parts, as if a peer sent it with a pause in the middle.
 //! The device's reply goes out on the packet UART; nobody reads it.
 
@@ -9,9 +10,9 @@ use core::ffi::c_int;
 
 use critical_section::Mutex;
 use heapless::Vec;
-use zepto_kernel::client::Client;
+use zepto_kernel::client::{Client, ClientConfig};
 use zepto_kernel::hal::{Clock, Random, Storage};
-use zepto_kernel::nonce_store::NonceStore;
+use zepto_kernel::nonce_store::{BlankStart, RANDOM_SPAN, RANDOM_START};
 use zepto_kernel::sadlp;
 use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::Error;
@@ -61,6 +62,10 @@ impl Storage for ClientHal {
     fn flush(&mut self) -> Result<(), Error> {
         Ok(())
     }
+    fn lock(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn unlock(&mut self) {}
 }
 
 impl Random for ClientHal {
@@ -73,8 +78,11 @@ impl Random for ClientHal {
 fn build() -> Result<Vec<u8, FRAME_MAX>, Error> {
     let key = crate::pump::key().ok_or(Error::ValueOutOfRange)?;
     let mut hal = ClientHal { mem: [0xff; 64] };
-    NonceStore::provision(&mut hal, 0, 0, 0)?;
-    let mut client: Client<DefaultCipher, 256, 4> = Client::new(&key, &mut hal, 0, 16)?;
+    let cfg = ClientConfig {
+        blank: BlankStart::Floor(RANDOM_START + RANDOM_SPAN),
+        ..ClientConfig::default()
+    };
+    let mut client: Client<DefaultCipher, 256, 4> = Client::new(&key, &mut hal, cfg)?;
     let packet = client.send_program(&mut hal, &PROGRAM)?;
     let mut frame = Vec::new();
     frame

@@ -12,8 +12,9 @@
 use zephyr::kconfig;
 use zephyr::printkln;
 use zepto_kernel::hal::{Clock, Random, Waiter, WaitingFor, WakeReason};
+use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
-use zepto_kernel::pump::{self, Device, DeviceConfig, Event};
+use zepto_kernel::pump::{Device, DeviceConfig, Event};
 use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::service::Service;
 use zepto_kernel::vm::VmConfig;
@@ -69,8 +70,10 @@ pub(crate) fn key() -> Option<[u8; 16]> {
     Some(key)
 }
 
-/// Opens the network device: its nonces must be in persistent storage. A blank
-/// storage (a new device) is provisioned first; a damaged one is left alone.
+/// Opens the network device: its nonces must be in persistent storage. Blank records
+/// (a new or wiped device) start as the kernel's blank-store policy says for devices
+/// without a trusted clock: a random high start (`BlankStart::RandomHigh`,
+/// `docs/security.md`); damaged records count as blank.
 fn open_device<'t, 'p>(
     key: &[u8; 16],
     table: &'t mut [Bodypart<'p>],
@@ -78,16 +81,36 @@ fn open_device<'t, 'p>(
 ) -> Result<Device<'t, 'p, AppVm, DefaultCipher, HEAP, HANDLES>, Error> {
     let cfg = DeviceConfig {
         mtu: MAX_PACKET as u16,
+        blank: BlankStart::RandomHigh,
         ..DeviceConfig::default()
     };
     if hal.storage_kind() == StorageKind::None {
         return Err(Error::Unsupported);
     }
-    if hal.storage_blank() {
-        printkln!("zepto: blank nonce storage: provisioning a new device");
-        pump::provision(hal, &cfg)?;
+    let dev = Device::new(key, AppVm::new(vm_config()), table, cfg, hal)?;
+    let (nfs, nlw) = (dev.nonces().nfs(), dev.nonces().nlw());
+    if dev.nonces().started_blank() {
+        printkln!("zepto: blank nonce records: random high start (NFS {nfs}, NLW {nlw})");
+    } else {
+        printkln!("zepto: nonce records found (NFS {nfs}, NLW {nlw})");
     }
-    Device::new(key, AppVm::new(vm_config()), table, cfg, hal)
+    Ok(dev)
+}
+
+/// The start-up line that says where packets come in.
+#[cfg(not(CONFIG_ZEPTO_TRANSPORT_UDP))]
+fn announce(hal: &ZephyrHal) {
+    printkln!("zepto: device ready: {} (SASP)", hal.link().describe());
+}
+
+/// The start-up line that says where packets come in.
+#[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
+fn announce(hal: &ZephyrHal) {
+    printkln!(
+        "zepto: device ready: {} on UDP port {} (SASP)",
+        hal.link().describe(),
+        hal.link().port()
+    );
 }
 
 fn log_events(events: &[Event]) {
@@ -155,7 +178,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
         Some(k) => {
             match open_device(&k, &mut table, hal) {
                 Ok(d) => {
-                    printkln!("zepto: device ready on the zepto,uart (SADLP, SASP)");
+                    announce(hal);
                     Some(d)
                 }
                 Err(Error::Unsupported) => {

@@ -256,18 +256,13 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         self.sasp.checkpoint(hal)
     }
 
-    /// The SASP nonce state (NFS and NLW): a port compares it with the state of its
-    /// last [`Device::checkpoint`] to checkpoint only when it moved.
-    pub const fn nonces(&self) -> &NonceStore {
-        self.sasp.nonces()
-    }
-
     /// What the pump did so far.
     pub const fn stats(&self) -> &PumpStats {
         &self.stats
     }
 
-    /// The nonce state (e.g. [`NonceStore::started_blank`] for a start-up message).
+    /// The nonce state (e.g. [`NonceStore::started_blank`] for a start-up message;
+    /// NFS and NLW, to checkpoint only when they moved).
     pub const fn nonces(&self) -> &NonceStore {
         self.sasp.nonces()
     }

@@ -569,14 +569,20 @@ fn nonce_state_moves_only_with_authenticated_traffic() {
     let events = exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p);
     assert_eq!(events, vec![ClientEvent::Reply]);
     let moved = state(&dev);
-    assert!(moved.0 > start.0 && moved.1 > start.1, "{moved:?} vs {start:?}");
+    assert!(
+        moved.0 > start.0 && moved.1 > start.1,
+        "{moved:?} vs {start:?}"
+    );
 
     let writes = dhal.storage_writes;
     dev.checkpoint(&mut dhal).unwrap();
     assert!(dhal.storage_writes > writes);
     let writes = dhal.storage_writes;
     dev.checkpoint(&mut dhal).unwrap();
-    assert_eq!(dhal.storage_writes, writes, "nothing moved, nothing written");
+    assert_eq!(
+        dhal.storage_writes, writes,
+        "nothing moved, nothing written"
+    );
     assert_eq!(state(&dev), moved);
 }
 
