@@ -48,13 +48,27 @@ const struct device *zepto_uart_device(void)
 }
 #endif
 
-/* Fills buf with random bytes: 0, or -ENOTSUP when the build has no generator. */
+/*
+ * Fills buf with random bytes: 0, or -ENOTSUP when the build has no generator.
+ * Asks for 4 bytes at a time: native_sim's test entropy driver copies whole C longs
+ * from random(), whose upper 33 bits are 0, so an 8-byte request gets 4 zero bytes
+ * (and the nonce store's random start would span 2^31 instead of 2^45).
+ */
 int zepto_random_fill(uint8_t *buf, size_t len)
 {
 #if defined(CONFIG_CSPRNG_ENABLED)
-	return sys_csrand_get(buf, len);
+	for (size_t i = 0; i < len; i += 4) {
+		int err = sys_csrand_get(buf + i, MIN(4, len - i));
+
+		if (err != 0) {
+			return err;
+		}
+	}
+	return 0;
 #elif defined(CONFIG_ENTROPY_GENERATOR) || defined(CONFIG_TEST_RANDOM_GENERATOR)
-	sys_rand_get(buf, len);
+	for (size_t i = 0; i < len; i += 4) {
+		sys_rand_get(buf + i, MIN(4, len - i));
+	}
 	return 0;
 #else
 	ARG_UNUSED(buf);
