@@ -9,17 +9,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
+. ./firmware.sh
 feats=vm-small,big
 host_feats=()
 if [ "${1:-}" = speck ]; then
     feats=$feats,speck
     host_feats=(--features speck-firmware)
 fi
-nice -n 10 cargo build --release --quiet --no-default-features --features "$feats"
-mkdir -p target/trace
-elf="$PWD/target/trace/fw.elf"
-cp target/thumbv6m-none-eabi/release/zepto-baremetal "$elf"
-log="$PWD/target/trace/exec.log"
+out=$(target_dir)/trace
+mkdir -p "$out"
+fw=$(build_firmware "$feats")
+elf="$out/fw.elf"
+cp "$fw" "$elf"
+log="$out/exec.log"
 rm -f "$log"
 (cd "$root" && ZEPTO_MICROBIT_ELF="$elf" \
     ZEPTO_QEMU_ARGS="-accel tcg,one-insn-per-tb=on -d exec,nochain -D $log" \

@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
+. ./firmware.sh
+out=$(target_dir)/qemu
+mkdir -p "$out"
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(vm-small)
 for c in "${configs[@]}"; do
@@ -27,12 +30,11 @@ for c in "${configs[@]}"; do
         host_feats=(--features speck-firmware)
     fi
     feats="$feats$big"
-    nice -n 10 cargo build --release --quiet --no-default-features --features "$feats"
-    mkdir -p target/qemu
-    elf="$PWD/target/qemu/$c.elf"
-    cp target/thumbv6m-none-eabi/release/zepto-baremetal "$elf"
+    fw=$(build_firmware "$feats")
+    elf="$out/$c.elf"
+    cp "$fw" "$elf"
     echo "== $c"
-    log="target/qemu/$c.log"
+    log="$out/$c.log"
     if ! (cd "$root" && ZEPTO_MICROBIT_ELF="$elf" nice -n 10 cargo test -p zepto-host \
         "${host_feats[@]}" --test qemu_microbit -- --ignored --exact "$test_name" --nocapture) >"$log" 2>&1; then
         cat "$log"

@@ -8,9 +8,10 @@
 # Usage: baremetal-app/size-report.sh [--symbols CONFIG]   (CONFIG e.g. vm-small)
 set -euo pipefail
 cd "$(dirname "$0")"
+. ./firmware.sh
 SIZE=${SIZE:-arm-none-eabi-size}
 command -v "$SIZE" >/dev/null || SIZE=llvm-size
-OUT=target/size
+OUT=$(target_dir)/size
 mkdir -p "$OUT"
 
 CONFIGS=(
@@ -24,8 +25,9 @@ CONFIGS=(
 )
 
 build() { # name features
-    nice -n 10 cargo build --release --quiet --no-default-features --features "$2"
-    cp target/thumbv6m-none-eabi/release/zepto-baremetal "$OUT/$1.elf"
+    local fw
+    fw=$(build_firmware "$2")
+    cp "$fw" "$OUT/$1.elf"
 }
 
 section() { # elf name

@@ -216,7 +216,6 @@ impl Board {
         self.nvmc.config.write(|w| unsafe { w.bits(0) });
         self.nvmc_wait();
     }
-
 }
 
 const UART_TX_PIN_MASK: u32 = 1 << UART_TX_PIN;

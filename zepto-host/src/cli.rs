@@ -6,7 +6,8 @@ use std::fmt;
 #[derive(Debug)]
 pub struct CliError {
     /// Exit code: 2 bad input, 3 no answer (timeout, unreachable), 4 the device
-    /// answered with an error or exception, 1 anything else.
+    /// answered with an error or exception, 1 anything else; 0 only for
+    /// [`CliError::closed_pipe`].
     pub code: i32,
     /// Message for stderr.
     pub message: String,
@@ -33,6 +34,18 @@ impl CliError {
             code: 4,
             message: message.into(),
         }
+    }
+    /// Standard output was closed by its reader (`zepto demo | head -1`): the command
+    /// ends quietly with exit code 0.
+    pub fn closed_pipe() -> Self {
+        Self {
+            code: 0,
+            message: String::new(),
+        }
+    }
+    /// True for [`CliError::closed_pipe`].
+    pub fn is_closed_pipe(&self) -> bool {
+        self.code == 0
     }
     /// Any other failure (exit code 1).
     pub fn other(message: impl Into<String>) -> Self {
@@ -91,6 +104,19 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `n` with thousands separators: 10,003.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Formats bytes as spaced hex ("01 02 ff").
 pub fn spaced_hex(bytes: &[u8]) -> String {
     bytes
@@ -126,6 +152,14 @@ mod tests {
         assert!(parse_hex("zz").unwrap_err().message.contains("'zz'"));
         assert_eq!(hex(&[0, 0xab]), "00ab");
         assert_eq!(spaced_hex(&[1, 2]), "01 02");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(472), "472");
+        assert_eq!(thousands(10_003), "10,003");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl HostHal {
 
     fn log(&self, msg: std::fmt::Arguments<'_>) {
         if self.verbose {
-            eprintln!("[{:>8} ms] hal: {msg}", self.now_ms());
+            crate::elog!("[{:>8} ms] hal: {msg}", self.now_ms());
         }
     }
 
@@ -69,7 +69,7 @@ impl HostHal {
             Err(e) => {
                 // A dead link is reported once and then behaves as a silent one.
                 if self.link_error.is_none() {
-                    eprintln!("link {}: {e}", self.link.describe());
+                    crate::elog!("link {}: {e}", self.link.describe());
                 }
                 self.link_error = Some(e);
                 std::thread::sleep(timeout.unwrap_or(Duration::from_millis(100)));
@@ -122,7 +122,7 @@ impl PacketBus for HostHal {
 
     fn send(&mut self, _bus: BusId, packet: &[u8]) -> Result<(), Error> {
         self.link.send(packet).map_err(|e| {
-            eprintln!("link {}: send failed: {e}", self.link.describe());
+            crate::elog!("link {}: send failed: {e}", self.link.describe());
             Error::Bus
         })
     }
@@ -134,7 +134,7 @@ impl PacketBus for HostHal {
     fn reply_in_place(&mut self, _bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
         let packet = buf.get(..len).ok_or(Error::BufferTooSmall)?;
         self.link.send_to(packet, self.current).map_err(|e| {
-            eprintln!("link {}: send failed: {e}", self.link.describe());
+            crate::elog!("link {}: send failed: {e}", self.link.describe());
             Error::Bus
         })
     }

@@ -8,4 +8,5 @@ pub mod describe;
 pub mod framing;
 pub mod hal;
 pub mod link;
+pub mod out;
 pub mod storage;

@@ -29,7 +29,7 @@ enum Command {
     /// Run one program locally in the Zepto VM with built-in plugins.
     Vm(commands::tools::VmArgs),
     /// Dissect one captured packet layer by layer.
-    Decode(commands::tools::DecodeArgs),
+    Decode(commands::decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,12 +41,15 @@ fn main() -> ExitCode {
         Command::Asm(a) => commands::tools::asm(a),
         Command::Disasm(a) => commands::tools::disasm(a),
         Command::Vm(a) => commands::tools::vm(a),
-        Command::Decode(a) => commands::tools::decode(a),
+        Command::Decode(a) => commands::decode::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_closed_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zepto: {e}");
+            for line in e.message.lines() {
+                zepto_host::elog!("zepto: {line}");
+            }
             ExitCode::from(u8::try_from(e.code).unwrap_or(1))
         }
     }

@@ -4,7 +4,9 @@
 //! * Several processes may use one file at once (four `zepto send` with one key):
 //!   [`Storage::lock`] takes an exclusive advisory lock (`flock`) on a lock file
 //!   beside it and re-reads the file, so the nonce store's read-modify-write sees
-//!   what the others wrote; [`Storage::unlock`] releases it.
+//!   what the others wrote; [`Storage::unlock`] releases it. The lock is always on
+//!   the lock file at the path *now*: one deleted while in use is made again, so
+//!   every process still locks the same file.
 //! * A write is atomic: [`Storage::flush`] writes a temporary file, syncs it,
 //!   renames it over the state file and syncs the folder, so a power cut leaves the
 //!   old file or the new one, never an empty or half-written one.
@@ -51,8 +53,12 @@ pub struct FileStorage {
     file: Option<Backing>,
     /// Physical writes made (in granules).
     pub writes: u64,
-    /// What the first read found.
+    /// What the last read of the file found (at open, and at every
+    /// [`Storage::lock`]): the file may be deleted or emptied meanwhile.
     pub found: Found,
+    /// Why the last read or write of the file failed (the nonce store only sees
+    /// `Error::Storage`): the path and the system's reason, e.g. no space left.
+    pub failure: Option<String>,
 }
 
 /// The lock file of state file `path`: `path` with `.lock` added.
@@ -88,24 +94,20 @@ impl FileStorage {
     /// Opens the EEPROM image at `path` (the file need not exist yet: it is written
     /// at the first flush). Creates the lock file beside it.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(lock_path(path))?;
-        lock.lock()?;
+        let mut backing = Backing {
+            path: path.to_path_buf(),
+            lock: open_lock(path)?,
+        };
+        lock_current(&mut backing)?;
         let read = read_image(path);
-        lock.unlock()?;
+        backing.lock.unlock()?;
         let (data, found) = read?;
         Ok(Self {
             data,
-            file: Some(Backing {
-                path: path.to_path_buf(),
-                lock,
-            }),
+            file: Some(backing),
             writes: 0,
             found,
+            failure: None,
         })
     }
 
@@ -116,6 +118,7 @@ impl FileStorage {
             file: None,
             writes: 0,
             found: Found::Memory,
+            failure: None,
         }
     }
 
@@ -126,21 +129,58 @@ impl FileStorage {
 }
 
 /// Replaces `path` with `data` atomically: temporary file, sync, rename, sync of
-/// the folder.
+/// the folder. A temporary file that cannot be finished (no space left) is removed.
 fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     File::open(dir)?.sync_all()
+}
+
+/// Opens (creating it if needed) the lock file of state file `path`.
+fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path(path))
+}
+
+/// Takes the exclusive lock on the lock file that is at the lock path *now*. A lock
+/// file deleted (or replaced) while this process held it open would lock a file no
+/// newcomer can find: then the file at the path is opened and locked instead.
+fn lock_current(b: &mut Backing) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        b.lock.lock()?;
+        let held = b.lock.metadata()?;
+        match std::fs::metadata(lock_path(&b.path)) {
+            Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let _ = b.lock.unlock();
+                return Err(e);
+            }
+        }
+        b.lock.unlock()?;
+        b.lock = open_lock(&b.path)?;
+    }
 }
 
 impl Storage for FileStorage {
@@ -169,24 +209,32 @@ impl Storage for FileStorage {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
-        match &self.file {
-            Some(b) => replace_file(&b.path, &self.data).map_err(|_| Error::Storage),
-            None => Ok(()),
-        }
-    }
-
-    fn lock(&mut self) -> Result<(), Error> {
         let Some(b) = &self.file else {
             return Ok(());
         };
-        b.lock.lock().map_err(|_| Error::Storage)?;
+        replace_file(&b.path, &self.data).map_err(|e| {
+            self.failure = Some(format!("cannot write {}: {e}", b.path.display()));
+            Error::Storage
+        })
+    }
+
+    fn lock(&mut self) -> Result<(), Error> {
+        let Some(b) = &mut self.file else {
+            return Ok(());
+        };
+        if let Err(e) = lock_current(b) {
+            self.failure = Some(format!("cannot lock {}: {e}", lock_path(&b.path).display()));
+            return Err(Error::Storage);
+        }
         match read_image(&b.path) {
-            Ok((data, _)) => {
+            Ok((data, found)) => {
                 self.data = data;
+                self.found = found;
                 Ok(())
             }
-            Err(_) => {
+            Err(e) => {
                 let _ = b.lock.unlock();
+                self.failure = Some(format!("cannot read {}: {e}", b.path.display()));
                 Err(Error::Storage)
             }
         }
@@ -258,6 +306,67 @@ mod tests {
         b.read(0, &mut buf).unwrap();
         b.unlock();
         assert_eq!(buf, [9; 4]);
+    }
+
+    #[test]
+    fn a_lock_file_deleted_while_in_use_still_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.state");
+        let mut a = FileStorage::open(&path).unwrap();
+        // The folder is cleaned while A runs, and a newcomer makes a new lock file.
+        std::fs::remove_file(lock_path(&path)).unwrap();
+        let mut b = FileStorage::open(&path).unwrap();
+        a.lock().unwrap();
+        let other = File::open(lock_path(&path)).unwrap();
+        assert!(
+            other.try_lock().is_err(),
+            "A holds a lock on a file nobody else can find"
+        );
+        a.unlock();
+        b.lock().unwrap();
+        assert!(File::open(lock_path(&path)).unwrap().try_lock().is_err());
+        b.unlock();
+    }
+
+    #[test]
+    fn found_tells_what_the_last_read_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.state");
+        std::fs::write(&path, vec![0xffu8; EEPROM_SIZE]).unwrap();
+        let mut s = FileStorage::open(&path).unwrap();
+        assert_eq!(s.found, Found::Present);
+        std::fs::remove_file(&path).unwrap();
+        s.lock().unwrap();
+        s.unlock();
+        assert_eq!(s.found, Found::Missing, "deleted after the open");
+        std::fs::write(&path, []).unwrap();
+        s.lock().unwrap();
+        s.unlock();
+        assert_eq!(s.found, Found::Empty);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.state");
+        let mut s = FileStorage::open(&path).unwrap();
+        // The rename onto the state file fails (a folder is in the way); space
+        // running out fails the same way, after the temporary file was made.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("x"), b"x").unwrap();
+        s.write(0, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(s.flush(), Err(Error::Storage));
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["w.state", "w.state.lock"]);
+        let why = s.failure.clone().unwrap();
+        assert!(
+            why.starts_with("cannot write ") && why.contains("w.state"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{json_reply, send, DeviceProc, KEY};
+use common::{json_reply, send, DeviceProc, KEY, ZEPTO};
 
 /// EXEC 1 (ping), EXEC 2 "hi" (echo): one frame each.
 const PING_ECHO: &str = "020200 0204026869";
@@ -344,4 +345,116 @@ fn a_bad_state_file_is_refused_with_a_way_out() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("holds the nonces of another key"), "{err}");
     assert_eq!(std::fs::read(&state).unwrap(), before);
+}
+
+/// Runs `zepto ARGS` with its standard output a pipe whose reader is already gone
+/// (as in `zepto demo | head -1` once `head` has exited).
+fn with_closed_stdout(args: &[&str], state_dir: &Path) -> Output {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    Command::new(ZEPTO)
+        .args(args)
+        .env("ZEPTO_STATE_DIR", state_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run zepto")
+}
+
+/// A closed standard output ends every command quietly with exit code 0, as a
+/// reader leaving a pipe (`| head -1`) is no failure of the command: no panic, no
+/// message. A device whose log (stderr) nobody reads goes on serving.
+#[test]
+fn closed_stdout_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start_unread(dir.path(), &["--udp", "127.0.0.1:0"], &["-vv"]);
+    let link = dev.link_args();
+    let mut send = vec!["send", "--key", KEY, &link[0], &link[1]];
+    send.extend(["--hex", PING_ECHO]);
+    let mut send_json = send.clone();
+    send_json.push("--json");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["demo"],
+        send,
+        send_json,
+        vec!["disasm", "020200100040020600250200000f"],
+        vec!["vm", "--hex", "020200"],
+        vec!["--help"],
+        vec!["--version"],
+    ];
+    for args in &cases {
+        let out = with_closed_stdout(args, dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}\n{err}",
+            out.status
+        );
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    // The device logged every packet and HAL event (-vv) to its closed stderr, and
+    // still answers.
+    check_ping_echo(&json_reply(&self::send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--json", "--hex", PING_ECHO],
+    )));
+}
+
+/// `size` bytes of program: EXEC 1 (ping), a JMP over filler bytes, the end.
+fn program_of(size: usize) -> String {
+    // EXEC 1 "" is 3 bytes, the JMP 2 to 4 (a 1- to 3-byte delta).
+    for jmp in [2, 3, 4] {
+        let filler = "ab".repeat(size - 3 - jmp);
+        let src = format!("EXEC 1 \"\"\nJMP end\n.bytes \"{filler}\"\nend:\n");
+        let code = zepto_host::asm::assemble(&src).unwrap();
+        if code.len() == size {
+            return code.iter().map(|b| format!("{b:02x}")).collect();
+        }
+    }
+    panic!("no program of {size} bytes");
+}
+
+/// The largest program that fits the host link's 512-byte packets runs on the
+/// device; one byte more is refused before anything is sent, with the limit.
+#[test]
+fn program_size_limit_is_stated_and_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DeviceProc::start(dir.path(), &["--udp", "127.0.0.1:0"], &[]);
+    let link = dev.link_args();
+    let v = json_reply(&send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--json", "--hex", &program_of(472)],
+    ));
+    assert_eq!(v["reply"], "0501");
+    for (size, shown) in [(473, "473"), (10_003, "10,003")] {
+        let out = send(dir.path(), KEY, &link, &["--hex", &program_of(size)]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim(),
+            format!(
+                "zepto: program of {shown} bytes; this device accepts at most 472 \
+                 (one 512-byte packet; --mtu to change)"
+            )
+        );
+    }
+    // A device with smaller packets (the micro:bit firmware's 70 bytes).
+    let out = send(
+        dir.path(),
+        KEY,
+        &link,
+        &["--mtu", "70", "--hex", &program_of(41)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at most 40 (one 70-byte packet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

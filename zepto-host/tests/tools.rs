@@ -92,19 +92,56 @@ fn disasm_of_the_documented_example() {
     let out = ok(&["disasm", &hex], None);
     assert_eq!(
         out,
-        "0000  EXEC 1 \"\"\n\
-         0003  PUSHEXPR_CONSTANT 2\n\
-         0006  EXEC 3 \"\"\n\
-         0009  DECANDJMPIF @1 0 -8  ; -> 0006\n\
-         0014  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }\n\
-         0030  EXIT ISLAST\n"
+        "EXEC 1 \"\"            ; 0000\n\
+         PUSHEXPR_CONSTANT 2  ; 0003\n\
+         EXEC 3 \"\"            ; 0006\n\
+         DECANDJMPIF @1 0 -8  ; 0009 -> 0006\n\
+         PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }  ; 0014\n\
+         EXIT ISLAST          ; 0030\n"
     );
-    // Without the offsets, the listing assembles back to the same bytes.
-    let text: String = out
+    // `zepto disasm HEX | zepto asm` gives HEX back.
+    assert_eq!(ok(&["asm"], Some(&out)).trim(), hex);
+}
+
+/// Every instruction of the VM (and a NaN constant, and bytes that do not decode)
+/// goes through `zepto disasm` and `zepto asm` unchanged.
+#[test]
+fn disasm_then_asm_is_the_identity() {
+    let src = "DEVICECAPS 1 2 200\nEXEC -3 \"01\"\nPUSHREPLY \"\"\nSLEEP 70000\nTRANSMITTER 1\n\
+               MCUSLEEP 9 TXON MAYDROP\nPOPREPLIES 2\nEXIT ISFIRST PAD 40\n\
+               APPENDTOREPLY -1 HALF \"003c\"\nJMP -4\nJMPIFREPLYFIELD_NE 1 UINT,BYTE -5 7\n\
+               MOVEREPLYTOFRONT -2\nPUSHEXPR_CONSTANT -0.5\nPUSHEXPR_REPLYFIELD -1 U16\n\
+               EXPRUNOP NOT\nEXPRUNOP_EX INC pop@-3\nEXPRUNOP_EX2 MINUS #2.5 ->ins@2\n\
+               EXPRBINOP SHL\nEXPRBINOP_EX OR @1 #inf\nEXPRBINOP_EX2 PLUS @1 @2 ->@-1\n\
+               JMPIFEXPR_GT 3 -20\nJMPIFEXPR_EX_EQ @2 0.25 4\nCALL 0\nRET\nSWITCH 1=>2 -7=>-9\n\
+               SWITCH_EX pop@1 0=>1\nINCANDJMPIF @-1 10 -30\nDECANDJMPIF @2 0 3\n\
+               PARALLEL { EXEC 1 \"\"; PARALLEL { } { RET } } { SLEEP 1 }\n";
+    let hex = ok(&["asm"], Some(src)).trim().to_string();
+    // PUSHEXPR_CONSTANT NaN with a payload (bits 7e01), then bytes that are no
+    // instruction.
+    let hex = format!("{hex}10017eff00");
+    let out = ok(&["disasm", &hex], None);
+    let tail: Vec<Vec<&str>> = out
         .lines()
-        .map(|l| l[6..].split("  ;").next().unwrap().to_string() + "\n")
+        .skip(29)
+        .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(ok(&["asm"], Some(&text)).trim(), hex);
+    assert_eq!(
+        tail,
+        [
+            vec![
+                ".bytes",
+                "\"10017e\"",
+                ";",
+                "0119",
+                "PUSHEXPR_CONSTANT",
+                "NaN"
+            ],
+            vec![".bytes", "\"ff00\"", ";", "0122"]
+        ],
+        "{out}"
+    );
+    assert_eq!(ok(&["asm"], Some(&out)).trim(), hex, "{out}");
 }
 
 #[test]
@@ -122,6 +159,66 @@ fn asm_errors_exit_2_with_line_numbers() {
     assert_eq!(o.status.code(), Some(2));
     let o = zepto(&["disasm", "0g"], None);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// A source with several mistakes: every one is reported, each with the file and
+/// line, and `zepto send --asm` reports them exactly as `zepto asm` does.
+const BAD_SOURCE: &str = "\
+start:  EXEC 1 \"\"
+        FROB 3                  ; unknown mnemonic
+        SLEEP soon              ; bad operand
+        JMP nowhere             ; undefined label
+start:  EXIT ISLAST             ; label defined twice
+        PARALLEL {
+            EXEC 2 \"0\"          ; odd hex
+        }
+        EXEC 1 \"\" 7            ; too many operands
+";
+
+const BAD_SOURCE_ERRORS: &str = "\
+zepto: F:2: unknown mnemonic 'FROB'
+zepto: F:3: bad milliseconds 'soon': expected an integer
+zepto: F:4: undefined label 'nowhere'
+zepto: F:5: label 'start' is already defined at line 1
+zepto: F:7: bad plugin data: bad hex '0': odd number of digits (1)
+zepto: F:9: EXEC expects: EXEC BODYPART-ID \"hex\"
+";
+
+#[test]
+fn asm_and_send_report_every_error_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.zasm");
+    std::fs::write(&path, BAD_SOURCE).unwrap();
+    let file = path.to_str().unwrap();
+    let expected = BAD_SOURCE_ERRORS.replace("F:", &format!("{file}:"));
+    let o = zepto(&["asm", file], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), expected);
+    let send = |src: &str, stdin: Option<&str>| {
+        zepto(
+            &[
+                "send",
+                "--key",
+                KEY,
+                "--udp",
+                "127.0.0.1:9",
+                "--state",
+                dir.path().join("s").to_str().unwrap(),
+                "--asm",
+                src,
+            ],
+            stdin,
+        )
+    };
+    let o = send(file, None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), expected);
+    // Standard input is "<stdin>" for both.
+    let expected = BAD_SOURCE_ERRORS.replace("F:", "<stdin>:");
+    let o = zepto(&["asm", "-"], Some(BAD_SOURCE));
+    assert_eq!(stderr(&o), expected);
+    let o = send("-", Some(BAD_SOURCE));
+    assert_eq!(stderr(&o), expected);
 }
 
 #[test]
@@ -203,6 +300,33 @@ fn vm_exception_exits_4() {
     assert_eq!(v["exception"]["code"], 1);
 }
 
+/// A program larger than `zepto vm`'s heap is refused with the limit, which is real:
+/// program and reply together fill the heap exactly, one byte more does not fit.
+#[test]
+fn vm_program_size_limit() {
+    // PUSHREPLY "" (a 1-byte reply: an empty frame) then EXIT ISLAST, then filler the
+    // program never reaches.
+    let program = |size: usize| format!("030008020000{}", "ab".repeat(size - 6));
+    let limit = "zepto vm holds at most 4,096 bytes of program and reply together (its heap)";
+    let o = zepto(&["vm", "--hex", &program(10_003)], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!("zepto: program of 10,003 bytes; {limit}\n")
+    );
+    let out = ok(&["vm", "--hex", &program(4095)], None);
+    assert!(
+        out.starts_with("reply:     01 (1 bytes, ISLAST)\n"),
+        "{out}"
+    );
+    let o = zepto(&["vm", "--hex", &program(4096)], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        format!("zepto: program of 4,096 bytes; {limit}\n")
+    );
+}
+
 #[test]
 fn vm_time_is_simulated() {
     let hex = ok(&["asm"], Some("SLEEP 5000\nEXEC 1 \"\"\n"));
@@ -215,10 +339,15 @@ fn vm_time_is_simulated() {
 
 /// A NEW_PROGRAM packet from a client with `KEY`, as sent on the air.
 fn client_packet(program: &[u8]) -> Vec<u8> {
+    client_packet_after(0, program)
+}
+
+/// A NEW_PROGRAM packet from a client whose last used nonce was `nfs`.
+fn client_packet_after(nfs: u64, program: &[u8]) -> Vec<u8> {
     let mut hal = TestHal::<256>::default();
     let cfg = ClientConfig {
         nonce_reserve: 16,
-        blank: BlankStart::Floor(0),
+        blank: BlankStart::Floor(nfs),
         ..ClientConfig::default()
     };
     let mut c: Client = Client::new(&KEY_BYTES, &mut hal, cfg).unwrap();
@@ -265,11 +394,11 @@ fn decode_client_packet_shows_program() {
     );
     assert!(out.contains("command NEW_PROGRAM (type 2)"), "{out}");
     assert!(
-        out.contains("  0009  DECANDJMPIF @1 0 -8  ; -> 0006\n"),
+        out.contains("  DECANDJMPIF @1 0 -8  ; 0009 -> 0006\n"),
         "{out}"
     );
     assert!(
-        out.contains("  0014  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }\n"),
+        out.contains("  PARALLEL { EXEC 2 \"6869\" } { SLEEP 149; EXEC 2 \"21\" }  ; 0014\n"),
         "{out}"
     );
 
@@ -310,9 +439,23 @@ fn decode_sadlp_frame() {
     let o = zepto(&["decode", "--key", KEY, &hexs(&bad)], None);
     assert_eq!(o.status.code(), Some(4));
     assert!(stderr(&o).contains("SADLP"), "{}", stderr(&o));
-    // No closing delimiter: not a frame at all, exit 2.
-    let o = zepto(&["decode", "--key", KEY, &hexs(&frame[..n - 1])], None);
+    // No closing delimiter: not a frame at all (exit 2), and as a bare SASP packet
+    // it does not authenticate (exit 4).
+    let cut = hexs(&frame[..n - 1]);
+    let o = zepto(&["decode", "--key", KEY, "--link", "serial", &cut], None);
     assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("without its closing 00"),
+        "{}",
+        stderr(&o)
+    );
+    let o = zepto(&["decode", "--key", KEY, &cut], None);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("neither reading checks out"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -417,4 +560,78 @@ fn decode_wrong_key_and_bad_input() {
     let o = zepto(&["decode", "--key", KEY, "0102030405"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("too short"), "{}", stderr(&o));
+}
+
+/// A UDP datagram whose SASP header starts with `00` (nonce 256, as every nonce that
+/// is a multiple of 256) is a packet, not a SADLP frame: `--link udp` says so, and
+/// without `--link` decode tries both and says which matched.
+#[test]
+fn decode_udp_capture_starting_with_00() {
+    let program = [0x02, 0x02, 0x00];
+    let pkt = client_packet_after(255, &program);
+    assert_eq!(pkt[..6], [0, 1, 0, 0, 0, 0], "nonce VP 256");
+    let hex = hexs(&pkt);
+
+    let out = ok(&["decode", "--key", KEY, "--link", "udp", &hex], None);
+    assert!(
+        out.starts_with("SADLP   none: --link udp carries bare SASP packets\n"),
+        "{out}"
+    );
+    assert!(out.contains("nonce VP 256, destination SAGDP"), "{out}");
+    assert!(out.contains("authentic"), "{out}");
+    assert!(out.contains("command NEW_PROGRAM"), "{out}");
+
+    // Without --link: SADLP first (it starts with 00), then SASP, which matches.
+    let out = ok(&["decode", "--key", KEY, &hex], None);
+    assert!(
+        out.starts_with("SADLP   none: a bare SASP packet, as UDP carries it (as a SADLP frame: "),
+        "{out}"
+    );
+    assert!(out.contains("command NEW_PROGRAM"), "{out}");
+    let v = json(&["decode", "--key", KEY, "--json", &hex], 0);
+    assert_eq!(v["framing"], "none");
+    assert!(
+        v["sadlp_error"].as_str().unwrap().starts_with("SADLP: "),
+        "{v}"
+    );
+    assert_eq!(v["sasp"]["nonce"], 256);
+    assert_eq!(v["saccp"]["program"], "020200");
+
+    // Read as a frame (--link serial), it is not one, and decode says why.
+    let o = zepto(&["decode", "--key", KEY, "--link", "serial", &hex], None);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("SADLP"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--link udp"), "{}", stderr(&o));
+
+    // The same packet in a SADLP frame: without --link the frame matches.
+    let mut frame = vec![0u8; zepto_kernel::sadlp::encoded_len(pkt.len())];
+    let n = zepto_kernel::sadlp::encode(&pkt, &mut frame).unwrap();
+    frame.truncate(n);
+    let v = json(&["decode", "--key", KEY, "--json", &hexs(&frame)], 0);
+    assert_eq!(v["framing"], "sadlp");
+    assert_eq!(v["sadlp"]["packet"], hex);
+    assert_eq!(v["sasp"]["nonce"], 256);
+    let v = json(
+        &[
+            "decode",
+            "--key",
+            KEY,
+            "--json",
+            "--link",
+            "tcp",
+            &hexs(&frame),
+        ],
+        0,
+    );
+    assert_eq!(v["sadlp"]["crc_ok"], true);
+
+    // Neither a frame nor a packet with this key: both reasons, exit 4.
+    let o = zepto(&["decode", "--key", &"ff".repeat(16), &hex], None);
+    assert_eq!(o.status.code(), Some(4));
+    let err = stderr(&o);
+    assert!(err.contains("as a SADLP frame: frame too short"), "{err}");
+    assert!(
+        err.contains("as a bare SASP packet: authentication failed"),
+        "{err}"
+    );
 }

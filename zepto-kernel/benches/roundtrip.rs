@@ -4,6 +4,12 @@
 //!
 //! Run: `cargo bench -p zepto-kernel --bench roundtrip`. With `--speck`, the same with
 //! the Speck cipher (build with `--features speck`).
+//!
+//! It also prints a core check: the time per step of two chains of dependent
+//! multiply-adds, one in a register, one through a stack slot (store, then load). On a
+//! machine whose cores do not always run alike (a virtual machine whose host moves or
+//! shares its cores) they tell what changed between runs; `scripts/bench-spread` runs
+//! the benchmark several times and summarizes (`docs/performance.md`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -77,6 +83,8 @@ fn main() {
         client.receive(&mut chal, &reply).expect("reply accepted");
     }
     samples.sort_unstable();
+    let register = ps_per_step(register_chain);
+    let memory = ps_per_step(memory_chain);
     let pct = |p: usize| samples[samples.len() * p / 100];
     println!(
         "device round trip, 64-byte program ({req_len}-byte packet in, {rep_len}-byte packet out), {rounds} rounds:"
@@ -87,4 +95,43 @@ fn main() {
         pct(10),
         pct(90)
     );
+    println!("  core check: register chain {register} ps/step, store-load chain {memory} ps/step");
+}
+
+/// The best of 20 timings of `chain` (a million dependent steps), in picoseconds per
+/// step.
+fn ps_per_step(chain: fn(u64) -> u64) -> u128 {
+    const STEPS: u64 = 1_000_000;
+    let mut best = u128::MAX;
+    for _ in 0..20 {
+        let t = Instant::now();
+        black_box(chain(black_box(STEPS)));
+        best = best.min(t.elapsed().as_nanos());
+    }
+    best * 1000 / u128::from(STEPS)
+}
+
+/// A chain of dependent multiply-adds in one register (each step needs the one
+/// before): it follows the core's clock and nothing else.
+#[inline(never)]
+fn register_chain(steps: u64) -> u64 {
+    let mut x: u64 = black_box(1);
+    for _ in 0..steps {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+    }
+    x
+}
+
+/// The same kind of chain through memory: each step stores its value and loads it back
+/// (`black_box` makes the value live in a stack slot).
+#[inline(never)]
+fn memory_chain(steps: u64) -> u64 {
+    let mut x: u64 = black_box(1);
+    for _ in 0..steps {
+        x = x.wrapping_mul(3).wrapping_add(1);
+        x = black_box(x);
+    }
+    x
 }

@@ -72,6 +72,8 @@ pub struct Client<C: SaspCipher = DefaultCipher, const N: usize = 1024, const B:
     sasp: Sasp<C>,
     sagdp: Sagdp,
     has_reply: bool,
+    /// When old nonces below the highest answered may be answered again.
+    old_window_ms: u64,
 }
 
 impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
@@ -95,6 +97,7 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
             sasp,
             sagdp,
             has_reply: false,
+            old_window_ms: 0,
         })
     }
 
@@ -153,8 +156,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         }
         let h = self.h;
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self
             .sagdp
             .request_resend(&mut self.heap, h, now, &mut ids)?
@@ -201,8 +204,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         build(&mut self.heap, h)?;
         self.heap.convert_reply_to_request(h)?;
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         self.sagdp
             .send(&mut self.heap, h, PacketStatus::First, now, &mut ids)?;
         self.heap.convert_reply_to_request(h)?;
@@ -227,9 +230,13 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         // The outgoing packet is no longer needed: SAGDP keeps its own copy.
         self.has_reply = false;
         self.heap.set_request(h, packet)?;
+        let now = hal.now_ms();
+        // Replayed device packets get few answers (see `sasp::OLD_NONCE_ANSWER_GAP_MS`).
+        self.sasp.open_old_nonce_window(now >= self.old_window_ms);
         match self.sasp.receive(&mut self.heap, h, hal)? {
             HandlerOutcome::Pass => self.heap.convert_reply_to_request(h)?,
             HandlerOutcome::ReplyDown => {
+                self.old_window_ms = now.saturating_add(sasp::OLD_NONCE_ANSWER_GAP_MS);
                 self.heap.convert_reply_to_request(h)?;
                 return Ok(ClientEvent::Resync);
             }
@@ -245,8 +252,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         }
         let pid = PacketId::from_bytes(self.sasp.last_received_pid().ok_or(Error::InvalidState)?);
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self.sagdp.receive(&mut self.heap, h, pid, now, &mut ids)? {
             HandlerOutcome::Pass => {
                 self.heap.convert_reply_to_request(h)?;
@@ -270,8 +277,8 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
             return Ok(None);
         }
         let h = self.h;
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self.sagdp.on_timeout(&mut self.heap, h, now, &mut ids)? {
             HandlerOutcome::ReplyDown => {
                 self.heap.convert_reply_to_request(h)?;

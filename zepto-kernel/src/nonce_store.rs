@@ -69,10 +69,13 @@ pub const RANDOM_START: u64 = 1 << 46;
 /// RANDOM_START + RANDOM_SPAN)`, which leaves at least 2^45 nonces above any start.
 pub const RANDOM_SPAN: u64 = 1 << 45;
 
-/// How far past a peer's "old nonce" value a store that started blank moves NFS
-/// ([`NonceStore::raise_nfs`]), and how far above its own marks a store rewrites
-/// records it found gone: the nonces it may have sent (or another process may
-/// hold) beyond what the peer or the storage knows of.
+/// How far at least past a peer's "old nonce" value a store that started blank
+/// moves NFS ([`NonceStore::raise_nfs`]), and how far at least above its own marks
+/// a store rewrites records it found gone: the nonces it may have sent (or another
+/// process may hold) beyond what the peer or the storage knows of. Each store adds
+/// a random spread below this, drawn when it opens, so that stores which know the
+/// same value (two blank starts answered with one value, two stores with marks from
+/// before a loss) do not land on the same nonces.
 pub const LOST_STATE_MARGIN: u64 = 1 << 24;
 
 /// Identifies the key a record belongs to: the first 4 bytes of the CMAC, under the
@@ -261,10 +264,18 @@ pub struct NonceStore {
     nlw_mark: u64,
     /// The record this store wrote last (to know whether anyone wrote since).
     last_written: Option<Tag>,
+    /// The NFS mark of that record. Without a loss, storage never holds less: a
+    /// checkpoint of another store keeps what it found there (see
+    /// [`stored_lost`]).
+    written_nfs: u64,
     /// Marks (NFS, NLW) that other stores had written when this one last found
     /// storage changed by someone else: a checkpoint never goes below them.
     others: (u64, u64),
     started_blank: bool,
+    /// A store that started blank still owes its one resynchronisation margin.
+    margin_due: bool,
+    /// This store's random spread, added to [`LOST_STATE_MARGIN`].
+    spread: u32,
     writes: u32,
 }
 
@@ -310,6 +321,9 @@ impl NonceStore {
     ) -> Result<Self, Error> {
         let slot = slot_len(storage.write_granularity());
         check_bounds(storage, base, slot)?;
+        let mut spread = [0u8; 4];
+        storage.fill_random(&mut spread)?;
+        let spread = u32::from_le_bytes(spread) & (LOST_STATE_MARGIN as u32 - 1);
         let mut store = Self {
             base,
             slot,
@@ -320,8 +334,11 @@ impl NonceStore {
             nlw: 0,
             nlw_mark: 0,
             last_written: None,
+            written_nfs: 0,
             others: (0, 0),
             started_blank: false,
+            margin_due: false,
+            spread,
             writes: 0,
         };
         locked(storage, |s| {
@@ -332,8 +349,10 @@ impl NonceStore {
                 let (nfs, nlw) = blank_start(s, blank)?;
                 let seq = stored.next_seq();
                 store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag());
+                store.written_nfs = nfs;
                 store.writes = 2;
                 store.started_blank = true;
+                store.margin_due = true;
                 (nfs, nlw)
             };
             (store.nfs, store.nfs_mark, store.nlw, store.nlw_mark) = (nfs, nfs, nlw, nlw);
@@ -353,7 +372,8 @@ impl NonceStore {
     }
 
     /// The nonce the next [`NonceStore::next_send`] will return, unless storage shows
-    /// that another store reserved it meanwhile.
+    /// that another store reserved it meanwhile (after [`NonceStore::reserve_next`]
+    /// it cannot).
     pub const fn peek_send(&self) -> u64 {
         self.nfs + 1
     }
@@ -372,19 +392,30 @@ impl NonceStore {
     /// Returns a nonce never used for sending before, persisting a new mark first if
     /// needed. On error nothing changed and the nonce must not be used.
     pub fn next_send<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<u64, Error> {
+        let n = self.reserve_next(storage)?;
+        self.nfs = n;
+        Ok(n)
+    }
+
+    /// Makes sure the nonce the next [`NonceStore::next_send`] returns is this
+    /// store's own (reserving a range first if needed, above every range others
+    /// reserved) and returns it: a packet ID announced from it (to SAGDP) is the
+    /// nonce the packet will carry. Until then only an "old nonce" message
+    /// ([`NonceStore::raise_nfs`]) can move it.
+    pub fn reserve_next<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<u64, Error> {
         let n = self.nfs.checked_add(1).ok_or(Error::NonceExhausted)?;
         if n > MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
         if n <= self.nfs_mark {
-            self.nfs = n;
             return Ok(n);
         }
         let (base, slot, key, reserve) = (self.base, self.slot, self.key, self.reserve);
-        let (nlw_mark, last, own) = (self.nlw_mark, self.last_written, self.own_max());
+        let (nlw_mark, own, margin, seen) =
+            (self.nlw_mark, self.own_max(), self.margin(), self.seen());
         let (n, mark, rec, stored) = locked(storage, |s| {
             let stored = read_stored(s, base, slot, key)?;
-            let lost = stored_lost(&stored, last.is_some(), own);
+            let lost = stored_lost(&stored, seen, own, margin);
             // Above our own range and above every range reserved by anyone else.
             let floor = stored.nfs_mark.max(lost.unwrap_or(0));
             let n = n.max(floor.saturating_add(1));
@@ -396,9 +427,10 @@ impl NonceStore {
             let rec = write_record(s, base, slot, key, &stored, mark, nlw)?;
             Ok((n, mark, rec, stored))
         })?;
-        self.note_write(rec, &stored);
+        self.note_write(rec, &stored, own);
         self.nfs_mark = mark;
-        self.nfs = n;
+        // `n` is above the old NFS: skipping to just below it loses nothing.
+        self.nfs = n - 1;
         Ok(n)
     }
 
@@ -408,7 +440,10 @@ impl NonceStore {
     ///
     /// A store that [started blank](NonceStore::started_blank) knows nothing of the
     /// nonces it sent before its records were lost, some of which the peer may never
-    /// have received: it moves [`LOST_STATE_MARGIN`] past `v`.
+    /// have received: the first time it is raised, it moves its margin
+    /// ([`LOST_STATE_MARGIN`] plus its spread) past `v`. Later raises name values of its own start (a peer's mark a little
+    /// ahead of what it accepted) and move it to `v` only: a margin each time would
+    /// burn 2^24 nonces per resynchronisation.
     pub fn raise_nfs(&mut self, v: u64) -> Result<bool, Error> {
         if v > MAX_NONCE {
             return Err(Error::ValueOutOfRange);
@@ -416,8 +451,9 @@ impl NonceStore {
         if v <= self.nfs {
             return Ok(false);
         }
-        self.nfs = if self.started_blank {
-            v.saturating_add(LOST_STATE_MARGIN).min(MAX_NONCE)
+        self.nfs = if self.margin_due {
+            self.margin_due = false;
+            v.saturating_add(self.margin()).min(MAX_NONCE)
         } else {
             v
         };
@@ -440,16 +476,17 @@ impl NonceStore {
         }
         if n > self.nlw_mark {
             let (base, slot, key) = (self.base, self.slot, self.key);
-            let (nfs_mark, last, own) = (self.nfs_mark, self.last_written, self.own_max());
+            let (nfs_mark, own, margin, seen) =
+                (self.nfs_mark, self.own_max(), self.margin(), self.seen());
             let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
             let (rec, stored) = locked(storage, |s| {
                 let stored = read_stored(s, base, slot, key)?;
-                let lost = stored_lost(&stored, last.is_some(), own).unwrap_or(0);
+                let lost = stored_lost(&stored, seen, own, margin).unwrap_or(0);
                 let nfs = stored.nfs_mark.max(nfs_mark).max(lost);
                 let nlw = stored.nlw_mark.max(want);
                 Ok((write_record(s, base, slot, key, &stored, nfs, nlw)?, stored))
             })?;
-            self.note_write(rec, &stored);
+            self.note_write(rec, &stored, own);
             // Storage covers every nonce up to its NLW mark, whoever raised it; the
             // NFS mark stays this store's own range (others' ranges are theirs).
             self.nlw_mark = want.max(rec.nlw_mark);
@@ -477,17 +514,14 @@ impl NonceStore {
             return Ok(());
         }
         let (base, slot, key, last) = (self.base, self.slot, self.key, self.last_written);
-        let own = self.own_max();
+        let (own, margin, seen) = (self.own_max(), self.margin(), self.seen());
         // Never below what others had reserved when this store last wrote.
         let nfs = self.nfs.max(self.others.0);
         let nlw = self.nlw.max(self.others.1);
         let done = locked(storage, |s| {
             let stored = read_stored(s, base, slot, key)?;
-            let (nfs, nlw) = match (
-                stored_lost(&stored, last.is_some(), own),
-                stored.newest,
-                last,
-            ) {
+            let lost = stored_lost(&stored, seen, own, margin);
+            let (nfs, nlw) = match (lost, stored.newest, last) {
                 (Some(lost), _, _) => (lost, lost),
                 (None, Some((_, newest)), Some(mine)) if newest.tag() == mine => (nfs, nlw),
                 _ => return Ok(None),
@@ -501,7 +535,7 @@ impl NonceStore {
             Ok(Some((rec, stored)))
         })?;
         if let Some((rec, stored)) = done {
-            self.note_write(rec, &stored);
+            self.note_write(rec, &stored, own);
             self.writes = self.writes.saturating_add(1);
             // The rest of the range is given back: the next send reserves anew.
             self.nfs_mark = self.nfs;
@@ -520,16 +554,32 @@ impl NonceStore {
             .max(self.others.1)
     }
 
-    /// Remembers a write that found `found` in storage. If the newest record found
-    /// was not this store's own, someone else wrote meanwhile: what was stored
-    /// counts as theirs from now on.
-    fn note_write(&mut self, rec: Record, found: &Stored) {
+    /// [`LOST_STATE_MARGIN`] plus this store's spread.
+    fn margin(&self) -> u64 {
+        LOST_STATE_MARGIN + u64::from(self.spread)
+    }
+
+    /// The least NFS mark storage holds unless the records were lost: what this
+    /// store wrote last, and what others had written when it did.
+    fn seen(&self) -> u64 {
+        self.written_nfs.max(self.others.0)
+    }
+
+    /// Remembers a write that found `found` in storage, `own` being what this store
+    /// knew before it. If the newest record found was not this store's own, someone
+    /// else wrote meanwhile: what was stored counts as theirs from now on. If the
+    /// records were lost, the margin written above `own` stands for ranges others may
+    /// hold: no checkpoint may go below it.
+    fn note_write(&mut self, rec: Record, found: &Stored, own: u64) {
         let mine =
             matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n.tag() == m);
-        if !mine {
+        if let Some(lost) = stored_lost(found, self.seen(), own, self.margin()) {
+            self.others = (lost, lost);
+        } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);
         }
         self.last_written = Some(rec.tag());
+        self.written_nfs = rec.nfs_mark;
         self.writes = self.writes.saturating_add(1);
     }
 }
@@ -545,12 +595,22 @@ fn locked<S: Storage + ?Sized, T>(
     r
 }
 
-/// If this store wrote records before (`wrote`) and storage now holds none for its
-/// key (the file was deleted, the device wiped), the value every mark must be
-/// raised to: [`LOST_STATE_MARGIN`] above the highest value the store knows of
-/// (`own`), to cover reservations other processes may still hold.
-fn stored_lost(stored: &Stored, wrote: bool, own: u64) -> Option<u64> {
-    (stored.newest.is_none() && wrote).then(|| own.saturating_add(LOST_STATE_MARGIN).min(MAX_NONCE))
+/// If the records were lost, the value every mark must be raised to: `margin` (at
+/// least [`LOST_STATE_MARGIN`]) above the highest value the store knows of (`own`),
+/// to cover reservations other processes may still hold.
+///
+/// Lost means: storage holds no record for the key (the file was deleted, the
+/// device wiped), or an NFS mark below `seen`, what this store wrote last or found
+/// others had written then (the file was deleted and made again by a newcomer that
+/// started blank, or put back from a backup). Without a loss that cannot be: every
+/// write keeps the maximum of what it found, and a checkpoint (the one write that
+/// lowers) happens only while its writer's record is the newest, so it writes at
+/// least what that writer found, which is at least what anyone wrote before. Every
+/// open store has seen records (it read them, or wrote them when it found none), so
+/// no record at all is a loss too, whether or not this store wrote since.
+fn stored_lost(stored: &Stored, seen: u64, own: u64, margin: u64) -> Option<u64> {
+    (stored.newest.is_none() || stored.nfs_mark < seen)
+        .then(|| own.saturating_add(margin).min(MAX_NONCE))
 }
 
 /// The start values of a blank store.

@@ -84,6 +84,8 @@ impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
     }
 }
 
+pub use crate::sasp::OLD_NONCE_ANSWER_GAP_MS;
+
 /// Build-time parameters of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceConfig {
@@ -197,6 +199,8 @@ pub struct Device<
     vm: V,
     plugins: &'t mut [Bodypart<'p>],
     vm_wait: Option<VmWait>,
+    /// When old nonces below the highest answered may be answered again.
+    old_window_ms: u64,
     cfg: DeviceConfig,
     stats: PumpStats,
     events: heapless::Vec<Event, E>,
@@ -244,6 +248,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
             vm,
             plugins,
             vm_wait: None,
+            old_window_ms: 0,
             cfg,
             stats: PumpStats::default(),
             events: heapless::Vec::new(),
@@ -442,8 +447,13 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     /// The packet in the request of `rx`, up through SASP, SAGDP and SACCP into the VM.
     fn packet_up<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
         let rx = self.rx;
+        let now = hal.now_ms();
+        self.sasp.open_old_nonce_window(now >= self.old_window_ms);
         let out = self.sasp.receive(&mut self.heap, rx, hal)?;
         self.log(Event::Up(Layer::Sasp, out));
+        if out == HandlerOutcome::ReplyDown {
+            self.old_window_ms = now.saturating_add(OLD_NONCE_ANSWER_GAP_MS);
+        }
         match out {
             HandlerOutcome::Pass => {
                 // Authentic and fresh: replies go where this packet came from.
@@ -460,8 +470,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         }
         let pid = PacketId::from_bytes(self.sasp.last_received_pid().ok_or(Error::InvalidState)?);
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         let out = self.sagdp.receive(&mut self.heap, rx, pid, now, &mut ids)?;
         self.log(Event::Up(Layer::Sagdp, out));
         match out {
@@ -568,8 +578,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     ) -> Result<(), Error> {
         let saccp_len = self.heap.request_len(h)?;
         let now = hal.now_ms();
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         let out = self.sagdp.send(&mut self.heap, h, status, now, &mut ids)?;
         self.convert(h)?;
         let payload_len = self.heap.request_len(h)?;
@@ -622,8 +632,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     fn resend<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
         let now = hal.now_ms();
         let rx = self.rx;
-        let sasp = &self.sasp;
-        let mut ids = || Ok(PacketId::from_bytes(sasp.next_packet_id()));
+        let sasp = &mut self.sasp;
+        let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self.sagdp.on_timeout(&mut self.heap, rx, now, &mut ids)? {
             HandlerOutcome::ReplyDown => {
                 self.convert(rx)?;

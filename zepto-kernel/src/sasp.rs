@@ -53,6 +53,11 @@ pub const MIN_PACKET_LEN: usize = OVERHEAD + BLOCK_LEN;
 pub const MSG_OLD_NONCE: u8 = 0x01;
 /// Payload length of the "old nonce" error message (type byte + 6-byte nonce).
 pub const OLD_NONCE_MSG_LEN: usize = 7;
+/// After answering an authentic packet with an old nonce, the device and the
+/// client answer old nonces at or below it again only this many milliseconds later
+/// (higher ones at once; see [`Sasp::open_old_nonce_window`]): replays cost at most
+/// 4 nonces a second, not one per packet.
+pub const OLD_NONCE_ANSWER_GAP_MS: u64 = 250;
 
 /// A 128-bit block cipher SASP can run EAX over.
 pub trait SaspCipher:
@@ -103,6 +108,9 @@ pub struct SaspStats {
     pub malformed: u32,
     /// Authentic packets with an old nonce, answered with an "old nonce" message.
     pub old_nonce_replies: u32,
+    /// Authentic packets with an old nonce left unanswered (replays, see
+    /// [`Sasp::open_old_nonce_window`]).
+    pub old_nonce_unanswered: u32,
     /// "Old nonce" messages received.
     pub old_nonce_received: u32,
     /// "Old nonce" messages that raised NFS.
@@ -214,6 +222,10 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
     last_received: Option<u64>,
     last_sent: Option<u64>,
     refused: bool,
+    /// Highest old nonce answered so far (0: none; no sender uses nonce 0).
+    old_answered: u64,
+    /// Whether an old nonce at or below `old_answered` may be answered now.
+    old_window: bool,
 }
 
 impl<C: SaspCipher> Sasp<C> {
@@ -228,6 +240,8 @@ impl<C: SaspCipher> Sasp<C> {
             last_received: None,
             last_sent: None,
             refused: false,
+            old_answered: 0,
+            old_window: true,
         })
     }
 
@@ -244,6 +258,17 @@ impl<C: SaspCipher> Sasp<C> {
     /// The nonce state (NFS, NLW, write count).
     pub const fn nonces(&self) -> &NonceStore {
         &self.nonces
+    }
+
+    /// Decides whether an authentic packet with an old nonce at or below the
+    /// highest old nonce answered so far gets an "old nonce" message (`open`), or is
+    /// dropped and counted in [`SaspStats::old_nonce_unanswered`]. A higher old
+    /// nonce is always answered: it may be a peer that lost its state. Every answer
+    /// costs a nonce (and, per `reserve` of them, a storage write), so a device
+    /// closes the window for a while after each answer: a replayed packet then
+    /// costs nothing. Open unless closed.
+    pub fn open_old_nonce_window(&mut self, open: bool) {
+        self.old_window = open;
     }
 
     /// Nonce VP of the last packet passed up by [`Sasp::receive`].
@@ -294,10 +319,22 @@ impl<C: SaspCipher> Sasp<C> {
     }
 
     /// Packet ID (with this end's flag) that the next packet sent will carry, unless
-    /// an "old nonce" message arrives first: what SAGDP records for the packet it is
-    /// about to pass down.
+    /// an "old nonce" message arrives first or another process sharing the nonce
+    /// storage takes it: [`Sasp::reserve_packet_id`] makes it this end's own.
     pub fn next_packet_id(&self) -> [u8; 6] {
         packet_id(self.next_send_nonce(), self.role.peer_flag())
+    }
+
+    /// Reserves the nonce of the next packet sent (see
+    /// [`NonceStore::reserve_next`]) and returns its packet ID: what SAGDP records
+    /// for the packet it is about to pass down, so that the ID in the packet, the
+    /// nonce it is sent under and the ID the peer's answer names are one.
+    pub fn reserve_packet_id<S: Storage + ?Sized>(
+        &mut self,
+        storage: &mut S,
+    ) -> Result<[u8; 6], Error> {
+        let n = self.nonces.reserve_next(storage)?;
+        Ok(packet_id(n, self.role.peer_flag()))
     }
 
     /// Packet ID of the last packet passed up (peer's flag in it).
@@ -363,7 +400,13 @@ impl<C: SaspCipher> Sasp<C> {
                 return Err(e);
             }
         }
-        // Authentic but old: tell the peer the lowest nonce it may use next.
+        // Authentic but old: tell the peer the lowest nonce it may use next, unless
+        // this is an old nonce again (a replay, most likely) and the window is shut.
+        if !self.old_window && vp <= self.old_answered {
+            heap.clear_reply(h)?;
+            self.stats.old_nonce_unanswered = self.stats.old_nonce_unanswered.saturating_add(1);
+            return Ok(HandlerOutcome::IgnorePacket);
+        }
         let mut msg = [0u8; OLD_NONCE_MSG_LEN];
         if let Some((t, rest)) = msg.split_first_mut() {
             *t = MSG_OLD_NONCE;
@@ -375,6 +418,7 @@ impl<C: SaspCipher> Sasp<C> {
             return Err(e);
         }
         self.stats.old_nonce_replies = self.stats.old_nonce_replies.saturating_add(1);
+        self.old_answered = self.old_answered.max(vp);
         Ok(HandlerOutcome::ReplyDown)
     }
 

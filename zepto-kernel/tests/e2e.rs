@@ -851,3 +851,123 @@ fn a_wiped_device_starts_high_and_refuses_old_packets() {
     drop(dev);
     assert_eq!(ok_body(&r), 4u16.to_le_bytes());
 }
+
+/// Two clients on one nonce storage (two processes on one state file): when one
+/// reserved the range the other's next nonce would have come from, the other sends
+/// above it. Its packet must carry that nonce as its SAGDP ID too: an ID taken from
+/// the other client's range makes the device take the packet for the other
+/// client's command (same bytes: its reply is sent again) and the client refuse its
+/// own reply (the reply names the real nonce).
+#[test]
+fn two_clients_on_one_storage_each_get_their_own_reply_at_once() {
+    let mut counter = Counter::default();
+    let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+    let (mut dev, mut dhal, mut a, mut chal) = device_and_client(&mut table);
+    let mut b = Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+    let pb = b
+        .send_program(&mut chal, &counter_program())
+        .unwrap()
+        .to_vec();
+    let pa = a
+        .send_program(&mut chal, &counter_program())
+        .unwrap()
+        .to_vec();
+    assert_ne!(pa[..6], pb[..6], "two packets under one nonce");
+    assert_eq!(
+        exchange(&mut dev, &mut dhal, &mut b, &mut chal, &pb),
+        [ClientEvent::Reply]
+    );
+    assert_eq!(ok_body(b.reply()), 1u16.to_le_bytes());
+    assert_eq!(
+        exchange(&mut dev, &mut dhal, &mut a, &mut chal, &pa),
+        [ClientEvent::Reply],
+        "A takes its reply at once"
+    );
+    assert_eq!(
+        ok_body(a.reply()),
+        2u16.to_le_bytes(),
+        "A's command ran: its reply is not B's"
+    );
+}
+
+/// Replays cost the device a nonce each ("old nonce" answers go out under fresh
+/// nonces), and a record write per `reserve` of them. A flood of one recorded
+/// packet must not make the device burn nonces (and wear its flash) at the rate of
+/// the link: each old nonce is answered once, anything else at most once per
+/// `pump::OLD_NONCE_ANSWER_GAP_MS`.
+#[test]
+fn a_replay_flood_gets_few_answers() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let p = client
+        .send_program(&mut chal, &push_reply(&[1]))
+        .unwrap()
+        .to_vec();
+    let _ = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    let nfs = dev.nonces().nfs();
+    // 1000 replays within one second: one answer, then one per gap.
+    let mut answers = 0;
+    for i in 0..1000u64 {
+        dhal.now_ms = 10_000 + i;
+        dhal.push_rx(&p).unwrap();
+        dev.poll(&mut dhal);
+        while dhal.pop_tx().is_some() {
+            answers += 1;
+        }
+    }
+    let most = 1 + 1000 / pump::OLD_NONCE_ANSWER_GAP_MS;
+    assert!(
+        (1..=most).contains(&answers),
+        "{answers} answers to 1000 replays"
+    );
+    assert_eq!(dev.nonces().nfs() - nfs, answers);
+    assert_eq!(dev.stats().programs, 1);
+    // A client that lost its state (its nonces from 0, below every one answered)
+    // is answered once the gap has passed, and resynchronises.
+    dhal.now_ms += pump::OLD_NONCE_ANSWER_GAP_MS;
+    let mut chal2 = TestHal::<256>::new(10);
+    NonceStore::provision(&mut chal2, 0, kid(&KEY), 0, 0).unwrap();
+    let mut lost = Client::new(&KEY, &mut chal2, client_cfg(0, 256)).unwrap();
+    let p2 = lost
+        .send_program(&mut chal2, &push_reply(&[2]))
+        .unwrap()
+        .to_vec();
+    let r = until_reply(&mut dev, &mut dhal, &mut lost, &mut chal2, &p2);
+    assert_eq!(ok_body(&r), [2]);
+}
+
+/// The client side of the same: a device packet replayed to a waiting client
+/// (from a forged source address) made it answer "old nonce" and resend its
+/// command every time, each under fresh nonces, and the device answer each resend
+/// under a fresh nonce of its own: a flood at the client burnt nonces on both ends.
+#[test]
+fn a_replay_flood_at_a_client_gets_few_answers() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let p = client
+        .send_program(&mut chal, &push_reply(&[1]))
+        .unwrap()
+        .to_vec();
+    dhal.push_rx(&p).unwrap();
+    dev.poll(&mut dhal);
+    let reply = dhal.pop_tx().unwrap();
+    assert_eq!(client.receive(&mut chal, &reply), Ok(ClientEvent::Reply));
+    // The next command waits (the device never gets it); the old reply comes back
+    // 1000 times within one second.
+    client.send_program(&mut chal, &push_reply(&[2])).unwrap();
+    let nfs = client.nonces().nfs();
+    let mut sends = 0;
+    for i in 0..1000u64 {
+        chal.now_ms = 10_000 + i;
+        match client.receive(&mut chal, &reply).unwrap() {
+            ClientEvent::Nothing => {}
+            _ => sends += 1,
+        }
+    }
+    let most = 1 + 1000 / pump::OLD_NONCE_ANSWER_GAP_MS;
+    assert!(
+        (1..=most).contains(&sends),
+        "{sends} answers to 1000 replays"
+    );
+    assert!(client.nonces().nfs() - nfs <= 2 * most);
+}

@@ -35,6 +35,9 @@ pub const CONSOLE_SUB_READ: u32 = 2;
 pub const ALARM: u32 = 0x0;
 const ALARM_SET_RELATIVE: u32 = 5;
 
+/// Most ticks added to the clock at a time (`TICK_STEP * 1000 <= 2^31`).
+const TICK_STEP: u32 = 2_000_000;
+
 /// Longest time a frame may take to arrive once its first byte is in (a
 /// 134-byte frame takes 140 ms at 9600 baud).
 const FRAME_MS: u32 = 200;
@@ -145,9 +148,13 @@ pub struct LinkStats {
 /// next, and the console writes the SADLP frame straight from the heap block
 /// that holds the reply (see `PacketBus` below).
 pub struct TockHal<'s> {
-    hz: u64,
+    /// Alarm frequency in Hz (1..=2^31).
+    hz: u32,
     last_ticks: Cell<u32>,
-    ticks: Cell<u64>,
+    /// The clock: milliseconds, and the remainder of ticks times 1000
+    /// divided by `hz` (`< hz`).
+    ms: Cell<u64>,
+    rem: Cell<u32>,
     sig: &'s Signals,
     target: Target,
     /// Milliseconds the next `PacketBus::receive` may wait for a frame.
@@ -166,7 +173,7 @@ pub struct TockHal<'s> {
 impl<'s> TockHal<'s> {
     /// Probes the drivers. Fails if the alarm (time) is missing.
     pub fn new(sig: &'s Signals) -> Result<Self, ErrorCode> {
-        let hz = u64::from(Alarm::get_frequency()?.0).max(1);
+        let hz = Alarm::get_frequency()?.0.clamp(1, 1 << 31);
         let now = Alarm::get_ticks()?;
         let gpio_pins = TockSyscalls::command(GPIO, GPIO_COUNT, 0, 0)
             .to_result::<u32, ErrorCode>()
@@ -179,7 +186,8 @@ impl<'s> TockHal<'s> {
         Ok(Self {
             hz,
             last_ticks: Cell::new(now),
-            ticks: Cell::new(0),
+            ms: Cell::new(0),
+            rem: Cell::new(0),
             sig,
             target: Target::Idle,
             sleep_ms: 0,
@@ -276,21 +284,43 @@ impl<'s> TockHal<'s> {
         true
     }
 
-    /// Milliseconds to alarm ticks.
+    /// Milliseconds to alarm ticks, `ms * hz / 1000` rounded down (at least
+    /// 1, at most `u32::MAX`), with 32-bit arithmetic only: with
+    /// `hz = 1000 a + b` and `ms = 1000 q + r`, it is
+    /// `ms a + q b + r b / 1000` (each term at most the result, `r b < 10^6`).
     pub fn ms_to_ticks(&self, ms: u32) -> u32 {
-        (u64::from(ms) * self.hz / 1000).clamp(1, u64::from(u32::MAX)) as u32
+        let (a, b) = (self.hz / 1000, self.hz % 1000);
+        let (q, r) = (ms / 1000, ms % 1000);
+        ms.saturating_mul(a)
+            .saturating_add(q.saturating_mul(b))
+            .saturating_add(r * b / 1000)
+            .max(1)
     }
 }
 
 impl Clock for TockHal<'_> {
+    /// Milliseconds since start, `ticks * 1000 / hz` rounded down: the ticks
+    /// since the last call are added in steps whose product with 1000 fits
+    /// 32 bits, carrying the remainder, so only 32-bit divisions are needed
+    /// (the 64-bit division linked 1.7 KB of library code).
     fn now_ms(&self) -> u64 {
         // The 32-bit tick counter wraps (e.g. after 429 s at 10 MHz); the app
         // reads the clock far more often than that.
         let now = Alarm::get_ticks().unwrap_or(self.last_ticks.get());
-        let d = now.wrapping_sub(self.last_ticks.get());
+        let mut d = now.wrapping_sub(self.last_ticks.get());
         self.last_ticks.set(now);
-        self.ticks.set(self.ticks.get().wrapping_add(u64::from(d)));
-        self.ticks.get() * 1000 / self.hz
+        let (mut ms, mut rem) = (self.ms.get(), self.rem.get());
+        while d > 0 {
+            let step = d.min(TICK_STEP);
+            d -= step;
+            // rem < hz <= 2^31 and step * 1000 <= 2^31: no overflow.
+            let x = rem + step * 1000;
+            ms = ms.wrapping_add(u64::from(x / self.hz));
+            rem = x % self.hz;
+        }
+        self.ms.set(ms);
+        self.rem.set(rem);
+        ms
     }
 }
 

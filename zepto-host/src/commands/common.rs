@@ -38,7 +38,7 @@ impl KeyArgs {
             if let Ok(meta) = std::fs::metadata(p) {
                 use std::os::unix::fs::PermissionsExt;
                 if meta.permissions().mode() & 0o077 != 0 {
-                    eprintln!(
+                    crate::elog!(
                         "zepto: warning: key file {} can be read by others (chmod 600 it)",
                         p.display()
                     );
@@ -333,13 +333,23 @@ pub fn clock_floor() -> Result<u64, CliError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    if ms < FLOOR_EPOCH_MS {
-        return Err(CliError::other(
-            "the system clock reads a date before 2024: a new nonce state cannot start \
-             safely from it (set the clock, then try again)",
-        ));
-    }
-    Ok(((ms - FLOOR_EPOCH_MS) << FLOOR_SHIFT).min(nonce_store::RANDOM_START - 1))
+    floor_at(ms)
+}
+
+/// The floor at `ms` milliseconds since 1970. A clock that reads before 2024 or
+/// past the floor's end (2093, when it would reach `RANDOM_START`) is refused: every
+/// start would be the same value there.
+pub fn floor_at(ms: u64) -> Result<u64, CliError> {
+    let floor = ms
+        .checked_sub(FLOOR_EPOCH_MS)
+        .and_then(|d| d.checked_mul(1 << FLOOR_SHIFT))
+        .filter(|f| *f < nonce_store::RANDOM_START);
+    floor.ok_or_else(|| {
+        CliError::other(
+            "the system clock reads a date before 2024 or after 2093: a new nonce state \
+             cannot start safely from it (set the clock, then try again)",
+        )
+    })
 }
 
 /// The nonce state of one end: its storage (which knows its file) and how a blank
@@ -401,6 +411,8 @@ pub fn open_nonce_state(
         let keys = nonce_store::stored_keys(&mut storage, 0)
             .map_err(|e| CliError::other(format!("state file {shown}: {e}")))?;
         match keys {
+            // (Read again under the lock: a file deleted or emptied meanwhile is new.)
+            _ if storage.found != Found::Present => {}
             [None, None] => {
                 return Err(CliError::other(format!(
                     "state file {shown} is damaged (no valid nonce record); {move_away}"
@@ -424,6 +436,22 @@ pub fn open_nonce_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_floor_never_saturates() {
+        // 2024-01-01 is 0; a millisecond later is 32 further on.
+        assert_eq!(floor_at(FLOOR_EPOCH_MS).unwrap(), 0);
+        assert_eq!(floor_at(FLOOR_EPOCH_MS + 1).unwrap(), 32);
+        // 2093-09-01 is still below the random region; 2094-01-01 is refused, not
+        // clamped (every start would be the same value), as is 2023.
+        let y2093 = 3_902_601_600_000;
+        assert!(floor_at(y2093).unwrap() < nonce_store::RANDOM_START);
+        let y2094 = 3_913_142_400_000;
+        assert!(floor_at(y2094).is_err());
+        assert!(floor_at(y2094 + 1).is_err());
+        assert!(floor_at(u64::MAX).is_err());
+        assert!(floor_at(FLOOR_EPOCH_MS - 1).is_err());
+    }
 
     #[test]
     fn plugin_specs() {

@@ -117,19 +117,21 @@ pub fn run(a: DemoArgs) -> Result<(), CliError> {
     let hal = HostHal::new(client_link, client_storage);
     let mut session = Session::new(&key, hal, 3000, BlankStart::Refuse)?;
 
-    println!("Zepto demo: a simulated device (Zepto VM Medium) on udp {addr},");
-    println!(
+    crate::outln!("Zepto demo: a simulated device (Zepto VM Medium) on udp {addr},")?;
+    crate::outln!(
         "a client with a fresh AES-128 key {}, and six programs.",
         hex(&key)
-    );
-    println!("Every packet is encrypted (SASP), reliably delivered (SAGDP) and carries a");
-    println!("program (SACCP) for the Zepto VM. Body parts: 1 ping, 2 echo, 3 sensor, 4 LED.");
+    )?;
+    crate::outln!("Every packet is encrypted (SASP), reliably delivered (SAGDP) and carries a")?;
+    crate::outln!(
+        "program (SACCP) for the Zepto VM. Body parts: 1 ping, 2 echo, 3 sensor, 4 LED."
+    )?;
     let started = Instant::now();
     for (i, stop) in TOUR.iter().enumerate() {
         let program = crate::asm::assemble(stop.source)
             .map_err(|e| CliError::other(format!("tour program {}: {e}", i + 1)))?;
-        println!();
-        println!("{}. {}", i + 1, stop.title);
+        crate::outln!()?;
+        crate::outln!("{}. {}", i + 1, stop.title)?;
         // Labels flush left, instructions indented, PARALLEL blocks one step more.
         let mut depth = 1usize;
         for line in stop.source.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -137,28 +139,28 @@ pub fn run(a: DemoArgs) -> Result<(), CliError> {
                 depth = depth.saturating_sub(1);
             }
             let indent = if line.ends_with(':') { 0 } else { 4 * depth };
-            println!("     | {:indent$}{line}", "");
+            crate::outln!("     | {:indent$}{line}", "")?;
             if line.ends_with('{') {
                 depth += 1;
             }
         }
-        println!("     program: {} bytes: {}", program.len(), hex(&program));
+        crate::outln!("     program: {} bytes: {}", program.len(), hex(&program))?;
         let t = Instant::now();
         let reply = session.exchange(&program, Duration::from_secs(3))?;
         let rtt = t.elapsed();
         let decoded = decode_reply(&reply).map_err(|e| CliError::other(e.to_string()))?;
         for line in describe::reply_text(&decoded) {
-            println!("  -> {line}");
+            crate::outln!("  -> {line}")?;
         }
         if a.verbose {
-            println!("     round trip {:.1} ms", rtt.as_secs_f64() * 1000.0);
+            crate::outln!("     round trip {:.1} ms", rtt.as_secs_f64() * 1000.0)?;
         }
     }
-    println!();
-    println!(
+    crate::outln!()?;
+    crate::outln!(
         "Done: {} programs in {:.2} s. Next: `zepto device --help`, `zepto send --help`.",
         TOUR.len(),
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }

@@ -78,7 +78,7 @@ pub fn run(a: DeviceArgs) -> Result<(), CliError> {
     } else {
         a.plugins.clone()
     };
-    eprintln!(
+    crate::elog!(
         "zepto device: serving on {}, VM level {:?}, body parts {}",
         hal.link_name(),
         a.level,
@@ -146,21 +146,29 @@ pub fn serve<V: Execution>(
         CliError::other(format!("device start: {e}{state}"))
     })?;
     if let Some(n) = blank_notice(&hal.storage, dev.nonces()) {
-        eprintln!("zepto device: {n}");
+        crate::elog!("zepto device: {n}");
     }
+    let mut failure: Option<String> = None;
     loop {
         let mut w = dev.poll(hal);
         if verbose > 0 {
             for e in dev.events() {
-                eprintln!("{}", describe_event(e));
+                crate::elog!("{}", describe_event(e));
             }
+        }
+        if let Some(f) = hal.storage.failure.take() {
+            // Once per new reason: a full disk would otherwise fail silently.
+            if failure.as_ref() != Some(&f) {
+                crate::elog!("zepto device: nonce state: {f}; packets are dropped meanwhile");
+            }
+            failure = Some(f);
         }
         if STOP.load(Ordering::Relaxed) {
             // A clean stop: persist the exact nonces so the next start needs no
             // resynchronisation with the clients.
             dev.checkpoint(hal)
                 .map_err(|e| CliError::other(format!("saving nonces: {e}")))?;
-            eprintln!("zepto device: stopped, nonces saved");
+            crate::elog!("zepto device: stopped, nonces saved");
             return Ok(());
         }
         if let Some(e) = &hal.link_error {

@@ -9,9 +9,10 @@ use zepto_kernel::hal::{Clock, PacketBus, Waiter, WaitingFor};
 use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::saccp::client::{decode_reply, Reply};
 use zepto_kernel::sagdp;
-use zepto_kernel::sasp::DefaultCipher;
+use zepto_kernel::sasp::{self, DefaultCipher};
+use zepto_kernel::Error;
 
-use crate::cli::{parse_hex, CliError};
+use crate::cli::{parse_hex, thousands, CliError};
 use crate::commands::common::{blank_notice, open_nonce_state, KeyArgs, LinkArgs};
 use crate::describe;
 use crate::hal::HostHal;
@@ -37,6 +38,24 @@ pub struct SendArgs {
     /// ~/.local/state/zepto).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// The largest packet the device accepts (its MTU), which bounds the program:
+    /// 512 for `zepto device` and the host links, 70 or 134 for the micro:bit
+    /// firmware (`baremetal-app`).
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_PACKET as u16,
+          value_parser = clap::value_parser!(u16).range(MIN_MTU..=MAX_PACKET as i64))]
+    pub mtu: u16,
+}
+
+/// The smallest `--mtu`: a packet of one encrypted block (SASP header and tag, and 16
+/// bytes that hold the SAGDP and SACCP headers and a program of up to 8 bytes).
+const MIN_MTU: i64 = sasp::MIN_PACKET_LEN as i64;
+
+/// The longest program one NEW_PROGRAM packet of at most `mtu` bytes carries: SASP
+/// (header, tag, data padded to 16-byte blocks) around SAGDP's header, SACCP's one-byte
+/// head and the program.
+pub fn max_program_len(mtu: usize) -> usize {
+    let packet = |n: usize| sasp::packet_len(sagdp::HEADER_LEN + 1 + n);
+    (0..mtu).rev().find(|n| packet(*n) <= mtu).unwrap_or(0)
 }
 
 /// The program to send (exactly one).
@@ -58,14 +77,7 @@ impl ProgramArgs {
             return parse_hex(h);
         }
         if let Some(p) = &self.asm {
-            let src = if p.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(p)
-                    .map_err(|e| CliError::input(format!("{}: {e}", p.display())))?
-            };
-            return crate::asm::assemble(&src)
-                .map_err(|e| CliError::input(format!("{}: {e}", p.display())));
+            return crate::commands::tools::assemble_file(Some(p));
         }
         Err(CliError::input("no program given (--asm or --hex)"))
     }
@@ -107,7 +119,7 @@ impl Session {
         // A first use is normal; an emptied or foreign file is worth a line.
         if hal.storage.found != Found::Missing {
             if let Some(n) = blank_notice(&hal.storage, client.nonces()) {
-                eprintln!("zepto: {n}");
+                crate::elog!("zepto: {n}");
             }
         }
         Ok(Self { hal, client })
@@ -116,11 +128,11 @@ impl Session {
     /// Sends `program` and waits up to `timeout` for the reply; returns the SACCP reply.
     pub fn exchange(&mut self, program: &[u8], timeout: Duration) -> Result<Vec<u8>, CliError> {
         let start = Instant::now();
-        let packet = self
-            .client
-            .send_program(&mut self.hal, program)
-            .map_err(|e| CliError::input(format!("cannot build the command: {e}")))?
-            .to_vec();
+        let packet = match self.client.send_program(&mut self.hal, program) {
+            Ok(p) => p.to_vec(),
+            Err(Error::Storage) => return Err(self.state_error("nothing was sent")),
+            Err(e) => return Err(CliError::input(format!("cannot build the command: {e}"))),
+        };
         self.transmit(&packet)?;
         let mut buf = vec![0u8; MAX_PACKET];
         loop {
@@ -177,6 +189,9 @@ impl Session {
                             self.transmit(&p)?;
                         }
                     }
+                    Err(Error::Storage) => {
+                        return Err(self.state_error("a packet from the device was dropped"))
+                    }
                     Ok(ClientEvent::Nothing) | Err(_) => {}
                 }
             }
@@ -197,6 +212,19 @@ impl Session {
         }
     }
 
+    /// The nonce state could not be read or written: what failed, and what it
+    /// meant for the exchange (`what`).
+    fn state_error(&mut self, what: &str) -> CliError {
+        let why = self.hal.storage.failure.take().unwrap_or_else(|| {
+            let path = self.hal.storage.path();
+            format!(
+                "{} failed",
+                path.map_or("storage".into(), |p| p.display().to_string())
+            )
+        });
+        CliError::other(format!("nonce state: {why}; {what}"))
+    }
+
     fn transmit(&mut self, packet: &[u8]) -> Result<(), CliError> {
         self.hal
             .send(0, packet)
@@ -208,6 +236,16 @@ impl Session {
 pub fn run(a: SendArgs) -> Result<(), CliError> {
     let key = a.key.key()?;
     let program = a.program.bytes()?;
+    let max = max_program_len(usize::from(a.mtu));
+    if program.len() > max {
+        return Err(CliError::input(format!(
+            "program of {} bytes; this device accepts at most {} (one {}-byte packet; \
+             --mtu to change)",
+            thousands(program.len()),
+            thousands(max),
+            a.mtu
+        )));
+    }
     let state = open_nonce_state(a.state.as_deref(), "client", &key)?;
     let timeout = Duration::from_millis(a.timeout);
     let started = Instant::now();
@@ -222,10 +260,10 @@ pub fn run(a: SendArgs) -> Result<(), CliError> {
         ))
     })?;
     if a.json {
-        println!("{}", describe::reply_json(&decoded));
+        crate::outln!("{}", describe::reply_json(&decoded))?;
     } else {
         for line in describe::reply_text(&decoded) {
-            println!("{line}");
+            crate::outln!("{line}")?;
         }
     }
     match decoded {
@@ -235,5 +273,36 @@ pub fn run(a: SendArgs) -> Result<(), CliError> {
             "the device answered SACCP error {}",
             c.0
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zepto_kernel::testhal::TestHal;
+
+    /// The limit is what the client really builds: for every MTU, the longest program
+    /// makes a packet of at most MTU bytes, one byte more a longer packet.
+    #[test]
+    fn max_program_len_matches_the_client() {
+        assert_eq!(max_program_len(512), 472);
+        assert_eq!(max_program_len(70), 40);
+        assert_eq!(max_program_len(MIN_MTU as usize), 8);
+        for mtu in MIN_MTU as usize..=MAX_PACKET {
+            let n = max_program_len(mtu);
+            let packet_len = |len: usize| {
+                let mut hal = TestHal::<256>::default();
+                let cfg = ClientConfig {
+                    blank: BlankStart::Floor(0),
+                    ..ClientConfig::default()
+                };
+                // The client `zepto send` uses (its heap holds the longest command).
+                let mut c: Client<DefaultCipher, 2048, 4> =
+                    Client::new(&[1; 16], &mut hal, cfg).unwrap();
+                c.send_program(&mut hal, &vec![0x21; len]).unwrap().len()
+            };
+            assert!(packet_len(n) <= mtu, "mtu {mtu}: {n}");
+            assert!(packet_len(n + 1) > mtu, "mtu {mtu}: {n}");
+        }
     }
 }

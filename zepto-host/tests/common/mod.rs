@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 pub mod relay;
@@ -29,27 +29,7 @@ pub struct DeviceProc {
 impl DeviceProc {
     /// Starts `zepto device` with its state in `state_dir`.
     pub fn start(state_dir: &Path, link: &[&str], extra: &[&str]) -> Self {
-        let mut child = Command::new(ZEPTO)
-            .arg("device")
-            .args(["--key", KEY])
-            .args(link)
-            .args(extra)
-            .env("ZEPTO_STATE_DIR", state_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start zepto device");
-        let mut line = String::new();
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        err.read_line(&mut line).expect("device banner");
-        // "zepto device: serving on udp 127.0.0.1:4000, VM level ..."
-        let rest = line
-            .split("serving on ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("unexpected banner: {line}"));
-        let mut words = rest.split_whitespace();
-        let kind = words.next().unwrap().to_string();
-        let addr = words.next().unwrap().trim_end_matches(',').to_string();
+        let (child, kind, addr, mut err) = spawn_device(state_dir, link, extra);
         // Keep draining stderr so the device never blocks on a full pipe.
         let log = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&log);
@@ -68,6 +48,19 @@ impl DeviceProc {
         }
     }
 
+    /// Like [`DeviceProc::start`], but nobody reads the device's log: its stderr is
+    /// closed after the banner, so every later write fails with a broken pipe.
+    pub fn start_unread(state_dir: &Path, link: &[&str], extra: &[&str]) -> Self {
+        let (child, kind, addr, err) = spawn_device(state_dir, link, extra);
+        drop(err);
+        DeviceProc {
+            child,
+            kind,
+            addr,
+            log: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
     /// The `zepto send` arguments that reach this device.
     pub fn link_args(&self) -> Vec<String> {
         let flag = match self.kind.as_str() {
@@ -78,6 +71,37 @@ impl DeviceProc {
         };
         vec![flag.to_string(), self.addr.clone()]
     }
+}
+
+/// Spawns `zepto device` and reads its banner: the process, its link kind and
+/// address, and its stderr after the banner.
+fn spawn_device(
+    state_dir: &Path,
+    link: &[&str],
+    extra: &[&str],
+) -> (Child, String, String, BufReader<ChildStderr>) {
+    let mut child = Command::new(ZEPTO)
+        .arg("device")
+        .args(["--key", KEY])
+        .args(link)
+        .args(extra)
+        .env("ZEPTO_STATE_DIR", state_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start zepto device");
+    let mut line = String::new();
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    err.read_line(&mut line).expect("device banner");
+    // "zepto device: serving on udp 127.0.0.1:4000, VM level ..."
+    let rest = line
+        .split("serving on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected banner: {line}"));
+    let mut words = rest.split_whitespace();
+    let kind = words.next().unwrap().to_string();
+    let addr = words.next().unwrap().trim_end_matches(',').to_string();
+    (child, kind, addr, err)
 }
 
 impl Drop for DeviceProc {

@@ -175,3 +175,16 @@ pub fn assert_no_nonce_reuse(log: &[Datagram]) -> HashMap<Dir, (usize, usize)> {
     }
     counts
 }
+
+/// The lowest and highest nonce seen in direction `dir`, and how many times the
+/// sorted nonces jump by `jump` or more.
+pub fn nonce_span(log: &[Datagram], dir: Dir, jump: u64) -> Option<(u64, u64, usize)> {
+    let mut v: Vec<u64> = log
+        .iter()
+        .filter(|d| d.dir == dir)
+        .filter_map(|d| nonce(&d.bytes))
+        .collect();
+    v.sort_unstable();
+    let jumps = v.windows(2).filter(|w| w[1] - w[0] >= jump).count();
+    Some((*v.first()?, *v.last()?, jumps))
+}

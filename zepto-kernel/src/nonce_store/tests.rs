@@ -194,9 +194,60 @@ fn a_blank_start_moves_a_margin_past_the_peers_value() {
     let mut hal = TestHal::<64>::new(1);
     let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(5000), Ok(true));
-    assert_eq!(s.next_send(&mut hal), Ok(5000 + LOST_STATE_MARGIN + 1));
+    assert!((LOST_STATE_MARGIN..2 * LOST_STATE_MARGIN).contains(&s.margin()));
+    assert_eq!(s.next_send(&mut hal), Ok(5000 + s.margin() + 1));
+    // The margin stops at the top of the nonce space.
+    let mut hal = TestHal::<64>::new(2);
+    let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
     assert_eq!(s.raise_nfs(MAX_NONCE - 1), Ok(true));
     assert_eq!(s.nfs(), MAX_NONCE);
+}
+
+#[test]
+fn the_blank_start_margin_is_taken_once() {
+    let mut hal = TestHal::<64>::new(1);
+    let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
+    assert_eq!(s.raise_nfs(5000), Ok(true));
+    let first = s.next_send(&mut hal).unwrap();
+    assert_eq!(first, 5000 + s.margin() + 1);
+    // Later "old nonce" answers name values of this start (a peer's NLW mark a
+    // little ahead of what it accepted): no second margin, no 2^24 nonces burnt.
+    assert_eq!(s.raise_nfs(first + 10), Ok(true));
+    assert_eq!(s.next_send(&mut hal), Ok(first + 11));
+}
+
+#[test]
+fn stores_that_know_the_same_value_land_apart() {
+    // Two blank starts (the records deleted before each) both answered "old nonce
+    // 5000", and the records deleted again, and made again by a third start,
+    // between their reservations: neither can see the other's range.
+    let mut hal = TestHal::<64>::new(1);
+    let mut a = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
+    hal.storage = [0xff; 64];
+    let mut b = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(101)).unwrap();
+    assert_eq!((a.raise_nfs(5000), b.raise_nfs(5000)), (Ok(true), Ok(true)));
+    let na = a.next_send(&mut hal).unwrap();
+    hal.storage = [0xff; 64];
+    NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(102)).unwrap();
+    let nb = b.next_send(&mut hal).unwrap();
+    assert!(
+        na.abs_diff(nb) >= u64::from(RES),
+        "ranges from {na} and {nb} overlap"
+    );
+    // Two stores that knew the same marks find the records lost twice: the second
+    // one's rewrite lands away from the ranges taken above the first.
+    let mut hal = fresh();
+    let mut c = open(&mut hal);
+    let mut d = open(&mut hal);
+    hal.storage = [0xff; 64];
+    let nc = c.next_send(&mut hal).unwrap();
+    hal.storage = [0xff; 64];
+    let nd = d.next_send(&mut hal).unwrap();
+    assert!(nc >= LOST_STATE_MARGIN && nd >= LOST_STATE_MARGIN);
+    assert!(
+        nc.abs_diff(nd) >= u64::from(RES),
+        "ranges from {nc} and {nd} overlap"
+    );
 }
 
 #[test]
@@ -396,6 +447,31 @@ fn two_stores_on_one_storage_take_disjoint_ranges() {
 }
 
 #[test]
+fn a_reserved_next_nonce_is_the_one_sent() {
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    assert_eq!(b.next_send(&mut hal), Ok(1));
+    // A's next nonce would lie in B's range: reserving it takes the next range.
+    assert_eq!(a.peek_send(), 1);
+    let n = a.reserve_next(&mut hal).unwrap();
+    assert_eq!((n, a.peek_send()), (17, 17));
+    assert_eq!(
+        a.reserve_next(&mut hal),
+        Ok(17),
+        "a second call changes nothing"
+    );
+    // B goes on past its range meanwhile: A's reserved nonce stays A's.
+    let mut bs: Vec<u64> = (0..RES).map(|_| b.next_send(&mut hal).unwrap()).collect();
+    assert_eq!(a.next_send(&mut hal), Ok(n));
+    bs.sort_unstable();
+    assert!(
+        bs.binary_search(&n).is_err(),
+        "B used A's reserved nonce {n}"
+    );
+}
+
+#[test]
 fn a_checkpoint_keeps_the_receive_marks_of_others() {
     let mut hal = fresh();
     let mut a = open(&mut hal);
@@ -471,6 +547,7 @@ proptest! {
                 Op::Send(i) => {
                     let n = stores[i].next_send(&mut hal).unwrap();
                     prop_assert!(sent.insert(n), "nonce {} handed out twice", n);
+                    prop_assert!(n < LOST_STATE_MARGIN, "records taken for lost: {}", n);
                     max_sent = max_sent.max(n);
                 }
                 Op::Recv(i, n) => {
@@ -487,6 +564,148 @@ proptest! {
             let (nfs_mark, nlw_mark) = stored_marks(&mut hal);
             prop_assert!(nfs_mark >= max_sent, "stored NFS mark {} below sent {}", nfs_mark, max_sent);
             prop_assert!(nlw_mark >= max_accepted, "stored NLW mark {} below accepted {}", nlw_mark, max_accepted);
+        }
+        prop_assert_eq!(hal.unlocked_writes, 0);
+    }
+}
+
+#[test]
+fn a_store_that_never_wrote_still_notices_lost_records() {
+    // A opens (reads the records, writes nothing); B reserves and uses a range.
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    let used: Vec<u64> = (0..3).map(|_| b.next_send(&mut hal).unwrap()).collect();
+    // The file is deleted / the storage wiped while both run.
+    hal.storage = [0xff; 64];
+    // A's first reservation finds nothing: the records are lost, not new, and B may
+    // go on using the rest of its range.
+    let n = a.next_send(&mut hal).unwrap();
+    assert!(
+        n > used[0] + u64::from(RES),
+        "A's first nonce {n} lies in B's range from {}",
+        used[0]
+    );
+    for _ in 0..RES {
+        let m = b.next_send(&mut hal).unwrap();
+        assert_ne!(m, n, "nonce {m} used by both stores");
+    }
+}
+
+#[test]
+fn records_made_again_below_what_a_store_wrote_count_as_lost() {
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    assert_eq!(a.next_send(&mut hal), Ok(1));
+    let nb = b.next_send(&mut hal).unwrap();
+    assert_eq!(nb, 17);
+    // The file is deleted and a newcomer starts blank, at a floor below these
+    // marks (they ran ahead of the clock): the records are there, but they are not
+    // the ones A and B reserved from.
+    hal.storage = [0xff; 64];
+    NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(5)).unwrap();
+    // A is told "old nonce 16" and reserves past its range.
+    assert_eq!(a.raise_nfs(16), Ok(true));
+    let na = a.next_send(&mut hal).unwrap();
+    assert!(
+        na > nb + u64::from(RES),
+        "A's nonce {na} lies in B's range from {nb}"
+    );
+}
+
+#[test]
+fn a_checkpoint_after_lost_records_keeps_the_margin() {
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    let used = b.next_send(&mut hal).unwrap();
+    hal.storage = [0xff; 64];
+    // A receives first: it finds the records gone and writes them again above its
+    // marks with the margin, which covers B's range.
+    assert_eq!(a.accept_received(&mut hal, 5), Ok(true));
+    assert!(stored_marks(&mut hal).0 >= LOST_STATE_MARGIN);
+    // A stops cleanly: its checkpoint gives back its own reservation, not the margin.
+    a.checkpoint(&mut hal).unwrap();
+    let (nfs_mark, _) = stored_marks(&mut hal);
+    assert!(
+        nfs_mark >= LOST_STATE_MARGIN,
+        "the checkpoint lowered the NFS mark to {nfs_mark}, below B's range from {used}"
+    );
+    let mut c = open(&mut hal);
+    assert!(c.next_send(&mut hal).unwrap() > used + u64::from(RES));
+}
+
+/// What the power does to shared storage, besides what the stores do.
+#[derive(Debug, Clone, Copy)]
+enum Hard {
+    Op(Op),
+    /// The power fails after this many more granule writes; every store restarts.
+    Cut(u32),
+}
+
+fn hard_op() -> impl Strategy<Value = Hard> {
+    prop_oneof![
+        12 => op().prop_map(Hard::Op),
+        1 => (0..12u32).prop_map(Hard::Cut),
+    ]
+}
+
+/// The blank start of the model's stores: the port's floor, which is above every
+/// nonce used or reserved so far (what the host's wall clock promises, see
+/// `docs/security.md`).
+fn model_floor(stores: &[NonceStore], sent: &HashSet<u64>) -> u64 {
+    let held = stores.iter().map(|s| s.nfs.max(s.nfs_mark)).max();
+    held.into_iter()
+        .chain(sent.iter().copied())
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+proptest! {
+    /// Three stores on one storage, interleaved in any order, the power cut at any
+    /// write and the records erased once (the file deleted, the flash wiped) while
+    /// they run: no nonce is ever handed out twice. Stores that start again after
+    /// the erase start blank, at a floor above everything used or reserved.
+    #[test]
+    fn stores_with_a_wipe_and_power_cuts_never_reuse(
+        ops in proptest::collection::vec(hard_op(), 1..200),
+        wipe_at in proptest::option::of(0..200usize),
+    ) {
+        let mut hal = fresh();
+        let mut stores: Vec<NonceStore> = (0..3).map(|_| open(&mut hal)).collect();
+        let mut sent = HashSet::new();
+        for (step, h) in ops.into_iter().enumerate() {
+            if wipe_at == Some(step) {
+                hal.storage = [0xff; 64];
+            }
+            let blank = BlankStart::Floor(model_floor(&stores, &sent));
+            let r = match h {
+                Hard::Cut(k) => {
+                    hal.power_cut_after = Some(k);
+                    Ok(())
+                }
+                Hard::Op(Op::Send(i)) => stores[i].next_send(&mut hal).map(|n| {
+                    assert!(sent.insert(n), "nonce {n} handed out twice");
+                }),
+                Hard::Op(Op::Recv(i, n)) => stores[i].accept_received(&mut hal, n).map(|_| ()),
+                Hard::Op(Op::Raise(i, v)) => stores[i].raise_nfs(v).map(|_| ()),
+                Hard::Op(Op::Checkpoint(i)) => stores[i].checkpoint(&mut hal),
+                Hard::Op(Op::Restart(i)) => {
+                    NonceStore::open(&mut hal, 0, RES, K, blank).map(|s| stores[i] = s)
+                }
+            };
+            if hal.powered_off {
+                hal = hal.rebooted();
+                let floor = model_floor(&stores, &sent);
+                for s in stores.iter_mut() {
+                    *s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(floor))
+                        .expect("opens after a power cut");
+                }
+            } else {
+                prop_assert!(r.is_ok(), "{:?} without a power cut", r);
+            }
         }
         prop_assert_eq!(hal.unlocked_writes, 0);
     }
