@@ -34,6 +34,7 @@
 #include <zephyr/pm/policy.h>
 #endif
 
+#if defined(CONFIG_ZEPTO_TRANSPORT_UART)
 #if !DT_HAS_CHOSEN(zepto_uart)
 #error "Choose the UART that carries Zepto packets: chosen { zepto,uart = &uartN; } in a board overlay"
 #endif
@@ -45,14 +46,29 @@ const struct device *zepto_uart_device(void)
 
 	return device_is_ready(dev) ? dev : NULL;
 }
+#endif
 
-/* Fills buf with random bytes: 0, or -ENOTSUP when the build has no generator. */
+/*
+ * Fills buf with random bytes: 0, or -ENOTSUP when the build has no generator.
+ * Asks for 4 bytes at a time: native_sim's test entropy driver copies whole C longs
+ * from random(), whose upper 33 bits are 0, so an 8-byte request gets 4 zero bytes
+ * (and the nonce store's random start would span 2^31 instead of 2^45).
+ */
 int zepto_random_fill(uint8_t *buf, size_t len)
 {
 #if defined(CONFIG_CSPRNG_ENABLED)
-	return sys_csrand_get(buf, len);
+	for (size_t i = 0; i < len; i += 4) {
+		int err = sys_csrand_get(buf + i, MIN(4, len - i));
+
+		if (err != 0) {
+			return err;
+		}
+	}
+	return 0;
 #elif defined(CONFIG_ENTROPY_GENERATOR) || defined(CONFIG_TEST_RANDOM_GENERATOR)
-	sys_rand_get(buf, len);
+	for (size_t i = 0; i < len; i += 4) {
+		sys_rand_get(buf + i, MIN(4, len - i));
+	}
 	return 0;
 #else
 	ARG_UNUSED(buf);
@@ -266,16 +282,20 @@ static int granule_write(size_t g, const uint8_t *buf)
 	return (n == ZEPTO_GRANULE || n == 0) ? 0 : -EIO;
 }
 #elif defined(CONFIG_ZEPTO_STORAGE_SEMIHOST)
+/* ZEPTO_SEMIHOST_PATH: the absolute host path fixed by the build (CMakeLists.txt). */
 static long zepto_semihost_fd = -1;
+
+const char *zepto_storage_path(void)
+{
+	return ZEPTO_SEMIHOST_PATH;
+}
 
 static int storage_backend_open(void)
 {
-	zepto_semihost_fd = semihost_open(CONFIG_ZEPTO_STORAGE_SEMIHOST_FILE,
-					  SEMIHOST_OPEN_RB_PLUS);
+	zepto_semihost_fd = semihost_open(ZEPTO_SEMIHOST_PATH, SEMIHOST_OPEN_RB_PLUS);
 	if (zepto_semihost_fd < 0) {
 		/* First start: create the file. */
-		zepto_semihost_fd = semihost_open(CONFIG_ZEPTO_STORAGE_SEMIHOST_FILE,
-						  SEMIHOST_OPEN_WB_PLUS);
+		zepto_semihost_fd = semihost_open(ZEPTO_SEMIHOST_PATH, SEMIHOST_OPEN_WB_PLUS);
 	}
 	return zepto_semihost_fd < 0 ? -EIO : 2;
 }
@@ -336,6 +356,14 @@ static int granule_write(size_t g, const uint8_t *buf)
 	ARG_UNUSED(g);
 	ARG_UNUSED(buf);
 	return -ENOTSUP;
+}
+#endif
+
+#if !defined(CONFIG_ZEPTO_STORAGE_SEMIHOST)
+/* Host path of the records: only semihosting has one. */
+const char *zepto_storage_path(void)
+{
+	return "";
 }
 #endif
 
@@ -406,21 +434,26 @@ int zepto_storage_write(size_t addr, const uint8_t *data, size_t len)
  * Power management. While the pump works (a frame is being received, a program
  * runs) it holds a policy lock on the deep states, so the PM subsystem does not
  * suspend the SoC under it; it releases the lock when it goes to sleep (idle, or a
- * program waiting in SLEEP / MCUSLEEP). A notifier asks the pump to checkpoint its
- * nonces when the SoC enters a state that may lose power. Without CONFIG_PM these
- * are no-ops.
+ * program waiting in SLEEP / MCUSLEEP), after writing the exact nonces if they moved.
+ * A notifier counts low-power entries and, only while the stored nonces are not
+ * exact (that checkpoint failed), asks the pump to try again: waking it on every
+ * entry would make an idle system spin between the pump and the idle thread.
+ * Without CONFIG_PM these are no-ops.
  */
 #if defined(CONFIG_PM)
 static const enum pm_state zepto_locked_states[] = {
 	PM_STATE_SUSPEND_TO_IDLE, PM_STATE_STANDBY, PM_STATE_SUSPEND_TO_RAM,
 	PM_STATE_SUSPEND_TO_DISK, PM_STATE_SOFT_OFF,
 };
-static bool zepto_pm_held;
+static atomic_t zepto_pm_held;
+static atomic_t zepto_nonces_dirty;
 static atomic_t zepto_checkpoint_req;
+static atomic_t zepto_pm_entry_count;
+static atomic_t zepto_pm_held_entry_count;
 
 void zepto_pm_hold(bool hold)
 {
-	if (hold == zepto_pm_held) {
+	if (hold == (atomic_get(&zepto_pm_held) != 0)) {
 		return;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(zepto_locked_states); i++) {
@@ -430,12 +463,25 @@ void zepto_pm_hold(bool hold)
 			pm_policy_state_lock_put(zepto_locked_states[i], PM_ALL_SUBSTATES);
 		}
 	}
-	zepto_pm_held = hold;
+	atomic_set(&zepto_pm_held, hold ? 1 : 0);
+}
+
+void zepto_pm_set_dirty(bool dirty)
+{
+	atomic_set(&zepto_nonces_dirty, dirty ? 1 : 0);
 }
 
 static void zepto_pm_entry(enum pm_state state)
 {
-	if (state != PM_STATE_ACTIVE && state != PM_STATE_RUNTIME_IDLE) {
+	if (state == PM_STATE_ACTIVE || state == PM_STATE_RUNTIME_IDLE) {
+		return;
+	}
+	atomic_inc(&zepto_pm_entry_count);
+	if (atomic_get(&zepto_pm_held) != 0) {
+		/* The policy chose a state the pump had locked: must never happen. */
+		atomic_inc(&zepto_pm_held_entry_count);
+	}
+	if (atomic_get(&zepto_nonces_dirty) != 0) {
 		atomic_set(&zepto_checkpoint_req, 1);
 		k_sem_give(&zepto_wake_sem);
 	}
@@ -459,10 +505,27 @@ bool zepto_pm_enabled(void)
 {
 	return true;
 }
+
+/* Low-power state entries seen by the notifier since start. */
+uint32_t zepto_pm_entries(void)
+{
+	return (uint32_t)atomic_get(&zepto_pm_entry_count);
+}
+
+/* Entries into a state while the pump held the lock on it (0 unless PM is broken). */
+uint32_t zepto_pm_entries_while_held(void)
+{
+	return (uint32_t)atomic_get(&zepto_pm_held_entry_count);
+}
 #else
 void zepto_pm_hold(bool hold)
 {
 	ARG_UNUSED(hold);
+}
+
+void zepto_pm_set_dirty(bool dirty)
+{
+	ARG_UNUSED(dirty);
 }
 
 void zepto_pm_init(void)

@@ -3,8 +3,8 @@
 //! | trait | Zephyr |
 //! | --- | --- |
 //! | [`Clock`] | `k_uptime_get()` (kernel clock, ms) |
-//! | [`Waiter`] | `k_sem_take` with timeout on the pump's wake semaphore (glue.c), given by the UART receive interrupt, GPIO pin interrupts, local clients and the PM notifier |
-//! | [`PacketBus`] | SADLP frames ([`zepto_kernel::sadlp`]) on the `zepto,uart` UART ([`UartPort`]) |
+//! | [`Waiter`] | `k_sem_take` with timeout on the pump's wake semaphore (glue.c), given by the UART receive interrupt or the UDP socket watcher, GPIO pin interrupts, local clients and the PM notifier |
+//! | [`PacketBus`] | [`Link`]: SADLP frames ([`zepto_kernel::sadlp`]) on the `zepto,uart` UART ([`crate::uart::UartLink`]), or UDP datagrams ([`crate::udp::UdpLink`]) |
 //! | [`Storage`] | NVS on `storage_partition`, a semihosting file, or none (glue.c) |
 //! | [`Pins`] | GPIOs of the devicetree's `/zephyr,user` `zepto-gpios` (none: `Unsupported`) |
 //! | [`Random`] | `sys_csrand_get()` (entropy driver), else `sys_rand_get()` |
@@ -19,19 +19,17 @@ use zepto_kernel::hal::{
     BusId, Clock, McuSleep, PacketBus, Pins, Random, Storage, Transceiver, Waiter, WaitingFor,
     WakeReason, Watchdog,
 };
-use zepto_kernel::sadlp;
 use zepto_kernel::Error;
-
-use crate::uart::{self, UartPort};
 
 /// Largest packet (`CONFIG_ZEPTO_MAX_PACKET_SIZE`).
 pub const MAX_PACKET: usize = kconfig::CONFIG_ZEPTO_MAX_PACKET_SIZE as usize;
 
-/// SADLP decoder buffer for [`MAX_PACKET`].
-const DECODER_LEN: usize = sadlp::decoder_buffer_len(MAX_PACKET);
-
-/// Largest encoded frame for [`MAX_PACKET`].
-const FRAME_LEN: usize = sadlp::encoded_len(MAX_PACKET);
+/// The packet bus of this build: SADLP frames on a UART.
+#[cfg(not(CONFIG_ZEPTO_TRANSPORT_UDP))]
+pub type Link = crate::uart::UartLink;
+/// The packet bus of this build: UDP datagrams.
+#[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
+pub type Link = crate::udp::UdpLink;
 
 extern "C" {
     fn zepto_random_fill(buf: *mut u8, len: usize) -> c_int;
@@ -44,6 +42,7 @@ extern "C" {
     fn zepto_storage_open(size: *mut usize, granule: *mut usize) -> c_int;
     fn zepto_storage_read(addr: usize, buf: *mut u8, len: usize) -> c_int;
     fn zepto_storage_write(addr: usize, data: *const u8, len: usize) -> c_int;
+    fn zepto_storage_path() -> *const core::ffi::c_char;
 }
 
 /// Which medium keeps the nonces.
@@ -70,21 +69,19 @@ impl StorageKind {
 
 /// Everything the pump, the VM and the service use.
 pub struct ZephyrHal {
-    port: UartPort,
-    decoder: sadlp::Decoder<DECODER_LEN>,
+    link: Link,
     watchdog_ms: u32,
     storage_size: usize,
     granule: usize,
     storage: StorageKind,
     pins: usize,
     receiver_on: bool,
-    partial: bool,
 }
 
 impl ZephyrHal {
-    /// Gathers the HAL around the opened packet UART: opens the storage, configures
+    /// Gathers the HAL around the opened packet link: opens the storage, configures
     /// the pins and arms the watchdog.
-    pub fn new(port: UartPort) -> Self {
+    pub fn new(link: Link) -> Self {
         let (mut size, mut granule) = (0usize, 1usize);
         // SAFETY: both pointers are valid for a write of one usize.
         let kind = match unsafe { zepto_storage_open(&mut size, &mut granule) } {
@@ -102,21 +99,26 @@ impl ZephyrHal {
             0
         };
         ZephyrHal {
-            port,
-            decoder: sadlp::Decoder::new(),
+            link,
             watchdog_ms,
             storage_size: size,
             granule: granule.max(1),
             storage: kind,
             pins,
             receiver_on: true,
-            partial: false,
         }
     }
 
     /// The nonce storage medium.
     pub fn storage_kind(&self) -> StorageKind {
         self.storage
+    }
+
+    /// Host path of the records file (semihosting), else "".
+    pub fn storage_path(&self) -> &'static str {
+        // SAFETY: glue.c returns a pointer to a NUL-terminated string literal.
+        let path = unsafe { core::ffi::CStr::from_ptr(zepto_storage_path()) };
+        path.to_str().unwrap_or("?")
     }
 
     /// Number of Zepto pins (GPIOs from the devicetree).
@@ -129,40 +131,28 @@ impl ZephyrHal {
         self.watchdog_ms > 0
     }
 
-    /// True if the storage was never written (every byte erased): a new device.
-    pub fn storage_blank(&mut self) -> bool {
-        let mut buf = [0u8; 16];
-        let mut addr = 0;
-        while addr < self.storage_size {
-            let n = buf.len().min(self.storage_size - addr);
-            let Some(chunk) = buf.get_mut(..n) else {
-                return false;
-            };
-            if self.read(addr, chunk).is_err() || chunk.iter().any(|b| *b != 0xff) {
-                return false;
-            }
-            addr += n;
-        }
-        true
+    /// The packet link.
+    pub fn link(&self) -> &Link {
+        &self.link
     }
 
-    /// True while a frame is partly received (the link is busy).
+    /// True while the link is busy: a frame partly received, or packets waiting.
     pub fn mid_frame(&self) -> bool {
-        self.partial || uart::rx_pending()
+        self.link.busy()
     }
 
-    /// Forgets a half-received frame whose rest did not come (the line went quiet),
-    /// unless more bytes are already waiting.
+    /// Forgets a half-received frame whose rest did not come (the line went quiet).
     pub fn abandon_partial_frame(&mut self) {
-        if !uart::rx_pending() {
-            self.decoder.reset();
-            self.partial = false;
-        }
+        self.link.abandon_partial_frame();
     }
 
-    /// SADLP counters (frames, drops).
-    pub fn sadlp_stats(&self) -> &sadlp::DecoderStats {
-        self.decoder.stats()
+    /// Fills `buf` from the board's random source (see [`Random`]).
+    pub fn random_bytes(buf: &mut [u8]) -> Result<(), Error> {
+        // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes.
+        match unsafe { zepto_random_fill(buf.as_mut_ptr(), buf.len()) } {
+            0 => Ok(()),
+            _ => Err(Error::Unsupported),
+        }
     }
 }
 
@@ -178,7 +168,7 @@ impl Waiter for ZephyrHal {
     /// wait for pins only needs no polling. With a watchdog the wait is cut to half
     /// its timeout (the pump feeds it on every round).
     fn wait_for(&mut self, what: &WaitingFor) -> WakeReason {
-        if uart::rx_pending() {
+        if self.link.rx_pending() {
             return WakeReason::PacketArrived;
         }
         let mut ms = what.timeout_ms.map(|t| t.min(i32::MAX as u32) as i32);
@@ -195,28 +185,21 @@ impl Waiter for ZephyrHal {
 }
 
 impl PacketBus for ZephyrHal {
-    /// Moves received bytes from the ring into the SADLP decoder, one at a time, until
-    /// a frame completes; bytes after it stay in the ring for the next call.
     fn receive(&mut self, _bus: BusId, buf: &mut [u8]) -> Result<Option<usize>, Error> {
-        let mut byte = [0u8; 1];
-        while self.port.read(&mut byte) == 1 {
-            let [b] = byte;
-            self.partial = b != sadlp::DELIMITER;
-            if let Some(packet) = self.decoder.push(b) {
-                let dst = buf.get_mut(..packet.len()).ok_or(Error::BufferTooSmall)?;
-                dst.copy_from_slice(packet);
-                return Ok(Some(packet.len()));
-            }
-        }
-        Ok(None)
+        self.link.receive(buf)
     }
 
     fn send(&mut self, _bus: BusId, packet: &[u8]) -> Result<(), Error> {
-        let mut frame = [0u8; FRAME_LEN];
-        let n = sadlp::encode(packet, &mut frame)?;
-        self.port
-            .write(frame.get(..n).ok_or(Error::BufferTooSmall)?);
-        Ok(())
+        self.link.send(packet)
+    }
+
+    fn accept_source(&mut self, _bus: BusId) {
+        self.link.accept_source();
+    }
+
+    fn reply_in_place(&mut self, _bus: BusId, buf: &mut [u8], len: usize) -> Result<(), Error> {
+        self.link
+            .reply(buf.get(..len).ok_or(Error::BufferTooSmall)?)
     }
 }
 
@@ -249,6 +232,11 @@ impl Storage for ZephyrHal {
             Ok(())
         }
     }
+    /// Only the pump thread uses the records: nothing to lock.
+    fn lock(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn unlock(&mut self) {}
 }
 
 impl Pins for ZephyrHal {
@@ -270,11 +258,7 @@ impl Pins for ZephyrHal {
 
 impl Random for ZephyrHal {
     fn fill_random(&mut self, buf: &mut [u8]) -> Result<(), Error> {
-        // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes.
-        match unsafe { zepto_random_fill(buf.as_mut_ptr(), buf.len()) } {
-            0 => Ok(()),
-            _ => Err(Error::Unsupported),
-        }
+        Self::random_bytes(buf)
     }
 }
 

@@ -1,23 +1,33 @@
 //! Zepto OS as a Zephyr application.
 //!
-//! * [`uart`]: the UART chosen as `zepto,uart` in the devicetree: interrupt-driven
-//!   receive into a ring buffer that wakes the pump thread through a semaphore (or a
-//!   poll thread on drivers without an interrupt API), polled transmit;
+//! * `uart` (UART transport): the UART chosen as `zepto,uart` in the devicetree:
+//!   interrupt-driven receive into a ring buffer that wakes the pump thread through a
+//!   semaphore (or a poll thread on drivers without an interrupt API), polled
+//!   transmit, SADLP framing;
+//! * `udp` (UDP transport): datagrams through Zephyr's sockets, replies to the
+//!   authenticated peer;
 //! * [`hal`]: zepto-kernel's HAL traits on Zephyr (clock, waiter, SADLP packet bus,
 //!   nonce storage, pins, random, watchdog, transceiver, MCU sleep);
 //! * [`pump`]: the pump thread's body, [`pump::zepto_main_pump`]: the network device
 //!   and the local service;
 //! * [`service`]: local clients (other threads) and the Rust client API;
-//! * [`pm`]: power management hooks.
+//! * [`pm`]: power management hooks;
+//! * `pm_test` (only with `CONFIG_ZEPTO_PM_TEST_HOOKS`): feeds a network command for
+//!   the PM test scenario.
 #![no_std]
 // Zephyr's Kconfig options appear as `cfg(CONFIG_...)`; which exist depends on the build.
 #![allow(unexpected_cfgs)]
 
 pub mod hal;
 pub mod pm;
+#[cfg(CONFIG_ZEPTO_PM_TEST_HOOKS)]
+pub mod pm_test;
 pub mod pump;
 pub mod service;
+#[cfg(not(CONFIG_ZEPTO_TRANSPORT_UDP))]
 pub mod uart;
+#[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
+pub mod udp;
 
 use core::ffi::c_int;
 
@@ -42,13 +52,13 @@ extern "C" fn rust_main() {
     thread.start();
 }
 
-/// The pump thread: opens the packet UART and the HAL, then runs the pump forever.
+/// The pump thread: opens the packet link and the HAL, then runs the pump forever.
 #[zephyr::thread(stack_size = PUMP_STACK_SIZE)]
 fn pump_thread() {
-    let Some(port) = uart::UartPort::open() else {
-        printkln!("zepto: packet UART (chosen zepto,uart) is not ready; pump not started");
+    let Some(link) = hal::Link::open() else {
+        printkln!("zepto: packet link not ready (UART chosen as zepto,uart, or UDP socket); pump not started");
         return;
     };
-    let mut hal = hal::ZephyrHal::new(port);
+    let mut hal = hal::ZephyrHal::new(link);
     pump::zepto_main_pump(&mut hal);
 }

@@ -4,15 +4,17 @@
 //!
 //! Each round: take the PM policy lock, handle what is due (a received packet, a VM
 //! whose wait ended, SAGDP's resend timer, local client requests), then release the
-//! lock unless a frame is half received, and sleep on the semaphore until the earliest
-//! of what the device and the service wait for. The UART receive interrupt, GPIO pin
-//! interrupts, local clients and the PM notifier give the semaphore.
+//! lock unless a frame is half received (checkpointing the nonces first if they moved),
+//! and sleep on the semaphore until the earliest of what the device and the service
+//! wait for. The UART receive interrupt, GPIO pin interrupts, local clients and the PM
+//! notifier (only when a checkpoint is still owed) give the semaphore.
 
 use zephyr::kconfig;
 use zephyr::printkln;
 use zepto_kernel::hal::{Clock, Random, Waiter, WaitingFor, WakeReason};
+use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
-use zepto_kernel::pump::{self, Device, DeviceConfig, Event};
+use zepto_kernel::pump::{Device, DeviceConfig, Event};
 use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::service::Service;
 use zepto_kernel::vm::VmConfig;
@@ -52,7 +54,7 @@ fn vm_config() -> VmConfig {
 }
 
 /// Parses `CONFIG_ZEPTO_KEY` (32 hex digits).
-fn key() -> Option<[u8; 16]> {
+pub(crate) fn key() -> Option<[u8; 16]> {
     let hex = kconfig::CONFIG_ZEPTO_KEY.as_bytes();
     if hex.len() != 32 {
         return None;
@@ -68,8 +70,10 @@ fn key() -> Option<[u8; 16]> {
     Some(key)
 }
 
-/// Opens the network device: its nonces must be in persistent storage. A blank
-/// storage (a new device) is provisioned first; a damaged one is left alone.
+/// Opens the network device: its nonces must be in persistent storage. Blank records
+/// (a new or wiped device) start as the kernel's blank-store policy says for devices
+/// without a trusted clock: a random high start (`BlankStart::RandomHigh`,
+/// `docs/security.md`); damaged records count as blank.
 fn open_device<'t, 'p>(
     key: &[u8; 16],
     table: &'t mut [Bodypart<'p>],
@@ -77,16 +81,36 @@ fn open_device<'t, 'p>(
 ) -> Result<Device<'t, 'p, AppVm, DefaultCipher, HEAP, HANDLES>, Error> {
     let cfg = DeviceConfig {
         mtu: MAX_PACKET as u16,
+        blank: BlankStart::RandomHigh,
         ..DeviceConfig::default()
     };
     if hal.storage_kind() == StorageKind::None {
         return Err(Error::Unsupported);
     }
-    if hal.storage_blank() {
-        printkln!("zepto: blank nonce storage: provisioning a new device");
-        pump::provision(hal, &cfg)?;
+    let dev = Device::new(key, AppVm::new(vm_config()), table, cfg, hal)?;
+    let (nfs, nlw) = (dev.nonces().nfs(), dev.nonces().nlw());
+    if dev.nonces().started_blank() {
+        printkln!("zepto: blank nonce records: random high start (NFS {nfs}, NLW {nlw})");
+    } else {
+        printkln!("zepto: nonce records found (NFS {nfs}, NLW {nlw})");
     }
-    Device::new(key, AppVm::new(vm_config()), table, cfg, hal)
+    Ok(dev)
+}
+
+/// The start-up line that says where packets come in.
+#[cfg(not(CONFIG_ZEPTO_TRANSPORT_UDP))]
+fn announce(hal: &ZephyrHal) {
+    printkln!("zepto: device ready: {} (SASP)", hal.link().describe());
+}
+
+/// The start-up line that says where packets come in.
+#[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
+fn announce(hal: &ZephyrHal) {
+    printkln!(
+        "zepto: device ready: {} on UDP port {} (SASP)",
+        hal.link().describe(),
+        hal.link().port()
+    );
 }
 
 fn log_events(events: &[Event]) {
@@ -121,6 +145,9 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
         hal.pin_count(),
         if pm::enabled() { "on" } else { "off (no CONFIG_PM)" },
     );
+    if !hal.storage_path().is_empty() {
+        printkln!("zepto: nonce records in {}", hal.storage_path());
+    }
 
     // Body parts of the network device: 1 Ping, 2 Echo, 3 simulated sensor, 4 pin 0.
     let (mut ping, mut echo) = (Ping, Echo);
@@ -151,7 +178,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
         Some(k) => {
             match open_device(&k, &mut table, hal) {
                 Ok(d) => {
-                    printkln!("zepto: device ready on the zepto,uart (SADLP, SASP)");
+                    announce(hal);
                     Some(d)
                 }
                 Err(Error::Unsupported) => {
@@ -174,22 +201,18 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
     };
     pm::init();
 
-    let mut moved_since_checkpoint = false;
+    let mut checkpoints = device.as_ref().map(pm::Checkpoints::new);
     loop {
         pm::hold(true);
         let mut wait = WaitingFor::default();
         if let Some(dev) = device.as_mut() {
             if pm::checkpoint_requested() {
-                match dev.checkpoint(hal) {
-                    Ok(()) => printkln!("zepto: nonces checkpointed (PM suspend)"),
-                    Err(e) => printkln!("zepto: nonce checkpoint failed ({:?})", e),
+                if let Some(c) = checkpoints.as_mut() {
+                    c.update(dev, hal);
                 }
-                moved_since_checkpoint = false;
             }
-            let before = (dev.stats().packets_in, dev.stats().packets_out);
             wait = dev.poll(hal);
             log_events(dev.events());
-            moved_since_checkpoint |= before != (dev.stats().packets_in, dev.stats().packets_out);
         }
         if let Some(svc) = local.as_mut() {
             if let Some(w) = svc.poll(hal) {
@@ -206,13 +229,12 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
             }
             continue;
         }
-        if pm::enabled() && moved_since_checkpoint {
+        if pm::enabled() {
             // The SoC may suspend (and lose RAM) once the lock goes: make the nonces
-            // exact in storage first, so the next start needs no resynchronisation.
-            if let Some(dev) = device.as_mut() {
-                if dev.checkpoint(hal).is_ok() {
-                    moved_since_checkpoint = false;
-                }
+            // exact in storage first if they moved, so the next start needs no
+            // resynchronisation.
+            if let (Some(dev), Some(c)) = (device.as_mut(), checkpoints.as_mut()) {
+                c.update(dev, hal);
             }
         }
         pm::hold(false);

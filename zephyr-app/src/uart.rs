@@ -6,7 +6,8 @@
 //! `CONFIG_ZEPTO_UART_POLL_INTERVAL_MS`. The pump thread sleeps on that semaphore and
 //! drains the ring with [`UartPort::read`]. Transmit is polled.
 //!
-//! The port moves bytes only; frames (SADLP) are found in the byte stream above it.
+//! [`UartPort`] moves bytes only; [`UartLink`] finds the SADLP frames in that byte
+//! stream (the packet bus of the UART transport, `CONFIG_ZEPTO_TRANSPORT_UART`).
 
 use core::cell::RefCell;
 #[cfg(CONFIG_UART_INTERRUPT_DRIVEN)]
@@ -17,6 +18,16 @@ use critical_section::Mutex;
 use heapless::Deque;
 use zephyr::kconfig;
 use zephyr::raw::device;
+use zepto_kernel::sadlp;
+use zepto_kernel::Error;
+
+use crate::hal::MAX_PACKET;
+
+/// SADLP decoder buffer for [`MAX_PACKET`].
+const DECODER_LEN: usize = sadlp::decoder_buffer_len(MAX_PACKET);
+
+/// Largest encoded frame for [`MAX_PACKET`].
+const FRAME_LEN: usize = sadlp::encoded_len(MAX_PACKET);
 
 /// Capacity of the receive ring (`CONFIG_ZEPTO_UART_RX_RING_SIZE`).
 const RING_SIZE: usize = kconfig::CONFIG_ZEPTO_UART_RX_RING_SIZE as usize;
@@ -37,7 +48,7 @@ extern "C" {
 
 /// Appends received bytes to the ring (interrupt or poll-thread context), counting
 /// what does not fit, and wakes the pump.
-fn push_received(bytes: &[u8]) {
+pub(crate) fn push_received(bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
@@ -111,6 +122,81 @@ impl UartPort {
             // allowed from thread context at any time.
             unsafe { zephyr::raw::uart_poll_out(self.dev, *b) };
         }
+    }
+}
+
+/// The packet bus of the UART transport: SADLP frames on the `zepto,uart` UART.
+pub struct UartLink {
+    port: UartPort,
+    decoder: sadlp::Decoder<DECODER_LEN>,
+    partial: bool,
+}
+
+impl UartLink {
+    /// Opens the `zepto,uart` UART; `None` if its driver is not ready.
+    pub fn open() -> Option<UartLink> {
+        Some(UartLink {
+            port: UartPort::open()?,
+            decoder: sadlp::Decoder::new(),
+            partial: false,
+        })
+    }
+
+    /// For the start-up message.
+    pub fn describe(&self) -> &'static str {
+        "SADLP frames on the zepto,uart UART"
+    }
+
+    /// True if received bytes wait in the ring.
+    pub fn rx_pending(&self) -> bool {
+        rx_pending()
+    }
+
+    /// True while a frame is partly received or bytes wait (the link is busy).
+    pub fn busy(&self) -> bool {
+        self.partial || rx_pending()
+    }
+
+    /// Forgets a half-received frame whose rest did not come (the line went quiet),
+    /// unless more bytes are already waiting.
+    pub fn abandon_partial_frame(&mut self) {
+        if !rx_pending() {
+            self.decoder.reset();
+            self.partial = false;
+        }
+    }
+
+    /// Moves received bytes from the ring into the SADLP decoder, one at a time,
+    /// until a frame completes; bytes after it stay in the ring for the next call.
+    pub fn receive(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let mut byte = [0u8; 1];
+        while self.port.read(&mut byte) == 1 {
+            let [b] = byte;
+            self.partial = b != sadlp::DELIMITER;
+            if let Some(packet) = self.decoder.push(b) {
+                let dst = buf.get_mut(..packet.len()).ok_or(Error::BufferTooSmall)?;
+                dst.copy_from_slice(packet);
+                return Ok(Some(packet.len()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sends one packet as a SADLP frame.
+    pub fn send(&mut self, packet: &[u8]) -> Result<(), Error> {
+        let mut frame = [0u8; FRAME_LEN];
+        let n = sadlp::encode(packet, &mut frame)?;
+        self.port
+            .write(frame.get(..n).ok_or(Error::BufferTooSmall)?);
+        Ok(())
+    }
+
+    /// A UART has one peer: the packet's source needs no recording.
+    pub fn accept_source(&mut self) {}
+
+    /// Same as [`UartLink::send`]: there is only one peer.
+    pub fn reply(&mut self, packet: &[u8]) -> Result<(), Error> {
+        self.send(packet)
     }
 }
 

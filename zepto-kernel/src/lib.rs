@@ -10,6 +10,8 @@
 //! * [`sasp`]: the security layer (EAX over AES-128 or Speck-128/128);
 //! * [`nonce_store`]: SASP nonces persisted with few storage writes;
 //! * [`sadlp`]: framing for byte links (COBS + CRC-16);
+//! * [`datagram`]: peer addressing for datagram buses (UDP): replies go to the
+//!   authenticated peer only;
 //! * [`sagdp`]: the guaranteed-delivery layer (chains, resends), device and client;
 //! * [`saccp`]: the command layer between SAGDP and the Zepto VM, device and client;
 //! * [`vm`]: the Zepto VM and its client-side instruction/reply codecs;
@@ -39,6 +41,7 @@
 )]
 
 pub mod client;
+pub mod datagram;
 pub mod eax;
 pub mod encoding;
 pub mod error;

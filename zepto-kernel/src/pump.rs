@@ -278,7 +278,8 @@ impl<
         &self.stats
     }
 
-    /// The nonce state (e.g. [`NonceStore::started_blank`] for a start-up message).
+    /// The nonce state (e.g. [`NonceStore::started_blank`] for a start-up message;
+    /// NFS and NLW, to checkpoint only when they moved).
     pub const fn nonces(&self) -> &NonceStore {
         self.sasp.nonces()
     }

@@ -546,6 +546,46 @@ fn wrong_key_is_rejected_without_state_change() {
     assert_eq!(dhal.storage_writes, writes);
 }
 
+/// `Device::nonces` moves with an authenticated exchange and only then (a forged
+/// packet leaves it alone), and a checkpoint after it writes once: what a port needs
+/// to checkpoint only when the nonce state moved.
+#[test]
+fn nonce_state_moves_only_with_authenticated_traffic() {
+    let mut ping = Ping;
+    let mut table = [Bodypart::new(1, &mut ping)];
+    let (mut dev, mut dhal, mut client, mut chal) = device_and_client(&mut table);
+    let state = |d: &Dev<'_, '_>| (d.nonces().nfs(), d.nonces().nlw());
+    let start = state(&dev);
+    dhal.push_rx(&[0x5a; 40]).unwrap();
+    dev.poll(&mut dhal);
+    assert!(dhal.tx.is_empty());
+    assert_eq!(state(&dev), start);
+
+    let prog = program(&[Instruction::Exec {
+        bodypart: 1,
+        data: &[],
+    }]);
+    let p = client.send_program(&mut chal, &prog).unwrap().to_vec();
+    let events = exchange(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(events, vec![ClientEvent::Reply]);
+    let moved = state(&dev);
+    assert!(
+        moved.0 > start.0 && moved.1 > start.1,
+        "{moved:?} vs {start:?}"
+    );
+
+    let writes = dhal.storage_writes;
+    dev.checkpoint(&mut dhal).unwrap();
+    assert!(dhal.storage_writes > writes);
+    let writes = dhal.storage_writes;
+    dev.checkpoint(&mut dhal).unwrap();
+    assert_eq!(
+        dhal.storage_writes, writes,
+        "nothing moved, nothing written"
+    );
+    assert_eq!(state(&dev), moved);
+}
+
 /// Power fails at every storage write in turn; after each reboot the device goes on.
 /// No nonce is ever sent twice.
 #[test]
