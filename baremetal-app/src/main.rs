@@ -125,12 +125,12 @@ fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
         nonce_reserve: zepto_kernel::nonce_store::DEFAULT_RESERVE,
         blank: BlankStart::RandomHigh,
     };
-    // Run the device where `new` put it (no move of the whole object).
-    let mut dev = Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board);
-    match &mut dev {
-        Ok(dev) => dev.run(board),
-        Err(_) => halt(),
+    // The device object is built here and started in place (never moved).
+    let mut dev = Dev::unkeyed(config::Vm::new(VM_CONFIG), table, cfg);
+    if dev.start(&KEY, board).is_err() {
+        halt()
     }
+    dev.run(board)
 }
 
 #[cfg(feature = "vm-only")]

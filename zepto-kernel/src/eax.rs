@@ -441,6 +441,16 @@ impl<C: BlockCipher128 + KeyInit> Eax<C> {
         let cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
         Ok(Self::from_cipher(cipher))
     }
+
+    /// Takes `key` in place (no copy of the expanded key through the caller's
+    /// stack); [`Error::ValueOutOfRange`] unless it is the cipher's key length, and
+    /// then nothing changed.
+    #[inline(never)]
+    pub fn set_key(&mut self, key: &[u8]) -> Result<(), Error> {
+        self.cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
+        self.cipher.encrypt_with_backend(&mut self.keys);
+        Ok(())
+    }
 }
 
 impl<C: BlockCipher128> Eax<C> {

@@ -86,10 +86,14 @@ pub type KeyId = [u8; 4];
 /// The [`KeyId`] of `key` with cipher `C`.
 pub fn key_id<C: BlockCipher128 + KeyInit>(key: &[u8; 16]) -> Result<KeyId, Error> {
     let cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
-    let mac = cmac(&cipher, b"Zepto nonce records");
-    let mut id = [0u8; 4];
-    id.copy_from_slice(mac.get(..4).ok_or(Error::BufferTooSmall)?);
-    Ok(id)
+    Ok(key_id_of(&cipher))
+}
+
+/// The [`KeyId`] of the key `cipher` was made with (no second key schedule where
+/// the expanded key exists already).
+pub fn key_id_of<C: BlockCipher128>(cipher: &C) -> KeyId {
+    let [a, b, c, d, ..] = cmac(cipher, b"Zepto nonce records");
+    [a, b, c, d]
 }
 
 /// The key ids of the valid records in the two slots at `base`: lets a port tell
@@ -280,6 +284,29 @@ pub struct NonceStore {
 }
 
 impl NonceStore {
+    /// A store that was never opened: it hands out no nonce for sending and
+    /// accepts none ([`Error::NonceExhausted`], old nonces), until the device
+    /// replaces it with an opened one.
+    pub(crate) const fn unopened() -> Self {
+        Self {
+            base: 0,
+            slot: 0,
+            reserve: 1,
+            key: [0; 4],
+            nfs: MAX_NONCE,
+            nfs_mark: MAX_NONCE,
+            nlw: MAX_NONCE,
+            nlw_mark: MAX_NONCE,
+            last_written: None,
+            written_nfs: 0,
+            others: (0, 0),
+            started_blank: false,
+            margin_due: false,
+            spread: 0,
+            writes: 0,
+        }
+    }
+
     /// Writes a fresh pair of records for `key` (e.g. at pairing, together with a new
     /// key): NFS = `nfs`, NLW = `nlw`. Both slots are written.
     ///

@@ -225,11 +225,9 @@ impl<
 
     /// Creates a device: opens the nonce store for `key` in `hal`'s storage (blank
     /// storage starts as [`DeviceConfig::blank`] says), allocates the heap blocks and
-    /// initialises the layers and the plugins.
-    ///
-    /// Never inlined: the layers are built in this function's own stack frame, which
-    /// is gone again when the device runs.
-    #[inline(never)]
+    /// initialises the layers and the plugins. ([`Device::unkeyed`] and
+    /// [`Device::start`] do the same where the device object is to stay: the
+    /// result here is moved to the caller.)
     pub fn new<H: DeviceHal>(
         key: &[u8; 16],
         vm: V,
@@ -237,26 +235,25 @@ impl<
         cfg: DeviceConfig,
         hal: &mut H,
     ) -> Result<Self, Error> {
+        let mut dev = Self::unkeyed(vm, plugins, cfg);
+        dev.start(key, hal)?;
+        Ok(dev)
+    }
+
+    /// A device that does nothing yet: its key is all zeros, its nonce store not
+    /// opened and its heap has no blocks, so [`Device::poll`] receives no packet
+    /// and sends none. [`Device::start`] makes it work, in place.
+    #[inline(never)]
+    pub fn unkeyed(vm: V, plugins: &'t mut [Bodypart<'p>], cfg: DeviceConfig) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::HANDLES;
-        let kid = key_id::<C>(key)?;
-        let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve, kid, cfg.blank)?;
-        let sasp = Sasp::new(key, Role::Device, nonces)?;
-        plugins::init_all(plugins, hal)?;
-        let mut heap = Heap::new();
-        let rx = heap.alloc()?;
-        let prog = heap.alloc()?;
-        let mut sagdp = Sagdp::slave();
-        sagdp.init(&mut heap)?;
-        let mut saccp = Saccp::with_aes();
-        saccp.init(&mut heap)?;
-        Ok(Self {
-            heap,
-            rx,
-            prog,
-            sasp,
-            sagdp,
-            saccp,
+        Self {
+            heap: Heap::new(),
+            rx: Handle::NONE,
+            prog: Handle::NONE,
+            sasp: Sasp::unkeyed(Role::Device),
+            sagdp: Sagdp::slave(),
+            saccp: Saccp::with_aes(),
             vm,
             plugins,
             vm_wait: None,
@@ -264,7 +261,20 @@ impl<
             cfg,
             stats: PumpStats::default(),
             events: heapless::Vec::new(),
-        })
+        }
+    }
+
+    /// Starts the device in place: takes `key`, opens the nonce store for it in
+    /// `hal`'s storage (blank storage starts as [`DeviceConfig::blank`] says),
+    /// initialises the plugins and sets up the heap and the layers. On an error the
+    /// device stays without packets (its heap may have no blocks).
+    #[inline(never)]
+    pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
+        let cfg = self.cfg;
+        self.sasp
+            .start(key, hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
+        plugins::init_all(self.plugins, hal)?;
+        self.reset_layers()
     }
 
     /// Persists the exact nonce state (before a clean shutdown or a suspend that loses
@@ -435,21 +445,25 @@ impl<
 
     /// Re-initialises everything but SASP (whose nonces must survive) and the plugins.
     fn reinit(&mut self) {
+        crate::count(&mut self.stats.reinits);
+        self.log(Event::Reinit);
+        // A freshly reset heap always has four free handles (`B >= 4` is checked at
+        // build time) and empty blocks take no bytes, so this cannot fail.
+        let _ = self.reset_layers();
+    }
+
+    /// Aborts the program, empties the heap and sets up the pump's blocks, SAGDP
+    /// and SACCP afresh.
+    fn reset_layers(&mut self) -> Result<(), Error> {
         self.vm.abort(&mut self.heap, self.plugins);
         self.vm_wait = None;
         self.heap.reset();
         self.sagdp = Sagdp::slave();
         self.saccp = Saccp::with_aes();
-        crate::count(&mut self.stats.reinits);
-        self.log(Event::Reinit);
-        // A freshly reset heap always has four free handles (`B >= 4` is checked at
-        // build time) and empty blocks take no bytes, so this cannot fail.
-        let _ = (|| -> Result<(), Error> {
-            self.rx = self.heap.alloc()?;
-            self.prog = self.heap.alloc()?;
-            self.sagdp.init(&mut self.heap)?;
-            self.saccp.init(&mut self.heap)
-        })();
+        self.rx = self.heap.alloc()?;
+        self.prog = self.heap.alloc()?;
+        self.sagdp.init(&mut self.heap)?;
+        self.saccp.init(&mut self.heap)
     }
 
     fn convert(&mut self, h: Handle) -> Result<(), Error> {

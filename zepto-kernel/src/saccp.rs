@@ -299,6 +299,7 @@ impl<A: ChecksumAes> Saccp<A> {
     ///
     /// Local failures (heap full, uninitialised) are errors; an Error Message status
     /// is [`Error::InvalidState`].
+    #[inline(never)]
     pub fn receive(
         &mut self,
         heap: &mut dyn HeapOps,

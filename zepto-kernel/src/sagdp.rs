@@ -391,6 +391,7 @@ impl Sagdp {
     ///
     /// A packet shorter than the header or with reserved bits set is
     /// [`Error::UnexpectedEnd`] / [`Error::Malformed`] and changes nothing.
+    #[inline(never)]
     pub fn receive(
         &mut self,
         heap: &mut dyn HeapOps,

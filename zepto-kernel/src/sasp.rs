@@ -245,6 +245,40 @@ impl<C: SaspCipher> Sasp<C> {
         })
     }
 
+    /// An end whose key is all zeros and whose nonce store is not opened: it sends
+    /// nothing and accepts nothing until [`Sasp::start`].
+    pub(crate) fn unkeyed(role: Role) -> Self {
+        Self {
+            aead: Eax::from_cipher(C::new(&Default::default())),
+            role,
+            nonces: NonceStore::unopened(),
+            stats: SaspStats::default(),
+            last_received: None,
+            last_sent: None,
+            refused: false,
+            old_answered: 0,
+            old_window: true,
+        }
+    }
+
+    /// Takes `key` and opens the nonce store for it in place (the key id comes from
+    /// the expanded key): what [`Sasp::new`] and [`NonceStore::open`] do, without
+    /// the copies.
+    #[inline(never)]
+    pub(crate) fn start<H: Storage + Random + ?Sized>(
+        &mut self,
+        key: &[u8; 16],
+        hal: &mut H,
+        base: usize,
+        reserve: u32,
+        blank: crate::nonce_store::BlankStart,
+    ) -> Result<(), Error> {
+        self.aead.set_key(key)?;
+        let kid = crate::nonce_store::key_id_of(self.aead.cipher());
+        self.nonces = NonceStore::open(hal, base, reserve, kid, blank)?;
+        Ok(())
+    }
+
     /// This end's role.
     pub const fn role(&self) -> Role {
         self.role
@@ -346,6 +380,7 @@ impl<C: SaspCipher> Sasp<C> {
     /// Handles a packet from the bus (request of `h`). See the module documentation
     /// for the outcomes. Errors are storage or heap failures; the packet must then
     /// be dropped (no nonce state changed).
+    #[inline(never)]
     pub fn receive<H: Storage + Random + ?Sized>(
         &mut self,
         heap: &mut dyn HeapOps,
