@@ -47,10 +47,10 @@
 //! happened to pass the CRC can only raise a mark (wasting nonces), never lower it
 //! below the last complete record. Records of another key count as blank.
 
-use crate::eax::{cmac, BlockCipher128};
+use crate::cipher::{BlockCipher128, KeyInit128};
+use crate::eax::cmac;
 use crate::error::Error;
 use crate::hal::{Random, Storage};
-use aes::cipher::KeyInit;
 use crc::{Crc, CRC_16_IBM_SDLC};
 
 /// Largest nonce varying part (47 bits).
@@ -84,9 +84,8 @@ pub const LOST_STATE_MARGIN: u64 = 1 << 24;
 pub type KeyId = [u8; 4];
 
 /// The [`KeyId`] of `key` with cipher `C`.
-pub fn key_id<C: BlockCipher128 + KeyInit>(key: &[u8; 16]) -> Result<KeyId, Error> {
-    let cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
-    Ok(key_id_of(&cipher))
+pub fn key_id<C: BlockCipher128 + KeyInit128>(key: &[u8; 16]) -> Result<KeyId, Error> {
+    Ok(key_id_of(&C::new(key)))
 }
 
 /// The [`KeyId`] of the key `cipher` was made with (no second key schedule where
@@ -697,7 +696,9 @@ fn read_stored<S: Storage + ?Sized>(
 }
 
 /// Writes one record with the given marks into the slot after `stored`'s newest and
-/// makes it durable.
+/// makes it durable. (Out of line: its buffers are not part of its callers' frames
+/// while they read storage.)
+#[inline(never)]
 fn write_record<S: Storage + ?Sized>(
     storage: &mut S,
     base: usize,

@@ -134,6 +134,19 @@ pub struct PumpStats {
     pub reinits: u32,
 }
 
+impl PumpStats {
+    /// All counters zero.
+    pub const ZERO: PumpStats = PumpStats {
+        packets_in: 0,
+        packets_out: 0,
+        programs: 0,
+        vm_exceptions: 0,
+        ignored: 0,
+        errors: 0,
+        reinits: 0,
+    };
+}
+
 /// One step of the pump, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -240,11 +253,13 @@ impl<
         Ok(dev)
     }
 
-    /// A device that does nothing yet: its key is all zeros, its nonce store not
+    /// A device that does nothing yet: it has no key, its nonce store is not
     /// opened and its heap has no blocks, so [`Device::poll`] receives no packet
-    /// and sends none. [`Device::start`] makes it work, in place.
+    /// and sends none. [`Device::start`] makes it work, in place. (A `const fn`:
+    /// every part is a constant but the VM, so the object is built where it is to
+    /// stay, without a copy through a temporary.)
     #[inline(never)]
-    pub fn unkeyed(vm: V, plugins: &'t mut [Bodypart<'p>], cfg: DeviceConfig) -> Self {
+    pub const fn unkeyed(vm: V, plugins: &'t mut [Bodypart<'p>], cfg: DeviceConfig) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::HANDLES;
         Self {
@@ -259,7 +274,7 @@ impl<
             vm_wait: None,
             old_window_ms: 0,
             cfg,
-            stats: PumpStats::default(),
+            stats: PumpStats::ZERO,
             events: heapless::Vec::new(),
         }
     }
@@ -271,8 +286,9 @@ impl<
     #[inline(never)]
     pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
         let cfg = self.cfg;
+        self.sasp.set_key(key)?;
         self.sasp
-            .start(key, hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
+            .open_nonces(hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
         plugins::init_all(self.plugins, hal)?;
         self.reset_layers()
     }

@@ -34,12 +34,10 @@
 //! ERROR:     type 2 | IS-EXCEPTION bit 3 = 0 | ERROR-CODE bits 4..
 //! ```
 
-use crate::eax::BlockCipher128;
+use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, HeapOps, Parser, Part};
 use crate::sagdp::PacketStatus;
-use aes::cipher::consts::U16;
-use aes::cipher::{KeyInit, KeySizeUser};
 use aes::Aes128;
 use core::marker::PhantomData;
 
@@ -114,13 +112,13 @@ pub fn checksum(data: &[u8]) -> [u8; 16] {
 
 /// An AES-128 implementation for the checksum: the software `aes` crate, or a
 /// port's hardware block through [`crate::hwaes`].
-pub trait ChecksumAes: BlockCipher128 + KeyInit + KeySizeUser<KeySize = U16> {}
+pub trait ChecksumAes: BlockCipher128 + KeyInit128 {}
 
-impl<T: BlockCipher128 + KeyInit + KeySizeUser<KeySize = U16>> ChecksumAes for T {}
+impl<T: BlockCipher128 + KeyInit128> ChecksumAes for T {}
 
 /// [`checksum`] computed with the AES-128 implementation `A`.
 pub fn checksum_with<A: ChecksumAes>(data: &[u8]) -> [u8; 16] {
-    crate::eax::cmac(&A::new(&CHECKSUM_KEY.into()), data)
+    crate::eax::cmac(&A::new(&CHECKSUM_KEY), data)
 }
 
 /// The ENABLE_ZEPTOERR extra header.

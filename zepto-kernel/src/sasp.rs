@@ -30,14 +30,13 @@
 //! [`Sasp::send`] reads a payload as the request and writes the SASP packet as the
 //! reply ([`HandlerOutcome::Pass`]).
 
+use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::eax::Eax;
 use crate::encoding;
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
 use crate::heap::{Handle, HeapOps};
 use crate::nonce_store::{NonceStore, MAX_NONCE};
-use aes::cipher::consts::U16;
-use aes::cipher::{BlockCipherEncrypt, BlockSizeUser, KeyInit};
 
 /// Header bytes (nonce VP and destination flag).
 pub const HEADER_LEN: usize = 6;
@@ -59,13 +58,10 @@ pub const OLD_NONCE_MSG_LEN: usize = 7;
 /// 4 nonces a second, not one per packet.
 pub const OLD_NONCE_ANSWER_GAP_MS: u64 = 250;
 
-/// A 128-bit block cipher SASP can run EAX over.
-pub trait SaspCipher:
-    BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt + Clone + KeyInit
-{
-}
+/// A 128-bit block cipher with a 128-bit key that SASP can run EAX over.
+pub trait SaspCipher: BlockCipher128 + KeyInit128 + Clone {}
 
-impl<T: BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt + Clone + KeyInit> SaspCipher for T {}
+impl<T: BlockCipher128 + KeyInit128 + Clone> SaspCipher for T {}
 
 /// The cipher of the build: AES-128, or Speck-128/128 with the `speck` feature.
 #[cfg(not(feature = "speck"))]
@@ -115,6 +111,18 @@ pub struct SaspStats {
     pub old_nonce_received: u32,
     /// "Old nonce" messages that raised NFS.
     pub resyncs: u32,
+}
+
+impl SaspStats {
+    /// All counters zero.
+    pub const ZERO: SaspStats = SaspStats {
+        auth_failures: 0,
+        malformed: 0,
+        old_nonce_replies: 0,
+        old_nonce_unanswered: 0,
+        old_nonce_received: 0,
+        resyncs: 0,
+    };
 }
 
 /// The 6-byte header for nonce `vp` and destination flag `to_sasp`.
@@ -215,7 +223,8 @@ enum Source<'a> {
 /// One end of an SASP link: key, role, nonces and counters.
 #[derive(Debug, Clone)]
 pub struct Sasp<C: SaspCipher = DefaultCipher> {
-    aead: Eax<C>,
+    /// The key (none before [`Sasp::start`] for a device built in place).
+    aead: Option<Eax<C>>,
     role: Role,
     nonces: NonceStore,
     stats: SaspStats,
@@ -233,7 +242,7 @@ impl<C: SaspCipher> Sasp<C> {
     pub fn new(key: &[u8; 16], role: Role, nonces: NonceStore) -> Result<Self, Error> {
         let aead = Eax::<C>::new_from_slice(key)?;
         Ok(Self {
-            aead,
+            aead: Some(aead),
             role,
             nonces,
             stats: SaspStats::default(),
@@ -245,14 +254,14 @@ impl<C: SaspCipher> Sasp<C> {
         })
     }
 
-    /// An end whose key is all zeros and whose nonce store is not opened: it sends
-    /// nothing and accepts nothing until [`Sasp::start`].
-    pub(crate) fn unkeyed(role: Role) -> Self {
+    /// An end with no key and a nonce store not opened: it sends nothing and
+    /// accepts nothing until [`Sasp::start`].
+    pub(crate) const fn unkeyed(role: Role) -> Self {
         Self {
-            aead: Eax::from_cipher(C::new(&Default::default())),
+            aead: None,
             role,
             nonces: NonceStore::unopened(),
-            stats: SaspStats::default(),
+            stats: SaspStats::ZERO,
             last_received: None,
             last_sent: None,
             refused: false,
@@ -261,22 +270,36 @@ impl<C: SaspCipher> Sasp<C> {
         }
     }
 
-    /// Takes `key` and opens the nonce store for it in place (the key id comes from
-    /// the expanded key): what [`Sasp::new`] and [`NonceStore::open`] do, without
-    /// the copies.
+    /// Takes `key` in place (the expanded key is not copied through the
+    /// caller's frame); the nonce store must be opened for it next
+    /// ([`Sasp::open_nonces`]).
     #[inline(never)]
-    pub(crate) fn start<H: Storage + Random + ?Sized>(
+    pub(crate) fn set_key(&mut self, key: &[u8; 16]) -> Result<(), Error> {
+        match &mut self.aead {
+            Some(aead) => aead.set_key(key),
+            none => *none = Some(Eax::<C>::new_from_slice(key)?),
+        }
+        Ok(())
+    }
+
+    /// Opens the nonce store for the key (its id comes from the expanded key): what
+    /// [`NonceStore::open`] does, in place.
+    #[inline(never)]
+    pub(crate) fn open_nonces<H: Storage + Random + ?Sized>(
         &mut self,
-        key: &[u8; 16],
         hal: &mut H,
         base: usize,
         reserve: u32,
         blank: crate::nonce_store::BlankStart,
     ) -> Result<(), Error> {
-        self.aead.set_key(key)?;
-        let kid = crate::nonce_store::key_id_of(self.aead.cipher());
+        let kid = crate::nonce_store::key_id_of(self.aead()?.cipher());
         self.nonces = NonceStore::open(hal, base, reserve, kid, blank)?;
         Ok(())
+    }
+
+    /// The key, or [`Error::InvalidState`] before there is one.
+    fn aead(&self) -> Result<&Eax<C>, Error> {
+        self.aead.as_ref().ok_or(Error::InvalidState)
     }
 
     /// This end's role.
@@ -403,7 +426,7 @@ impl<C: SaspCipher> Sasp<C> {
             let hdr: [u8; HEADER_LEN] = (&*hdr).try_into().map_err(|_| Error::Malformed)?;
             let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
-            if eax_open(&self.aead, &nonce, &[], data, tag).is_err() {
+            if eax_open(self.aead()?, &nonce, &[], data, tag).is_err() {
                 crate::count(&mut self.stats.auth_failures);
                 return Ok(HandlerOutcome::IgnorePacket);
             }
@@ -591,7 +614,7 @@ impl<C: SaspCipher> Sasp<C> {
         }
         hal.fill_random(d_pad)?;
         let nonce = eax_nonce(&hdr, self.role.peer_flag());
-        let tag = eax_seal(&self.aead, &nonce, &[], due)?;
+        let tag = eax_seal(self.aead()?, &nonce, &[], due)?;
         tslot.copy_from_slice(&tag);
         self.last_sent = Some(vp);
         Ok(())

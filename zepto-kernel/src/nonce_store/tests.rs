@@ -54,9 +54,9 @@ fn record_layout_is_byte_exact() {
 #[test]
 fn key_id_is_a_cmac_of_a_fixed_text() {
     use aes::Aes128;
-    use cmac::{Cmac, Mac};
+    use cmac::{Cmac, KeyInit, Mac};
     let key = [0x2b; 16];
-    let mut m = <Cmac<Aes128> as KeyInit>::new_from_slice(&key).unwrap();
+    let mut m = <Cmac<aes09::Aes128> as KeyInit>::new_from_slice(&key).unwrap();
     m.update(b"Zepto nonce records");
     let want = m.finalize().into_bytes();
     assert_eq!(key_id::<Aes128>(&key).unwrap(), want[..4]);
