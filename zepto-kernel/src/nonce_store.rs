@@ -193,11 +193,11 @@ impl Record {
         r
     }
 
-    /// Sequence number and CRC: what identifies a record this store wrote.
-    fn tag(&self) -> Tag {
-        let e = self.encode();
+    /// Sequence number and CRC of an encoded record: what identifies a record
+    /// this store wrote.
+    fn tag(e: &[u8; RECORD_LEN]) -> Tag {
         Tag {
-            seq: self.seq,
+            seq: u16::from_le_bytes([e[0], e[1]]),
             crc: u16::from_le_bytes([e[RECORD_LEN - 2], e[RECORD_LEN - 1]]),
         }
     }
@@ -229,11 +229,19 @@ struct Tag {
     crc: u16,
 }
 
-/// What storage holds for one key: the newest valid record and its slot, and the
-/// element-wise maximum of the marks.
+/// What storage holds for one key: the slot and tag of the newest valid record,
+/// and the element-wise maximum of the marks.
 #[derive(Debug, Clone, Copy)]
 struct Stored {
-    newest: Option<(u8, Record)>,
+    newest: Option<(u8, Tag)>,
+    nfs_mark: u64,
+    nlw_mark: u64,
+}
+
+/// A record written: its tag and marks.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    tag: Tag,
     nfs_mark: u64,
     nlw_mark: u64,
 }
@@ -248,7 +256,7 @@ impl Stored {
     }
 
     fn next_seq(&self) -> u16 {
-        self.newest.map_or(0, |(_, r)| r.seq.wrapping_add(1))
+        self.newest.map_or(0, |(_, t)| t.seq.wrapping_add(1))
     }
 }
 
@@ -374,7 +382,7 @@ impl NonceStore {
             } else {
                 let (nfs, nlw) = blank_start(s, blank)?;
                 let seq = stored.next_seq();
-                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag());
+                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag);
                 store.written_nfs = nfs;
                 store.writes = 2;
                 store.started_blank = true;
@@ -436,23 +444,27 @@ impl NonceStore {
         if n <= self.nfs_mark {
             return Ok(n);
         }
-        let (base, slot, key, reserve) = (self.base, self.slot, self.key, self.reserve);
-        let (nlw_mark, own, margin, seen) =
-            (self.nlw_mark, self.own_max(), self.margin(), self.seen());
-        let (n, mark, rec, stored) = locked(storage, |s| {
-            let stored = read_stored(s, base, slot, key)?;
-            let lost = stored_lost(&stored, seen, own, margin);
-            // Above our own range and above every range reserved by anyone else.
-            let floor = stored.nfs_mark.max(lost.unwrap_or(0));
-            let n = n.max(floor.saturating_add(1));
-            if n > MAX_NONCE {
-                return Err(Error::NonceExhausted);
-            }
-            let mark = n.saturating_add(reserve - 1).min(MAX_NONCE);
-            let nlw = stored.nlw_mark.max(nlw_mark).max(lost.unwrap_or(0));
-            let rec = write_record(s, base, slot, key, &stored, mark, nlw)?;
-            Ok((n, mark, rec, stored))
-        })?;
+        storage.lock()?;
+        let r = self.reserve_locked(storage, n);
+        storage.unlock();
+        r
+    }
+
+    /// [`NonceStore::reserve_next`] for a nonce `n` past the mark, with storage
+    /// locked: a range above every range reserved so far, written before it is used.
+    fn reserve_locked<S: Storage + ?Sized>(&mut self, s: &mut S, n: u64) -> Result<u64, Error> {
+        let own = self.own_max();
+        let stored = read_stored(s, self.base, self.slot, self.key)?;
+        let lost = stored_lost(&stored, self.seen(), own, self.margin());
+        // Above our own range and above every range reserved by anyone else.
+        let floor = stored.nfs_mark.max(lost.unwrap_or(0));
+        let n = n.max(floor.saturating_add(1));
+        if n > MAX_NONCE {
+            return Err(Error::NonceExhausted);
+        }
+        let mark = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
+        let nlw = stored.nlw_mark.max(self.nlw_mark).max(lost.unwrap_or(0));
+        let rec = write_record(s, self.base, self.slot, self.key, &stored, mark, nlw)?;
         self.note_write(rec, &stored, own);
         self.nfs_mark = mark;
         // `n` is above the old NFS: skipping to just below it loses nothing.
@@ -501,24 +513,30 @@ impl NonceStore {
             return Ok(false);
         }
         if n > self.nlw_mark {
-            let (base, slot, key) = (self.base, self.slot, self.key);
-            let (nfs_mark, own, margin, seen) =
-                (self.nfs_mark, self.own_max(), self.margin(), self.seen());
-            let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
-            let (rec, stored) = locked(storage, |s| {
-                let stored = read_stored(s, base, slot, key)?;
-                let lost = stored_lost(&stored, seen, own, margin).unwrap_or(0);
-                let nfs = stored.nfs_mark.max(nfs_mark).max(lost);
-                let nlw = stored.nlw_mark.max(want);
-                Ok((write_record(s, base, slot, key, &stored, nfs, nlw)?, stored))
-            })?;
-            self.note_write(rec, &stored, own);
-            // Storage covers every nonce up to its NLW mark, whoever raised it; the
-            // NFS mark stays this store's own range (others' ranges are theirs).
-            self.nlw_mark = want.max(rec.nlw_mark);
+            storage.lock()?;
+            let r = self.raise_nlw_mark(storage, n);
+            storage.unlock();
+            r?;
         }
         self.nlw = n;
         Ok(true)
+    }
+
+    /// With storage locked: writes an NLW mark covering `n` (and the reserve above
+    /// it) before `n` is accepted.
+    fn raise_nlw_mark<S: Storage + ?Sized>(&mut self, s: &mut S, n: u64) -> Result<(), Error> {
+        let own = self.own_max();
+        let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
+        let stored = read_stored(s, self.base, self.slot, self.key)?;
+        let lost = stored_lost(&stored, self.seen(), own, self.margin()).unwrap_or(0);
+        let nfs = stored.nfs_mark.max(self.nfs_mark).max(lost);
+        let nlw = stored.nlw_mark.max(want);
+        let rec = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
+        self.note_write(rec, &stored, own);
+        // Storage covers every nonce up to its NLW mark, whoever raised it; the
+        // NFS mark stays this store's own range (others' ranges are theirs).
+        self.nlw_mark = want.max(rec.nlw_mark);
+        Ok(())
     }
 
     /// Gives back the unused rest of this store's reservations, e.g. before a clean
@@ -539,34 +557,36 @@ impl NonceStore {
         if self.nfs_mark == self.nfs && self.nlw_mark == self.nlw {
             return Ok(());
         }
-        let (base, slot, key, last) = (self.base, self.slot, self.key, self.last_written);
-        let (own, margin, seen) = (self.own_max(), self.margin(), self.seen());
+        storage.lock()?;
+        let r = self.checkpoint_locked(storage);
+        storage.unlock();
+        r
+    }
+
+    /// [`NonceStore::checkpoint`] with storage locked.
+    fn checkpoint_locked<S: Storage + ?Sized>(&mut self, s: &mut S) -> Result<(), Error> {
+        let own = self.own_max();
         // Never below what others had reserved when this store last wrote.
         let nfs = self.nfs.max(self.others.0);
         let nlw = self.nlw.max(self.others.1);
-        let done = locked(storage, |s| {
-            let stored = read_stored(s, base, slot, key)?;
-            let lost = stored_lost(&stored, seen, own, margin);
-            let (nfs, nlw) = match (lost, stored.newest, last) {
-                (Some(lost), _, _) => (lost, lost),
-                (None, Some((_, newest)), Some(mine)) if newest.tag() == mine => (nfs, nlw),
-                _ => return Ok(None),
-            };
-            let first = write_record(s, base, slot, key, &stored, nfs, nlw)?;
-            let after = Stored {
-                newest: Some((stored.target(), first)),
-                ..stored
-            };
-            let rec = write_record(s, base, slot, key, &after, nfs, nlw)?;
-            Ok(Some((rec, stored)))
-        })?;
-        if let Some((rec, stored)) = done {
-            self.note_write(rec, &stored, own);
-            self.writes = self.writes.saturating_add(1);
-            // The rest of the range is given back: the next send reserves anew.
-            self.nfs_mark = self.nfs;
-            self.nlw_mark = rec.nlw_mark.max(self.nlw);
-        }
+        let stored = read_stored(s, self.base, self.slot, self.key)?;
+        let lost = stored_lost(&stored, self.seen(), own, self.margin());
+        let (nfs, nlw) = match (lost, stored.newest, self.last_written) {
+            (Some(lost), _, _) => (lost, lost),
+            (None, Some((_, newest)), Some(mine)) if newest == mine => (nfs, nlw),
+            _ => return Ok(()),
+        };
+        let first = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
+        let after = Stored {
+            newest: Some((stored.target(), first.tag)),
+            ..stored
+        };
+        let rec = write_record(s, self.base, self.slot, self.key, &after, nfs, nlw)?;
+        self.note_write(rec, &stored, own);
+        self.writes = self.writes.saturating_add(1);
+        // The rest of the range is given back: the next send reserves anew.
+        self.nfs_mark = self.nfs;
+        self.nlw_mark = rec.nlw_mark.max(self.nlw);
         Ok(())
     }
 
@@ -596,15 +616,14 @@ impl NonceStore {
     /// else wrote meanwhile: what was stored counts as theirs from now on. If the
     /// records were lost, the margin written above `own` stands for ranges others may
     /// hold: no checkpoint may go below it.
-    fn note_write(&mut self, rec: Record, found: &Stored, own: u64) {
-        let mine =
-            matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n.tag() == m);
+    fn note_write(&mut self, rec: Written, found: &Stored, own: u64) {
+        let mine = matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n == m);
         if let Some(lost) = stored_lost(found, self.seen(), own, self.margin()) {
             self.others = (lost, lost);
         } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);
         }
-        self.last_written = Some(rec.tag());
+        self.last_written = Some(rec.tag);
         self.written_nfs = rec.nfs_mark;
         self.writes = self.writes.saturating_add(1);
     }
@@ -669,30 +688,27 @@ fn read_stored<S: Storage + ?Sized>(
     slot: usize,
     key: KeyId,
 ) -> Result<Stored, Error> {
-    let mut recs = [None, None];
-    for (i, r) in recs.iter_mut().enumerate() {
-        let mut buf = [0u8; RECORD_LEN];
-        storage.read(base + i * slot, &mut buf)?;
-        *r = Record::decode(&buf).filter(|r| r.key == key);
-    }
-    let newest = match recs {
-        [Some(a), Some(b)] => {
-            if b.seq == a.seq.wrapping_add(1) {
-                Some((1, b))
-            } else {
-                Some((0, a))
-            }
-        }
-        [Some(a), None] => Some((0, a)),
-        [None, Some(b)] => Some((1, b)),
-        [None, None] => None,
+    let mut found = Stored {
+        newest: None,
+        nfs_mark: 0,
+        nlw_mark: 0,
     };
-    let max = |f: fn(&Record) -> u64| recs.iter().flatten().map(f).max().unwrap_or(0);
-    Ok(Stored {
-        newest,
-        nfs_mark: max(|r| r.nfs_mark),
-        nlw_mark: max(|r| r.nlw_mark),
-    })
+    for i in 0..2u8 {
+        let mut buf = [0u8; RECORD_LEN];
+        storage.read(base + usize::from(i) * slot, &mut buf)?;
+        let Some(r) = Record::decode(&buf).filter(|r| r.key == key) else {
+            continue;
+        };
+        let tag = Record::tag(&buf);
+        // Slot 1 holds the newest record unless slot 0's follows it.
+        found.newest = match found.newest {
+            Some((0, a)) if r.seq != a.seq.wrapping_add(1) => Some((0, a)),
+            _ => Some((i, tag)),
+        };
+        found.nfs_mark = found.nfs_mark.max(r.nfs_mark);
+        found.nlw_mark = found.nlw_mark.max(r.nlw_mark);
+    }
+    Ok(found)
 }
 
 /// Writes one record with the given marks into the slot after `stored`'s newest and
@@ -707,7 +723,7 @@ fn write_record<S: Storage + ?Sized>(
     stored: &Stored,
     nfs_mark: u64,
     nlw_mark: u64,
-) -> Result<Record, Error> {
+) -> Result<Written, Error> {
     let rec = Record {
         seq: stored.next_seq(),
         nfs_mark,
@@ -715,9 +731,13 @@ fn write_record<S: Storage + ?Sized>(
         key,
     };
     let addr = base + usize::from(stored.target()) * slot;
-    write_slot(storage, addr, slot, &rec)?;
+    let tag = write_slot(storage, addr, slot, &rec)?;
     storage.flush()?;
-    Ok(rec)
+    Ok(Written {
+        tag,
+        nfs_mark,
+        nlw_mark,
+    })
 }
 
 /// Writes both slots (sequence numbers `seq`, `seq + 1`); returns the second record.
@@ -729,7 +749,7 @@ fn write_both<S: Storage + ?Sized>(
     seq: u16,
     nfs: u64,
     nlw: u64,
-) -> Result<Record, Error> {
+) -> Result<Written, Error> {
     let first = Record {
         seq,
         nfs_mark: nfs,
@@ -741,9 +761,13 @@ fn write_both<S: Storage + ?Sized>(
         seq: seq.wrapping_add(1),
         ..first
     };
-    write_slot(storage, base + slot, slot, &second)?;
+    let tag = write_slot(storage, base + slot, slot, &second)?;
     storage.flush()?;
-    Ok(second)
+    Ok(Written {
+        tag,
+        nfs_mark: nfs,
+        nlw_mark: nlw,
+    })
 }
 
 fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> Result<(), Error> {
@@ -759,20 +783,22 @@ fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> R
 const ONE_WRITE: usize = 32;
 
 /// Writes one record padded with 0xFF to the slot length (whole granules; one write
-/// call for slots up to [`ONE_WRITE`] bytes).
+/// call for slots up to [`ONE_WRITE`] bytes); returns its tag.
 fn write_slot<S: Storage + ?Sized>(
     storage: &mut S,
     addr: usize,
     slot: usize,
     rec: &Record,
-) -> Result<(), Error> {
+) -> Result<Tag, Error> {
     let enc = rec.encode();
+    let tag = Record::tag(&enc);
     let mut one = [0xffu8; ONE_WRITE];
     if let Some(buf) = one.get_mut(..slot) {
         buf.get_mut(..RECORD_LEN)
             .ok_or(Error::Storage)?
             .copy_from_slice(&enc);
-        return storage.write(addr, buf);
+        storage.write(addr, buf)?;
+        return Ok(tag);
     }
     // Larger granules: the record, then 0xFF up to the granule end.
     storage.write(addr, &enc)?;
@@ -783,7 +809,7 @@ fn write_slot<S: Storage + ?Sized>(
         storage.write(at, fill.get(..n).ok_or(Error::Storage)?)?;
         at += n;
     }
-    Ok(())
+    Ok(tag)
 }
 
 #[cfg(test)]
