@@ -314,6 +314,23 @@ impl<C: BlockCipher128 + KeyInit128> Eax<C> {
         self.cipher = C::new(key);
         self.keys = Keyed::new(&self.cipher);
     }
+
+    /// Puts EAX with `key` into `slot`, building it there (the per-key values are
+    /// computed in place, only the cipher passes through this function's stack).
+    #[inline(never)]
+    pub(crate) fn set_key_in(slot: &mut Option<Self>, key: &[u8; 16]) {
+        let eax = match slot {
+            Some(eax) => {
+                eax.cipher = C::new(key);
+                eax
+            }
+            none => none.insert(Self {
+                cipher: C::new(key),
+                keys: Keyed::default(),
+            }),
+        };
+        eax.keys = Keyed::new(&eax.cipher);
+    }
 }
 
 impl<C: BlockCipher128> Eax<C> {

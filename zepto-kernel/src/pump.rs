@@ -286,7 +286,7 @@ impl<
     #[inline(never)]
     pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
         let cfg = self.cfg;
-        self.sasp.set_key(key)?;
+        self.sasp.set_key(key);
         self.sasp
             .open_nonces(hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
         plugins::init_all(self.plugins, hal)?;

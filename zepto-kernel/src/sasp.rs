@@ -273,13 +273,8 @@ impl<C: SaspCipher> Sasp<C> {
     /// Takes `key` in place (the expanded key is not copied through the
     /// caller's frame); the nonce store must be opened for it next
     /// ([`Sasp::open_nonces`]).
-    #[inline(never)]
-    pub(crate) fn set_key(&mut self, key: &[u8; 16]) -> Result<(), Error> {
-        match &mut self.aead {
-            Some(aead) => aead.set_key(key),
-            none => *none = Some(Eax::<C>::new_from_slice(key)?),
-        }
-        Ok(())
+    pub(crate) fn set_key(&mut self, key: &[u8; 16]) {
+        Eax::set_key_in(&mut self.aead, key);
     }
 
     /// Opens the nonce store for the key (its id comes from the expanded key): what
