@@ -430,6 +430,7 @@ impl<A: ChecksumAes> Saccp<A> {
     /// Wraps the VM's reply buffer (the request of `h`) into an OK or EXCEPTION reply.
     /// Data longer than the size field allows is truncated and flagged TRUNCATED.
     /// Returns [`HandlerOutcome::Pass`] (on to SAGDP send).
+    #[inline(never)]
     pub fn send(
         &mut self,
         heap: &mut dyn HeapOps,

@@ -464,6 +464,7 @@ impl Sagdp {
     /// Error Message as reply; a master returns to `Idle` and reports
     /// [`Error::InvalidState`]. Sending an Error Message this way is
     /// [`Error::InvalidState`] and changes nothing.
+    #[inline(never)]
     pub fn send(
         &mut self,
         heap: &mut dyn HeapOps,
