@@ -452,6 +452,7 @@ impl NonceStore {
 
     /// [`NonceStore::reserve_next`] for a nonce `n` past the mark, with storage
     /// locked: a range above every range reserved so far, written before it is used.
+    #[inline(never)]
     fn reserve_locked<S: Storage + ?Sized>(&mut self, s: &mut S, n: u64) -> Result<u64, Error> {
         let own = self.own_max();
         let stored = read_stored(s, self.base, self.slot, self.key)?;
@@ -524,6 +525,7 @@ impl NonceStore {
 
     /// With storage locked: writes an NLW mark covering `n` (and the reserve above
     /// it) before `n` is accepted.
+    #[inline(never)]
     fn raise_nlw_mark<S: Storage + ?Sized>(&mut self, s: &mut S, n: u64) -> Result<(), Error> {
         let own = self.own_max();
         let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
@@ -592,6 +594,7 @@ impl NonceStore {
 
     /// The highest value this store knows of: its counters, its marks, and the
     /// marks others had written.
+    #[inline(never)]
     fn own_max(&self) -> u64 {
         self.nfs
             .max(self.nfs_mark)

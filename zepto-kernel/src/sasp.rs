@@ -37,6 +37,7 @@ use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
 use crate::heap::{Handle, HeapOps};
 use crate::nonce_store::{NonceStore, MAX_NONCE};
+use core::num::NonZeroU64;
 
 /// Header bytes (nonce VP and destination flag).
 pub const HEADER_LEN: usize = 6;
@@ -228,8 +229,10 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
     role: Role,
     nonces: NonceStore,
     stats: SaspStats,
-    last_received: Option<u64>,
-    last_sent: Option<u64>,
+    /// Nonces of the last packet passed up and of the last sent (never 0: a
+    /// nonce is above NLW or NFS, which start at 0 or above; 8 bytes each).
+    last_received: Option<NonZeroU64>,
+    last_sent: Option<NonZeroU64>,
     refused: bool,
     /// Highest old nonce answered so far (0: none; no sender uses nonce 0).
     old_answered: u64,
@@ -325,13 +328,13 @@ impl<C: SaspCipher> Sasp<C> {
 
     /// Nonce VP of the last packet passed up by [`Sasp::receive`].
     pub const fn last_received_nonce(&self) -> Option<u64> {
-        self.last_received
+        nonce_value(self.last_received)
     }
 
     /// Nonce VP of the last packet built by [`Sasp::send`] or as an "old nonce"
     /// message.
     pub const fn last_sent_nonce(&self) -> Option<u64> {
-        self.last_sent
+        nonce_value(self.last_sent)
     }
 
     /// True if the last [`Sasp::receive`] was an "old nonce" message that refused
@@ -391,7 +394,7 @@ impl<C: SaspCipher> Sasp<C> {
 
     /// Packet ID of the last packet passed up (peer's flag in it).
     pub fn last_received_pid(&self) -> Option<[u8; 6]> {
-        self.last_received
+        self.last_received_nonce()
             .map(|vp| packet_id(vp, self.role.other_flag()))
     }
 
@@ -439,7 +442,7 @@ impl<C: SaspCipher> Sasp<C> {
         }
         match self.nonces.accept_received(hal, vp) {
             Ok(true) => {
-                self.last_received = Some(vp);
+                self.last_received = NonZeroU64::new(vp);
                 return Ok(HandlerOutcome::Pass);
             }
             Ok(false) => {}
@@ -486,7 +489,7 @@ impl<C: SaspCipher> Sasp<C> {
             }
         };
         heap.clear_reply(h)?;
-        self.refused = matches!((value, self.last_sent), (Some(v), Some(l)) if v >= l);
+        self.refused = matches!((value, self.last_sent), (Some(v), Some(l)) if v >= l.get());
         match value.map(|v| self.nonces.raise_nfs(v)) {
             Some(Ok(raised)) => {
                 crate::count(&mut self.stats.old_nonce_received);
@@ -611,8 +614,16 @@ impl<C: SaspCipher> Sasp<C> {
         let nonce = eax_nonce(&hdr, self.role.peer_flag());
         let tag = eax_seal(self.aead()?, &nonce, &[], due)?;
         tslot.copy_from_slice(&tag);
-        self.last_sent = Some(vp);
+        self.last_sent = NonZeroU64::new(vp);
         Ok(())
+    }
+}
+
+/// The value of a kept nonce.
+const fn nonce_value(n: Option<NonZeroU64>) -> Option<u64> {
+    match n {
+        Some(v) => Some(v.get()),
+        None => None,
     }
 }
 
