@@ -17,12 +17,14 @@
 //!   tag `= N xor H xor OMAC^2(C)`; CTR increments `N` as a 128-bit big-endian
 //!   integer per block.
 //!
-//! What depends on the key alone is computed once, in [`Eax::new_from_slice`]: `B`,
-//! the encrypted first blocks of `OMAC^0` and `OMAC^2` and `OMAC^1` of the empty
-//! header (SASP has none). A packet then costs one block for `N` and two per block
-//! of data (CTR and `OMAC^2`); those two are independent, so they go to the cipher
-//! together ([`BlockCipher128::encrypt2`]: the `aes` crate's software code on
-//! 32-bit CPUs encrypts two blocks for the price of one). Open computes `OMAC^2(C)`
+//! `B` depends on the key alone and is computed once, in [`Eax::new_from_slice`]. A
+//! packet costs the first blocks of `OMAC^0` and `OMAC^2`, one block for `N` and
+//! `OMAC^1` of the header (SASP has none), and two per block of data (CTR and
+//! `OMAC^2`). Independent blocks go to the cipher together
+//! ([`BlockCipher128::encrypt2`]: the `aes` crate's software code on 32-bit CPUs
+//! encrypts two blocks for the price of one): the two first blocks, `N` with the
+//! header's MAC (seal) or the first `OMAC^2` step (open), each keystream block
+//! with an `OMAC^2` step. Open computes `OMAC^2(C)`
 //! and decrypts in the same pass; if the tag does not match it encrypts the data
 //! back, so a wrong tag leaves the buffer as it was.
 
@@ -100,62 +102,56 @@ fn last_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, mut x: Blk, data: &[u8
     x
 }
 
-/// What depends on the key alone.
+/// What depends on the key alone: `B = dbl(E(0))` (16 bytes; the encrypted first
+/// blocks of `OMAC^0`, `OMAC^1` and `OMAC^2` are computed per message, in pairs
+/// with other blocks, instead of being kept).
 #[derive(Clone, Default)]
 struct Keyed {
-    /// `B = dbl(E(0))`.
     b: Blk,
-    /// `E([0; 15] || 0)`: `OMAC^0` after its first block.
-    e0: Blk,
-    /// `E([0; 15] || 2)`: `OMAC^2` after its first block.
-    e2: Blk,
-    /// `OMAC^1` of the empty header.
-    h: Blk,
 }
 
 impl Keyed {
-    /// Computes the per-key values.
+    /// Computes the per-key value.
     fn new<C: BlockCipher128 + ?Sized>(c: &C) -> Self {
-        let mut l = [0; BLOCK];
-        let mut e0 = omac_prefix(0);
-        c.encrypt2(&mut l, &mut e0);
-        dbl(&mut l);
-        let mut e2 = omac_prefix(2);
-        let mut h = omac_prefix(1);
-        xor_into(&mut h, &l);
-        c.encrypt2(&mut e2, &mut h);
-        Keyed { b: l, e0, e2, h }
+        let mut b = [0; BLOCK];
+        c.encrypt(&mut b);
+        dbl(&mut b);
+        Keyed { b }
     }
 }
 
-/// The input of the last cipher call of `OMAC^t(data)`.
-fn omac_input<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, t: u8, data: &[u8]) -> Blk {
-    let mut x = omac_prefix(t);
+/// `E([0; 15] || 0)` and `E([0; 15] || 2)`: `OMAC^0` and `OMAC^2` after their
+/// first block, in one cipher call.
+fn starts<C: BlockCipher128 + ?Sized>(c: &C) -> (Blk, Blk) {
+    let (mut e0, mut e2) = (omac_prefix(0), omac_prefix(2));
+    c.encrypt2(&mut e0, &mut e2);
+    (e0, e2)
+}
+
+/// The input of the last cipher call of `OMAC^t(data)`, where `e` is
+/// `E([0; 15] || t)` (not used for empty data).
+fn omac_input<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, t: u8, e: Blk, data: &[u8]) -> Blk {
     if data.is_empty() {
+        let mut x = omac_prefix(t);
         xor_into(&mut x, &k.b);
         return x;
     }
-    match t {
-        0 => x = k.e0,
-        2 => x = k.e2,
-        _ => c.encrypt(&mut x),
-    }
-    last_input(c, &k.b, x, data)
+    last_input(c, &k.b, e, data)
 }
 
-/// `OMAC^1(aad)`.
-fn header_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, aad: &[u8]) -> Blk {
-    if aad.is_empty() {
-        return k.h;
+/// The input of the last cipher call of `OMAC^1(aad)` (SASP has no header: then
+/// no cipher call is needed before it).
+fn header_input<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, aad: &[u8]) -> Blk {
+    let mut e1 = omac_prefix(1);
+    if !aad.is_empty() {
+        c.encrypt(&mut e1);
     }
-    let mut x = omac_input(c, k, 1, aad);
-    c.encrypt(&mut x);
-    x
+    omac_input(c, k, 1, e1, aad)
 }
 
 /// `OMAC^2` of the empty message.
 fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed) -> Blk {
-    let mut x = omac_input(c, k, 2, &[]);
+    let mut x = omac_input(c, k, 2, [0; BLOCK], &[]);
     c.encrypt(&mut x);
     x
 }
@@ -170,16 +166,18 @@ fn seal<C: BlockCipher128 + ?Sized>(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Blk {
-    let mut n = omac_input(c, k, 0, nonce);
-    c.encrypt(&mut n);
-    let mut tag = header_mac(c, k, aad);
+    let (e0, e2) = starts(c);
+    let mut n = omac_input(c, k, 0, e0, nonce);
+    let mut tag = header_input(c, k, aad);
+    // N = OMAC^0(nonce) and H = OMAC^1(aad) together.
+    c.encrypt2(&mut n, &mut tag);
     xor_into(&mut tag, &n);
     if buf.is_empty() {
         xor_into(&mut tag, &empty_mac(c, k));
         return tag;
     }
     // Keystream block i+1 and the OMAC^2 step over ciphertext block i go together.
-    let mut x = k.e2;
+    let mut x = e2;
     let mut ctr = n;
     let mut ks = ctr;
     c.encrypt(&mut ks);
@@ -222,16 +220,18 @@ fn open<C: BlockCipher128 + ?Sized>(
     buf: &mut [u8],
     tag: &Blk,
 ) -> bool {
-    let mut n = omac_input(c, k, 0, nonce);
-    let mut t = header_mac(c, k, aad);
+    let (e0, e2) = starts(c);
+    let mut n = omac_input(c, k, 0, e0, nonce);
+    let mut h = header_input(c, k, aad);
     let x = if buf.is_empty() {
-        c.encrypt(&mut n);
+        c.encrypt2(&mut n, &mut h);
         empty_mac(c, k)
     } else {
         // The OMAC^2 step over ciphertext block i+1 goes with keystream block i;
-        // block i is decrypted after it was MACed.
+        // block i is decrypted after it was MACed. H goes with the last
+        // keystream block.
         let m = buf.len().div_ceil(BLOCK);
-        let mut x = k.e2;
+        let mut x = e2;
         let mut chunks = buf.chunks_mut(BLOCK);
         let mut cur = chunks.next();
         if let Some(first) = cur.as_deref() {
@@ -255,7 +255,7 @@ fn open<C: BlockCipher128 + ?Sized>(
                     }
                     c.encrypt2(&mut ks, &mut x);
                 }
-                None => c.encrypt(&mut ks),
+                None => c.encrypt2(&mut ks, &mut h),
             }
             xor_into(chunk, &ks);
             inc(&mut ctr);
@@ -263,6 +263,7 @@ fn open<C: BlockCipher128 + ?Sized>(
         }
         x
     };
+    let mut t = h;
     xor_into(&mut t, &n);
     xor_into(&mut t, &x);
     // Compare without an early exit.
@@ -287,7 +288,7 @@ pub fn cmac<C: BlockCipher128 + ?Sized>(cipher: &C, data: &[u8]) -> [u8; BLOCK] 
 }
 
 /// EAX over a 128-bit block cipher whose key is expanded once, at construction,
-/// together with the values EAX derives from the key alone (64 bytes).
+/// together with the one value EAX derives from the key alone (16 bytes).
 #[derive(Clone)]
 pub struct Eax<C> {
     cipher: C,

@@ -265,7 +265,8 @@ impl Stored {
 pub struct NonceStore {
     base: usize,
     slot: usize,
-    reserve: u64,
+    /// Nonces one write covers (at least 1).
+    reserve: u32,
     key: KeyId,
     /// Last nonce used for sending (NFS); the next one is `nfs + 1`.
     nfs: u64,
@@ -361,7 +362,7 @@ impl NonceStore {
         let mut store = Self {
             base,
             slot,
-            reserve: u64::from(reserve.max(1)),
+            reserve: reserve.max(1),
             key,
             nfs: 0,
             nfs_mark: 0,
@@ -463,7 +464,7 @@ impl NonceStore {
         if n > MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
-        let mark = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
+        let mark = n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
         let nlw = stored.nlw_mark.max(self.nlw_mark).max(lost.unwrap_or(0));
         let rec = write_record(s, self.base, self.slot, self.key, &stored, mark, nlw)?;
         self.note_write(rec, &stored, own);
@@ -528,7 +529,7 @@ impl NonceStore {
     #[inline(never)]
     fn raise_nlw_mark<S: Storage + ?Sized>(&mut self, s: &mut S, n: u64) -> Result<(), Error> {
         let own = self.own_max();
-        let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
+        let want = n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
         let stored = read_stored(s, self.base, self.slot, self.key)?;
         let lost = stored_lost(&stored, self.seen(), own, self.margin()).unwrap_or(0);
         let nfs = stored.nfs_mark.max(self.nfs_mark).max(lost);
