@@ -222,6 +222,15 @@ impl Record {
     }
 }
 
+/// The mark a record write raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// NFS's: a range of nonces to send with.
+    Send,
+    /// NLW's: before a received nonce is accepted.
+    Receive,
+}
+
 /// Identifies a written record (sequence number and CRC), in 4 bytes of RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tag {
@@ -446,31 +455,52 @@ impl NonceStore {
             return Ok(n);
         }
         storage.lock()?;
-        let r = self.reserve_locked(storage, n);
+        let r = self.write_mark(storage, Mark::Send, n);
         storage.unlock();
         r
     }
 
-    /// [`NonceStore::reserve_next`] for a nonce `n` past the mark, with storage
-    /// locked: a range above every range reserved so far, written before it is used.
+    /// With storage locked: writes a record whose `mark` covers `n` and the
+    /// reserve above it before `n` is used. For sending, `n` goes above every range
+    /// storage shows reserved by anyone; returns the nonce the mark covers.
     #[inline(never)]
-    fn reserve_locked<S: Storage + ?Sized>(&mut self, s: &mut S, n: u64) -> Result<u64, Error> {
+    fn write_mark<S: Storage + ?Sized>(
+        &mut self,
+        s: &mut S,
+        mark: Mark,
+        n: u64,
+    ) -> Result<u64, Error> {
         let own = self.own_max();
         let stored = read_stored(s, self.base, self.slot, self.key)?;
-        let lost = stored_lost(&stored, self.seen(), own, self.margin());
-        // Above our own range and above every range reserved by anyone else.
-        let floor = stored.nfs_mark.max(lost.unwrap_or(0));
-        let n = n.max(floor.saturating_add(1));
-        if n > MAX_NONCE {
-            return Err(Error::NonceExhausted);
-        }
-        let mark = n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
-        let nlw = stored.nlw_mark.max(self.nlw_mark).max(lost.unwrap_or(0));
-        let rec = write_record(s, self.base, self.slot, self.key, &stored, mark, nlw)?;
+        let lost = stored_lost(&stored, self.seen(), own, self.margin()).unwrap_or(0);
+        let above = |n: u64| n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
+        let (n, nfs, nlw) = match mark {
+            Mark::Send => {
+                // Above our own range and above every range reserved by anyone else.
+                let n = n.max(stored.nfs_mark.max(lost).saturating_add(1));
+                if n > MAX_NONCE {
+                    return Err(Error::NonceExhausted);
+                }
+                let nlw = stored.nlw_mark.max(self.nlw_mark).max(lost);
+                (n, above(n), nlw)
+            }
+            Mark::Receive => {
+                let nfs = stored.nfs_mark.max(self.nfs_mark).max(lost);
+                (n, nfs, stored.nlw_mark.max(above(n)))
+            }
+        };
+        let rec = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
         self.note_write(rec, &stored, own);
-        self.nfs_mark = mark;
-        // `n` is above the old NFS: skipping to just below it loses nothing.
-        self.nfs = n - 1;
+        match mark {
+            Mark::Send => {
+                self.nfs_mark = nfs;
+                // `n` is above the old NFS: skipping to just below it loses nothing.
+                self.nfs = n - 1;
+            }
+            // Storage covers every nonce up to its NLW mark, whoever raised it; the
+            // NFS mark stays this store's own range (others' ranges are theirs).
+            Mark::Receive => self.nlw_mark = nlw,
+        }
         Ok(n)
     }
 
@@ -516,30 +546,12 @@ impl NonceStore {
         }
         if n > self.nlw_mark {
             storage.lock()?;
-            let r = self.raise_nlw_mark(storage, n);
+            let r = self.write_mark(storage, Mark::Receive, n);
             storage.unlock();
             r?;
         }
         self.nlw = n;
         Ok(true)
-    }
-
-    /// With storage locked: writes an NLW mark covering `n` (and the reserve above
-    /// it) before `n` is accepted.
-    #[inline(never)]
-    fn raise_nlw_mark<S: Storage + ?Sized>(&mut self, s: &mut S, n: u64) -> Result<(), Error> {
-        let own = self.own_max();
-        let want = n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
-        let stored = read_stored(s, self.base, self.slot, self.key)?;
-        let lost = stored_lost(&stored, self.seen(), own, self.margin()).unwrap_or(0);
-        let nfs = stored.nfs_mark.max(self.nfs_mark).max(lost);
-        let nlw = stored.nlw_mark.max(want);
-        let rec = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
-        self.note_write(rec, &stored, own);
-        // Storage covers every nonce up to its NLW mark, whoever raised it; the
-        // NFS mark stays this store's own range (others' ranges are theirs).
-        self.nlw_mark = want.max(rec.nlw_mark);
-        Ok(())
     }
 
     /// Gives back the unused rest of this store's reservations, e.g. before a clean
