@@ -531,7 +531,8 @@ impl<
             _ => return self.ignored(),
         }
         let status = self.sagdp.received_status().ok_or(Error::InvalidState)?;
-        let out = self.saccp.receive(&mut self.heap, rx, status)?;
+        let sum = self.saccp.checksum_for(&self.heap, rx)?;
+        let out = self.saccp.receive_with(&mut self.heap, rx, status, sum)?;
         self.log(Event::Up(Layer::Saccp, out));
         match out {
             HandlerOutcome::Pass => self.convert(rx)?,
