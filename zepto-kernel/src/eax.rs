@@ -122,6 +122,7 @@ impl Keyed {
 
 /// `E([0; 15] || 0)` and `E([0; 15] || 2)`: `OMAC^0` and `OMAC^2` after their
 /// first block, in one cipher call.
+#[inline(always)]
 fn starts<C: BlockCipher128 + ?Sized>(c: &C) -> (Blk, Blk) {
     let (mut e0, mut e2) = (omac_prefix(0), omac_prefix(2));
     c.encrypt2(&mut e0, &mut e2);
@@ -166,7 +167,8 @@ fn seal<C: BlockCipher128 + ?Sized>(
     aad: &[u8],
     buf: &mut [u8],
 ) -> Blk {
-    let (e0, e2) = starts(c);
+    // `x` starts as E([0; 15] || 2) and chains OMAC^2 over the ciphertext.
+    let (e0, mut x) = starts(c);
     let mut n = omac_input(c, k, 0, e0, nonce);
     let mut tag = header_input(c, k, aad);
     // N = OMAC^0(nonce) and H = OMAC^1(aad) together.
@@ -176,10 +178,9 @@ fn seal<C: BlockCipher128 + ?Sized>(
         xor_into(&mut tag, &empty_mac(c, k));
         return tag;
     }
-    // Keystream block i+1 and the OMAC^2 step over ciphertext block i go together.
-    let mut x = e2;
-    let mut ctr = n;
-    let mut ks = ctr;
+    // `n` counts from N on; keystream block i+1 and the OMAC^2 step over
+    // ciphertext block i go together.
+    let mut ks = n;
     c.encrypt(&mut ks);
     let m = buf.len().div_ceil(BLOCK);
     for (i, chunk) in buf.chunks_mut(BLOCK).enumerate() {
@@ -189,8 +190,8 @@ fn seal<C: BlockCipher128 + ?Sized>(
             finish(&mut x, &k.b, chunk.len());
             c.encrypt(&mut x);
         } else {
-            inc(&mut ctr);
-            ks = ctr;
+            inc(&mut n);
+            ks = n;
             c.encrypt2(&mut x, &mut ks);
         }
     }
