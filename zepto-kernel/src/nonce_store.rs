@@ -806,18 +806,19 @@ fn write_slot<S: Storage + ?Sized>(
     slot: usize,
     rec: &Record,
 ) -> Result<Tag, Error> {
-    let enc = rec.encode();
-    let tag = Record::tag(&enc);
+    // The record, then 0xFF (up to the slot's end for slots of one write).
     let mut one = [0xffu8; ONE_WRITE];
+    let (enc, _) = one
+        .split_first_chunk_mut::<RECORD_LEN>()
+        .ok_or(Error::Storage)?;
+    *enc = rec.encode();
+    let tag = Record::tag(enc);
     if let Some(buf) = one.get_mut(..slot) {
-        buf.get_mut(..RECORD_LEN)
-            .ok_or(Error::Storage)?
-            .copy_from_slice(&enc);
         storage.write(addr, buf)?;
         return Ok(tag);
     }
     // Larger granules: the record, then 0xFF up to the granule end.
-    storage.write(addr, &enc)?;
+    storage.write(addr, one.get(..RECORD_LEN).ok_or(Error::Storage)?)?;
     let mut at = addr + RECORD_LEN;
     let fill = [0xffu8; RECORD_LEN];
     while at < addr + slot {
