@@ -16,6 +16,7 @@
 #![no_std]
 
 mod hal;
+mod mem;
 mod out;
 mod stack;
 
@@ -297,14 +298,27 @@ fn start(end: &ServiceEnd<'_>) -> Result<(), ErrorCode> {
         Some(d) => nonce_source(&hal, d.nonces().started_blank()),
         None => "none",
     };
+    serve(end, &sig, &mut hal, device, nonces)
+}
 
+/// Sets up the service and runs the event loop. Never inlined: the service
+/// (about 1.2 KB) lives in this function's frame, which is not on the stack
+/// yet while `Dev::new` runs in `start`'s (the start-up's deepest path).
+#[inline(never)]
+fn serve(
+    end: &ServiceEnd<'_>,
+    sig: &Signals,
+    hal: &mut TockHal<'_>,
+    device: Option<&mut Dev<'_, '_>>,
+    nonces: &str,
+) -> Result<(), ErrorCode> {
     let (mut sping, mut secho, mut ssensor) = (Ping, Echo, SimSensor::new(500, 5, 100));
     let mut svc_table = [
         Bodypart::new(1, &mut sping),
         Bodypart::new(2, &mut secho),
         Bodypart::new(3, &mut ssensor),
     ];
-    let mut made = new_service(&mut svc_table, &mut hal);
+    let mut made = new_service(&mut svc_table, hal);
     let svc = match &mut made {
         Ok(s) => s,
         Err(e) => {
@@ -329,7 +343,7 @@ fn start(end: &ServiceEnd<'_>) -> Result<(), ErrorCode> {
         .dec((core::mem::size_of::<TockHal<'_>>() + core::mem::size_of::<Signals>()) as u32)
         .s(" B")
         .end();
-    run(end, &sig, &mut hal, device, svc)
+    run(end, sig, hal, device, svc)
 }
 
 fn log_events(events: &[Event]) {
