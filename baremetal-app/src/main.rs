@@ -112,6 +112,19 @@ fn halt() -> ! {
 
 #[cfg(not(feature = "vm-only"))]
 fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
+    // The device object is built in this frame and started in place (never moved).
+    let mut dev = unkeyed(table);
+    if dev.start(&KEY, board).is_err() {
+        halt()
+    }
+    dev.run(board)
+}
+
+/// The device before its key, built straight into the caller's frame (the
+/// configuration and the VM pass through this function's frame only).
+#[cfg(not(feature = "vm-only"))]
+#[inline(never)]
+fn unkeyed<'t, 'p>(table: &'t mut [Bodypart<'p>]) -> Dev<'t, 'p> {
     use zepto_kernel::nonce_store::BlankStart;
     use zepto_kernel::pump::DeviceConfig;
 
@@ -125,12 +138,7 @@ fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
         nonce_reserve: zepto_kernel::nonce_store::DEFAULT_RESERVE,
         blank: BlankStart::RandomHigh,
     };
-    // Run the device where `new` put it (no move of the whole object).
-    let mut dev = Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board);
-    match &mut dev {
-        Ok(dev) => dev.run(board),
-        Err(_) => halt(),
-    }
+    Dev::unkeyed(config::Vm::new(VM_CONFIG), table, cfg)
 }
 
 #[cfg(feature = "vm-only")]

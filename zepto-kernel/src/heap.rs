@@ -33,6 +33,9 @@ use half::f16;
 pub struct Handle(u8);
 
 impl Handle {
+    /// A handle of no block (every heap call with it fails).
+    pub(crate) const NONE: Handle = Handle(u8::MAX);
+
     /// The slot index of this handle (for diagnostics).
     pub const fn index(self) -> usize {
         self.0 as usize

@@ -16,12 +16,7 @@
 
 use core::marker::PhantomData;
 
-use aes::cipher::consts::{U1, U16};
-use aes::cipher::inout::InOut;
-use aes::cipher::{
-    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, Key,
-    KeyInit, KeySizeUser, ParBlocksSizeUser,
-};
+use crate::cipher::{BlockCipher128, KeyInit128};
 
 /// AES-128 in software (the `aes` crate): what SACCP's checksum uses unless the
 /// port has AES in hardware.
@@ -61,51 +56,18 @@ impl<A> core::fmt::Debug for HardwareAes<A> {
     }
 }
 
-impl<A> KeySizeUser for HardwareAes<A> {
-    type KeySize = U16;
-}
-
-impl<A> KeyInit for HardwareAes<A> {
-    fn new(key: &Key<Self>) -> Self {
+impl<A> KeyInit128 for HardwareAes<A> {
+    fn new(key: &[u8; 16]) -> Self {
         Self {
-            key: (*key).into(),
+            key: *key,
             block: PhantomData,
         }
     }
 }
 
-impl<A> BlockSizeUser for HardwareAes<A> {
-    type BlockSize = U16;
-}
-
-impl<A: AesBlock> BlockCipherEncrypt for HardwareAes<A> {
-    fn encrypt_with_backend(&self, f: impl BlockCipherEncClosure<BlockSize = U16>) {
-        f.call(&Backend::<A> {
-            key: &self.key,
-            block: PhantomData,
-        });
-    }
-}
-
-/// The backend the cipher traits hand to EAX: one block at a time.
-struct Backend<'a, A> {
-    key: &'a [u8; 16],
-    block: PhantomData<A>,
-}
-
-impl<A> BlockSizeUser for Backend<'_, A> {
-    type BlockSize = U16;
-}
-
-impl<A> ParBlocksSizeUser for Backend<'_, A> {
-    type ParBlocksSize = U1;
-}
-
-impl<A: AesBlock> BlockCipherEncBackend for Backend<'_, A> {
-    fn encrypt_block(&self, mut block: InOut<'_, '_, Array<u8, U16>>) {
-        let mut b: [u8; 16] = block.clone_in().into();
-        A::encrypt(self.key, &mut b);
-        *block.get_out() = b.into();
+impl<A: AesBlock> BlockCipher128 for HardwareAes<A> {
+    fn encrypt(&self, block: &mut [u8; 16]) {
+        A::encrypt(&self.key, block);
     }
 }
 
@@ -120,9 +82,7 @@ mod tests {
 
     impl AesBlock for Soft {
         fn encrypt(key: &[u8; 16], block: &mut [u8; 16]) {
-            let mut b = Array::from(*block);
-            Aes128::new(&(*key).into()).encrypt_block(&mut b);
-            *block = b.into();
+            <Aes128 as KeyInit128>::new(key).encrypt(block);
         }
     }
 
@@ -131,10 +91,8 @@ mod tests {
     fn fips197_vector() {
         let key: [u8; 16] = core::array::from_fn(|i| i as u8);
         let mut block: [u8; 16] = core::array::from_fn(|i| (i as u8) * 0x11);
-        let c = HardwareAes::<Soft>::new(&key.into());
-        let mut b = Array::from(block);
-        c.encrypt_block(&mut b);
-        block = b.into();
+        let c = HardwareAes::<Soft>::new(&key);
+        c.encrypt(&mut block);
         assert_eq!(
             block,
             [
@@ -200,8 +158,8 @@ mod tests {
             assert_eq!(hw.seal(&nonce, &[], &mut a), sw.seal(&nonce, &[], &mut b));
             assert_eq!(a, b);
             assert_eq!(
-                cmac(&HardwareAes::<Soft>::new(&key.into()), &msg),
-                cmac(&Aes128::new(&key.into()), &msg)
+                cmac(&HardwareAes::<Soft>::new(&key), &msg),
+                cmac(&<Aes128 as KeyInit128>::new(&key), &msg)
             );
         }
     }

@@ -134,6 +134,19 @@ pub struct PumpStats {
     pub reinits: u32,
 }
 
+impl PumpStats {
+    /// All counters zero.
+    pub const ZERO: PumpStats = PumpStats {
+        packets_in: 0,
+        packets_out: 0,
+        programs: 0,
+        vm_exceptions: 0,
+        ignored: 0,
+        errors: 0,
+        reinits: 0,
+    };
+}
+
 /// One step of the pump, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -225,11 +238,9 @@ impl<
 
     /// Creates a device: opens the nonce store for `key` in `hal`'s storage (blank
     /// storage starts as [`DeviceConfig::blank`] says), allocates the heap blocks and
-    /// initialises the layers and the plugins.
-    ///
-    /// Never inlined: the layers are built in this function's own stack frame, which
-    /// is gone again when the device runs.
-    #[inline(never)]
+    /// initialises the layers and the plugins. ([`Device::unkeyed`] and
+    /// [`Device::start`] do the same where the device object is to stay: the
+    /// result here is moved to the caller.)
     pub fn new<H: DeviceHal>(
         key: &[u8; 16],
         vm: V,
@@ -237,34 +248,49 @@ impl<
         cfg: DeviceConfig,
         hal: &mut H,
     ) -> Result<Self, Error> {
+        let mut dev = Self::unkeyed(vm, plugins, cfg);
+        dev.start(key, hal)?;
+        Ok(dev)
+    }
+
+    /// A device that does nothing yet: it has no key, its nonce store is not
+    /// opened and its heap has no blocks, so [`Device::poll`] receives no packet
+    /// and sends none. [`Device::start`] makes it work, in place. (A `const fn`:
+    /// every part is a constant but the VM, so the object is built where it is to
+    /// stay, without a copy through a temporary.)
+    #[inline(never)]
+    pub const fn unkeyed(vm: V, plugins: &'t mut [Bodypart<'p>], cfg: DeviceConfig) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::HANDLES;
-        let kid = key_id::<C>(key)?;
-        let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve, kid, cfg.blank)?;
-        let sasp = Sasp::new(key, Role::Device, nonces)?;
-        plugins::init_all(plugins, hal)?;
-        let mut heap = Heap::new();
-        let rx = heap.alloc()?;
-        let prog = heap.alloc()?;
-        let mut sagdp = Sagdp::slave();
-        sagdp.init(&mut heap)?;
-        let mut saccp = Saccp::with_aes();
-        saccp.init(&mut heap)?;
-        Ok(Self {
-            heap,
-            rx,
-            prog,
-            sasp,
-            sagdp,
-            saccp,
+        Self {
+            heap: Heap::new(),
+            rx: Handle::NONE,
+            prog: Handle::NONE,
+            sasp: Sasp::unkeyed(Role::Device),
+            sagdp: Sagdp::slave(),
+            saccp: Saccp::with_aes(),
             vm,
             plugins,
             vm_wait: None,
             old_window_ms: 0,
             cfg,
-            stats: PumpStats::default(),
+            stats: PumpStats::ZERO,
             events: heapless::Vec::new(),
-        })
+        }
+    }
+
+    /// Starts the device in place: takes `key`, opens the nonce store for it in
+    /// `hal`'s storage (blank storage starts as [`DeviceConfig::blank`] says),
+    /// initialises the plugins and sets up the heap and the layers. On an error the
+    /// device stays without packets (its heap may have no blocks).
+    #[inline(never)]
+    pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
+        let cfg = self.cfg;
+        self.sasp.set_key(key);
+        self.sasp
+            .open_nonces(hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
+        plugins::init_all(self.plugins, hal)?;
+        self.reset_layers()
     }
 
     /// Persists the exact nonce state (before a clean shutdown or a suspend that loses
@@ -435,21 +461,25 @@ impl<
 
     /// Re-initialises everything but SASP (whose nonces must survive) and the plugins.
     fn reinit(&mut self) {
+        crate::count(&mut self.stats.reinits);
+        self.log(Event::Reinit);
+        // A freshly reset heap always has four free handles (`B >= 4` is checked at
+        // build time) and empty blocks take no bytes, so this cannot fail.
+        let _ = self.reset_layers();
+    }
+
+    /// Aborts the program, empties the heap and sets up the pump's blocks, SAGDP
+    /// and SACCP afresh.
+    fn reset_layers(&mut self) -> Result<(), Error> {
         self.vm.abort(&mut self.heap, self.plugins);
         self.vm_wait = None;
         self.heap.reset();
         self.sagdp = Sagdp::slave();
         self.saccp = Saccp::with_aes();
-        crate::count(&mut self.stats.reinits);
-        self.log(Event::Reinit);
-        // A freshly reset heap always has four free handles (`B >= 4` is checked at
-        // build time) and empty blocks take no bytes, so this cannot fail.
-        let _ = (|| -> Result<(), Error> {
-            self.rx = self.heap.alloc()?;
-            self.prog = self.heap.alloc()?;
-            self.sagdp.init(&mut self.heap)?;
-            self.saccp.init(&mut self.heap)
-        })();
+        self.rx = self.heap.alloc()?;
+        self.prog = self.heap.alloc()?;
+        self.sagdp.init(&mut self.heap)?;
+        self.saccp.init(&mut self.heap)
     }
 
     fn convert(&mut self, h: Handle) -> Result<(), Error> {
@@ -501,7 +531,8 @@ impl<
             _ => return self.ignored(),
         }
         let status = self.sagdp.received_status().ok_or(Error::InvalidState)?;
-        let out = self.saccp.receive(&mut self.heap, rx, status)?;
+        let sum = self.saccp.checksum_for(&self.heap, rx)?;
+        let out = self.saccp.receive_with(&mut self.heap, rx, status, sum)?;
         self.log(Event::Up(Layer::Saccp, out));
         match out {
             HandlerOutcome::Pass => self.convert(rx)?,

@@ -34,12 +34,10 @@
 //! ERROR:     type 2 | IS-EXCEPTION bit 3 = 0 | ERROR-CODE bits 4..
 //! ```
 
-use crate::eax::BlockCipher128;
+use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, HeapOps, Parser, Part};
 use crate::sagdp::PacketStatus;
-use aes::cipher::consts::U16;
-use aes::cipher::{KeyInit, KeySizeUser};
 use aes::Aes128;
 use core::marker::PhantomData;
 
@@ -114,13 +112,13 @@ pub fn checksum(data: &[u8]) -> [u8; 16] {
 
 /// An AES-128 implementation for the checksum: the software `aes` crate, or a
 /// port's hardware block through [`crate::hwaes`].
-pub trait ChecksumAes: BlockCipher128 + KeyInit + KeySizeUser<KeySize = U16> {}
+pub trait ChecksumAes: BlockCipher128 + KeyInit128 {}
 
-impl<T: BlockCipher128 + KeyInit + KeySizeUser<KeySize = U16>> ChecksumAes for T {}
+impl<T: BlockCipher128 + KeyInit128> ChecksumAes for T {}
 
 /// [`checksum`] computed with the AES-128 implementation `A`.
 pub fn checksum_with<A: ChecksumAes>(data: &[u8]) -> [u8; 16] {
-    crate::eax::cmac(&A::new(&CHECKSUM_KEY.into()), data)
+    crate::eax::cmac(&A::new(&CHECKSUM_KEY), data)
 }
 
 /// The ENABLE_ZEPTOERR extra header.
@@ -305,6 +303,34 @@ impl<A: ChecksumAes> Saccp<A> {
         h: Handle,
         status: PacketStatus,
     ) -> Result<HandlerOutcome, Error> {
+        let checksum = self.checksum_for(heap, h)?;
+        self.receive_with(heap, h, status, checksum)
+    }
+
+    /// What [`Saccp::receive_with`] needs for the command in the request of `h`:
+    /// the checksum of the kept program if the command is a REPEAT_OLD_PROGRAM or
+    /// REUSE_OLD_PROGRAM (which compare it with theirs; `None` without a kept
+    /// program or for other commands). Computed before the command is parsed, the
+    /// expanded checksum key does not sit on top of the parser's frame, which
+    /// would be the deepest stack of a device.
+    #[inline(never)]
+    pub fn checksum_for(&self, heap: &dyn HeapOps, h: Handle) -> Result<Option<[u8; 16]>, Error> {
+        match heap.request(h)?.first().map(|b| b & 0x07) {
+            Some(REQ_REPEAT_OLD_PROGRAM | REQ_REUSE_OLD_PROGRAM) => self.old_program_checksum(heap),
+            _ => Ok(None),
+        }
+    }
+
+    /// [`Saccp::receive`] with the kept program's checksum computed beforehand by
+    /// [`Saccp::checksum_for`] (on the same request).
+    #[inline(never)]
+    pub fn receive_with(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        status: PacketStatus,
+        checksum: Option<[u8; 16]>,
+    ) -> Result<HandlerOutcome, Error> {
         let old = self.old.ok_or(Error::InvalidState)?;
         let (is_first, is_last) = match status {
             PacketStatus::First => (true, false),
@@ -319,7 +345,7 @@ impl<A: ChecksumAes> Saccp<A> {
             PacketStatus::Terminating
         };
         heap.clear_reply(h)?;
-        match self.parse_command(heap, h, old) {
+        match self.parse_command(heap, h, old, checksum) {
             Ok((source, headers)) => {
                 // Keep the program for REPEAT / REUSE.
                 self.has_old = false;
@@ -352,6 +378,7 @@ impl<A: ChecksumAes> Saccp<A> {
         heap: &mut dyn HeapOps,
         h: Handle,
         old: Handle,
+        checksum: Option<[u8; 16]>,
     ) -> Result<(ProgramSource, ExtraHeaders), Reject> {
         let mut p = heap.parser(h)?;
         let head = p.u8(heap)?;
@@ -378,7 +405,7 @@ impl<A: ChecksumAes> Saccp<A> {
                 Ok((ProgramSource::New, headers))
             }
             REQ_REPEAT_OLD_PROGRAM => {
-                self.check_old(heap, &mut p)?;
+                self.check_old(heap, &mut p, checksum)?;
                 if !p.is_empty() {
                     return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
                 }
@@ -386,7 +413,7 @@ impl<A: ChecksumAes> Saccp<A> {
                 Ok((ProgramSource::Repeat, headers))
             }
             _ => {
-                self.check_old(heap, &mut p)?;
+                self.check_old(heap, &mut p, checksum)?;
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
@@ -415,14 +442,20 @@ impl<A: ChecksumAes> Saccp<A> {
         }
     }
 
-    /// Reads Checksum-Length and Checksum and compares them with the kept program.
-    fn check_old(&self, heap: &dyn HeapOps, p: &mut Parser) -> Result<(), Reject> {
+    /// Reads Checksum-Length and Checksum and compares them with the kept
+    /// program's `checksum`.
+    fn check_old(
+        &self,
+        heap: &dyn HeapOps,
+        p: &mut Parser,
+        checksum: Option<[u8; 16]>,
+    ) -> Result<(), Reject> {
         let n = p.u8(heap)?;
         if !(MIN_CHECKSUM_LEN..=MAX_CHECKSUM_LEN).contains(&n) {
             return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
         }
         let got = p.bytes(heap, usize::from(n))?;
-        match self.old_program_checksum(heap)? {
+        match checksum {
             Some(sum) if sum.get(..got.len()) == Some(got) => Ok(()),
             _ => Err(Reject::Reply(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH)),
         }
@@ -431,6 +464,7 @@ impl<A: ChecksumAes> Saccp<A> {
     /// Wraps the VM's reply buffer (the request of `h`) into an OK or EXCEPTION reply.
     /// Data longer than the size field allows is truncated and flagged TRUNCATED.
     /// Returns [`HandlerOutcome::Pass`] (on to SAGDP send).
+    #[inline(never)]
     pub fn send(
         &mut self,
         heap: &mut dyn HeapOps,
