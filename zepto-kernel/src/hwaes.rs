@@ -10,7 +10,7 @@
 //! type Dev<'t, 'p> = Device<'t, 'p, VmSmall<4, 8>, HardwareAes<NrfEcb>, 512, 6>;
 //! ```
 //!
-//! It keeps the 16-byte key (the software cipher keeps its 176-byte expanded key)
+//! It keeps the 16-byte key (the software cipher keeps its 352-byte expanded key)
 //! and links no AES code; EAX and CMAC stay the kernel's, and the bytes on the wire
 //! are the same as with the software cipher.
 

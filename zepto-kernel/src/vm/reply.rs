@@ -183,13 +183,17 @@ pub(crate) fn exception_header(
     n
 }
 
-/// Inserts `data` at `at` of the reply of `h` (append, then rotate into place).
+/// Inserts `data` at `at` of the reply of `h` (append, then rotate into place); `at`
+/// beyond the reply is an error that leaves the reply as it was.
 pub(crate) fn insert(
     heap: &mut dyn HeapOps,
     h: Handle,
     at: usize,
     data: &[u8],
 ) -> Result<(), Error> {
+    if at > heap.reply_len(h)? {
+        return Err(Error::ValueOutOfRange);
+    }
     heap.append_reply(h, data)?;
     let (_, rep) = heap.split_mut(h)?;
     rep.get_mut(at..)
@@ -273,4 +277,36 @@ pub(crate) fn resolve_reply_number(n: i16, count: u8) -> Result<usize, Exception
         return Err(ExceptionCode::InvalidReplyNumber);
     }
     Ok(idx as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heap::Heap;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Insertion puts the bytes at their place and keeps the rest in order;
+        /// a place beyond the reply is an error that changes nothing.
+        #[test]
+        fn insert_puts_bytes_in_place(
+            reply in proptest::collection::vec(any::<u8>(), 0..40),
+            data in proptest::collection::vec(any::<u8>(), 0..8),
+            at in 0usize..48,
+        ) {
+            let mut heap = Heap::<128, 2>::new();
+            let h = heap.alloc().unwrap();
+            heap.append_reply(h, &reply).unwrap();
+            let r = insert(&mut heap, h, at, &data);
+            if at <= reply.len() {
+                prop_assert_eq!(r, Ok(()));
+                let mut want = reply.clone();
+                want.splice(at..at, data.iter().copied());
+                prop_assert_eq!(heap.reply(h).unwrap(), &want[..]);
+            } else {
+                prop_assert_eq!(r, Err(Error::ValueOutOfRange));
+                prop_assert_eq!(heap.reply(h).unwrap(), &reply[..]);
+            }
+        }
+    }
 }
