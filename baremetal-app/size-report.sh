@@ -3,7 +3,7 @@
 # panic = abort) for each configuration and prints flash and static RAM:
 #   flash = .vector_table + .text + .rodata + .data (initial values)
 #   static RAM = .data + .bss + .uninit
-# The device object (protocol state, VM, heap arena) lives in main's stack frame;
+# The device object (protocol state, VM, heap arena) lives on the stack (run's frame);
 # its RAM shows in the peak stack that qemu-test.sh measures.
 # Usage: baremetal-app/size-report.sh [--symbols CONFIG]   (CONFIG e.g. vm-small)
 set -euo pipefail
