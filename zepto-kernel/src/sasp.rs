@@ -278,7 +278,7 @@ impl<C: SaspCipher> Sasp<C> {
     /// before: until it is opened for this key ([`Sasp::open_nonces`]) no nonce is
     /// sent or accepted.
     pub(crate) fn set_key(&mut self, key: &[u8; 16]) {
-        self.nonces = NonceStore::unopened();
+        self.nonces.close();
         Eax::set_key_in(&mut self.aead, key);
     }
 
