@@ -833,6 +833,8 @@ fn device_answers(
         while let Some(out) = dhal.pop_tx() {
             sent.push(out.to_vec());
         }
+        // Past every resend timer.
+        dhal.now_ms += 60_000;
     }
     sent
 }
@@ -852,6 +854,15 @@ fn a_failed_second_start_takes_and_sends_nothing() {
     };
     let mut dev = Dev::unkeyed(Vm::new(VmConfig::default()), &mut table, cfg);
     dev.start(&KEY, &mut dhal).unwrap();
+    // A command before, so that SAGDP and SASP have state.
+    let mut client: Client<DefaultCipher, 1024, 4> =
+        Client::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+    let p = client
+        .send_program(&mut chal, &push_reply(&[0xbb]))
+        .unwrap()
+        .to_vec();
+    let got = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(ok_body(&got), [0xbb]);
     assert_eq!(
         dev.start(&KEY2, &mut dhal),
         Err(zepto_kernel::Error::NotProvisioned)
@@ -862,11 +873,9 @@ fn a_failed_second_start_takes_and_sends_nothing() {
         Client::new(&KEY2, &mut chal2, client_cfg(0, 256)).unwrap();
     let sent = device_answers(&mut dev, &mut dhal, &mut client2, &mut chal2);
     assert_eq!(sent, Vec::<Vec<u8>>::new(), "nothing under the new key");
-    let mut client: Client<DefaultCipher, 1024, 4> =
-        Client::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
     let sent = device_answers(&mut dev, &mut dhal, &mut client, &mut chal);
     assert_eq!(sent, Vec::<Vec<u8>>::new(), "nothing under the old key");
-    assert_eq!(dev.stats().programs, 0);
+    assert_eq!(dev.stats().programs, 1, "only the command before");
     // A start that succeeds brings it back.
     dev.start(&KEY, &mut dhal).unwrap();
     let mut client: Client<DefaultCipher, 1024, 4> =
