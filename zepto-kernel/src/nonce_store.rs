@@ -324,6 +324,14 @@ impl NonceStore {
         }
     }
 
+    /// Closes the store: from now on it hands out no nonce and accepts none, as
+    /// [`NonceStore::unopened`], and writes nothing (its counters equal their
+    /// marks, all at [`MAX_NONCE`]).
+    pub(crate) fn close(&mut self) {
+        (self.nfs, self.nfs_mark, self.nlw, self.nlw_mark) =
+            (MAX_NONCE, MAX_NONCE, MAX_NONCE, MAX_NONCE);
+    }
+
     /// Writes a fresh pair of records for `key` (e.g. at pairing, together with a new
     /// key): NFS = `nfs`, NLW = `nlw`. Both slots are written.
     ///

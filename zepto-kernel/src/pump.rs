@@ -279,17 +279,20 @@ impl<
         }
     }
 
-    /// Starts the device in place: takes `key`, opens the nonce store for it in
-    /// `hal`'s storage (blank storage starts as [`DeviceConfig::blank`] says),
-    /// initialises the plugins and sets up the heap and the layers. On an error the
-    /// device stays without packets (its heap may have no blocks).
+    /// Starts the device in place: takes `key`, initialises the plugins, opens the
+    /// nonce store for the key in `hal`'s storage (blank storage starts as
+    /// [`DeviceConfig::blank`] says) and sets up the heap and the layers. On an
+    /// error the device accepts no packet and sends none, also if it had started
+    /// before (it may still take packets from the bus and drop them): the nonce
+    /// store, closed first, opens last, so a device never runs over another key's
+    /// store, nor without its plugins.
     #[inline(never)]
     pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
         let cfg = self.cfg;
         self.sasp.set_key(key);
+        plugins::init_all(self.plugins, hal)?;
         self.sasp
             .open_nonces(hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
-        plugins::init_all(self.plugins, hal)?;
         self.reset_layers()
     }
 

@@ -274,9 +274,11 @@ impl<C: SaspCipher> Sasp<C> {
     }
 
     /// Takes `key` in place (the expanded key is not copied through the
-    /// caller's frame); the nonce store must be opened for it next
-    /// ([`Sasp::open_nonces`]).
+    /// caller's frame) and closes the nonce store, which belonged to the key
+    /// before: until it is opened for this key ([`Sasp::open_nonces`]) no nonce is
+    /// sent or accepted.
     pub(crate) fn set_key(&mut self, key: &[u8; 16]) {
+        self.nonces.close();
         Eax::set_key_in(&mut self.aead, key);
     }
 

@@ -815,6 +815,129 @@ fn an_unkeyed_device_waits_for_start() {
     assert_eq!(dev.stats().reinits, 0);
 }
 
+/// Sends one program from `client` to `dev` and returns everything the device sent.
+fn device_answers(
+    dev: &mut Dev<'_, '_>,
+    dhal: &mut TestHal<256>,
+    client: &mut Client<DefaultCipher, 1024, 4>,
+    chal: &mut TestHal<256>,
+) -> Vec<Vec<u8>> {
+    let p = client
+        .send_program(chal, &push_reply(&[0xcc]))
+        .unwrap()
+        .to_vec();
+    dhal.push_rx(&p).unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        dev.poll(dhal);
+        while let Some(out) = dhal.pop_tx() {
+            sent.push(out.to_vec());
+        }
+        // Past every resend timer.
+        dhal.now_ms += 60_000;
+    }
+    sent
+}
+
+/// A second `start` that fails (here: a new key whose records were never
+/// provisioned, with `BlankStart::Refuse`) leaves the device without packets: it
+/// must not run the new key's commands under the old key's nonce store (whose
+/// records the new key's next start does not find), nor the old key's.
+#[test]
+fn a_failed_second_start_takes_and_sends_nothing() {
+    const KEY2: [u8; 16] = *b"another-key-here";
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dhal, mut chal) = fresh_hals(21);
+    let cfg = DeviceConfig {
+        blank: BlankStart::Refuse,
+        ..DeviceConfig::default()
+    };
+    let mut dev = Dev::unkeyed(Vm::new(VmConfig::default()), &mut table, cfg);
+    dev.start(&KEY, &mut dhal).unwrap();
+    // A command before, so that SAGDP and SASP have state.
+    let mut client: Client<DefaultCipher, 1024, 4> =
+        Client::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+    let p = client
+        .send_program(&mut chal, &push_reply(&[0xbb]))
+        .unwrap()
+        .to_vec();
+    let got = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(ok_body(&got), [0xbb]);
+    assert_eq!(
+        dev.start(&KEY2, &mut dhal),
+        Err(zepto_kernel::Error::NotProvisioned)
+    );
+    let mut chal2 = TestHal::<256>::new(23);
+    NonceStore::provision(&mut chal2, 0, kid(&KEY2), 0, 0).unwrap();
+    let mut client2: Client<DefaultCipher, 1024, 4> =
+        Client::new(&KEY2, &mut chal2, client_cfg(0, 256)).unwrap();
+    let sent = device_answers(&mut dev, &mut dhal, &mut client2, &mut chal2);
+    assert_eq!(sent, Vec::<Vec<u8>>::new(), "nothing under the new key");
+    let sent = device_answers(&mut dev, &mut dhal, &mut client, &mut chal);
+    assert_eq!(sent, Vec::<Vec<u8>>::new(), "nothing under the old key");
+    assert_eq!(dev.stats().programs, 1, "only the command before");
+    // A start that succeeds brings it back.
+    dev.start(&KEY, &mut dhal).unwrap();
+    let mut client: Client<DefaultCipher, 1024, 4> =
+        Client::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+    let p = client
+        .send_program(&mut chal, &push_reply(&[0xdd]))
+        .unwrap()
+        .to_vec();
+    let got = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
+    assert_eq!(ok_body(&got), [0xdd]);
+}
+
+/// A plugin whose initialisation fails from its second call on.
+#[derive(Default)]
+struct FailsSecondInit {
+    inits: u32,
+}
+
+impl Plugin for FailsSecondInit {
+    fn init(&mut self, _hal: &mut dyn VmHal) -> Result<(), zepto_kernel::Error> {
+        self.inits += 1;
+        if self.inits > 1 {
+            return Err(zepto_kernel::Error::Unsupported);
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        _command: &mut Parser,
+        _heap: &mut dyn HeapOps,
+        _reply: Handle,
+        _hal: &mut dyn VmHal,
+    ) -> Result<PluginStep, PluginFault> {
+        Ok(PluginStep::Done)
+    }
+}
+
+/// A second `start` whose plugins fail to initialise leaves the device without
+/// packets too (the first start's heap blocks and layers must not keep it going).
+#[test]
+fn a_second_start_with_failing_plugins_takes_and_sends_nothing() {
+    let mut plugin = FailsSecondInit::default();
+    let mut table = [Bodypart::new(7, &mut plugin)];
+    let (mut dhal, mut chal) = fresh_hals(25);
+    let mut dev = Dev::unkeyed(
+        Vm::new(VmConfig::default()),
+        &mut table,
+        DeviceConfig::default(),
+    );
+    dev.start(&KEY, &mut dhal).unwrap();
+    assert_eq!(
+        dev.start(&KEY, &mut dhal),
+        Err(zepto_kernel::Error::Unsupported)
+    );
+    let mut client: Client<DefaultCipher, 1024, 4> =
+        Client::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+    let sent = device_answers(&mut dev, &mut dhal, &mut client, &mut chal);
+    assert_eq!(sent, Vec::<Vec<u8>>::new());
+    assert_eq!(dev.stats().programs, 0);
+}
+
 /// Only an authentic packet with a fresh nonce names the peer; garbage changes
 /// nothing and a replay gets its "old nonce" answer sent back to where it came from.
 #[test]

@@ -259,6 +259,32 @@ fn exhaustion_is_an_error() {
     assert_eq!(s.next_send(&mut hal), Err(Error::NonceExhausted));
 }
 
+/// A closed store (and one never opened) sends nothing, accepts nothing and
+/// writes nothing, also on a checkpoint; the records stay as they were.
+#[test]
+fn a_closed_store_sends_accepts_and_writes_nothing() {
+    let mut hal = fresh();
+    let mut s = open(&mut hal);
+    assert_eq!(s.next_send(&mut hal), Ok(1));
+    assert_eq!(s.accept_received(&mut hal, 5), Ok(true));
+    let (before, writes) = (hal.storage, hal.storage_writes);
+    for mut s in [s.clone(), NonceStore::unopened()] {
+        s.close();
+        assert_eq!(s.next_send(&mut hal), Err(Error::NonceExhausted));
+        assert_eq!(s.reserve_next(&mut hal), Err(Error::NonceExhausted));
+        assert_eq!(s.accept_received(&mut hal, 6), Ok(false));
+        assert_eq!(s.accept_received(&mut hal, MAX_NONCE), Ok(false));
+        assert_eq!(s.raise_nfs(MAX_NONCE), Ok(false));
+        assert_eq!(s.checkpoint(&mut hal), Ok(()));
+    }
+    let mut u = NonceStore::unopened();
+    assert_eq!(u.next_send(&mut hal), Err(Error::NonceExhausted));
+    assert_eq!(u.accept_received(&mut hal, 1), Ok(false));
+    assert_eq!(u.checkpoint(&mut hal), Ok(()));
+    assert_eq!((hal.storage, hal.storage_writes), (before, writes));
+    assert!(!hal.locked);
+}
+
 #[test]
 fn large_granularity_aligns_slots() {
     let mut hal = TestHal::<256>::new(3);
