@@ -307,7 +307,7 @@ impl<A: ChecksumAes> Saccp<A> {
         self.receive_with(heap, h, status, checksum)
     }
 
-    /// What [`Saccp::receive_with`] needs for the command in the request of `h`:
+    /// What `Saccp::receive_with` needs for the command in the request of `h`:
     /// the checksum of the kept program if the command is a REPEAT_OLD_PROGRAM or
     /// REUSE_OLD_PROGRAM (which compare it with theirs; `None` without a kept
     /// program or for other commands). Computed before the command is parsed, the
@@ -322,9 +322,11 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 
     /// [`Saccp::receive`] with the kept program's checksum computed beforehand by
-    /// [`Saccp::checksum_for`] (on the same request).
+    /// [`Saccp::checksum_for`] on the same request. Crate-private: a stale checksum
+    /// would let a REPEAT run a program the client's checksum did not name, so only
+    /// the pump, which computes it right before, calls this.
     #[inline(never)]
-    pub fn receive_with(
+    pub(crate) fn receive_with(
         &mut self,
         heap: &mut dyn HeapOps,
         h: Handle,
