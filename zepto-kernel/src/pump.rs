@@ -407,7 +407,12 @@ impl<
     /// [`Waiter`](crate::hal::Waiter) returns early when a packet arrives).
     pub fn run<H: DeviceHal>(&mut self, hal: &mut H) -> ! {
         loop {
-            let w = self.poll(hal);
+            // The device's address, opaque to the optimiser once per round: without
+            // it LLVM hoists the addresses of the object's fields out of this endless
+            // loop and keeps them in this frame, under every path of the pump (40 B
+            // of peak stack on the micro:bit).
+            let dev = core::hint::black_box(&mut *self);
+            let w = dev.poll(hal);
             let _ = hal.wait_for(&w);
         }
     }
