@@ -157,8 +157,9 @@ fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed) -> Blk {
     x
 }
 
-/// Encrypts `buf` in place; returns the tag. (Out of line, as [`open`]: its blocks
-/// are on the stack only while it runs, not in its caller's frame.)
+/// Encrypts `buf` in place and writes the tag into `tag`. (Out of line, as
+/// [`open`]: its blocks are on the stack only while it runs, not in its caller's
+/// frame; the tag goes straight to where the caller keeps it.)
 #[inline(never)]
 fn seal<C: BlockCipher128 + ?Sized>(
     c: &C,
@@ -166,17 +167,18 @@ fn seal<C: BlockCipher128 + ?Sized>(
     nonce: &[u8],
     aad: &[u8],
     buf: &mut [u8],
-) -> Blk {
+    tag: &mut Blk,
+) {
     // `x` starts as E([0; 15] || 2) and chains OMAC^2 over the ciphertext.
     let (e0, mut x) = starts(c);
     let mut n = omac_input(c, k, 0, e0, nonce);
-    let mut tag = header_input(c, k, aad);
+    *tag = header_input(c, k, aad);
     // N = OMAC^0(nonce) and H = OMAC^1(aad) together.
-    c.encrypt2(&mut n, &mut tag);
-    xor_into(&mut tag, &n);
+    c.encrypt2(&mut n, tag);
+    xor_into(tag, &n);
     if buf.is_empty() {
-        xor_into(&mut tag, &empty_mac(c, k));
-        return tag;
+        xor_into(tag, &empty_mac(c, k));
+        return;
     }
     // `n` counts from N on; keystream block i+1 and the OMAC^2 step over
     // ciphertext block i go together.
@@ -195,8 +197,7 @@ fn seal<C: BlockCipher128 + ?Sized>(
             c.encrypt2(&mut x, &mut ks);
         }
     }
-    xor_into(&mut tag, &x);
-    tag
+    xor_into(tag, &x);
 }
 
 /// XORs `buf`'s CTR keystream from counter `n` into it.
@@ -349,7 +350,15 @@ impl<C: BlockCipher128> Eax<C> {
 
     /// Encrypts `buf` in place; returns the 16-byte tag.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> [u8; BLOCK] {
-        seal(&self.cipher, &self.keys, nonce, aad, buf)
+        let mut tag = [0; BLOCK];
+        seal(&self.cipher, &self.keys, nonce, aad, buf, &mut tag);
+        tag
+    }
+
+    /// Encrypts `buf` in place and writes the 16-byte tag into `tag` (no copy of
+    /// it through the caller's stack).
+    pub fn seal_to(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &mut [u8; BLOCK]) {
+        seal(&self.cipher, &self.keys, nonce, aad, buf, tag);
     }
 
     /// Checks `tag` and decrypts `buf` in place. On a wrong tag (or a tag that is

@@ -204,11 +204,14 @@ pub const fn packet_len(len: usize) -> usize {
 }
 
 /// Appends `n` zero bytes to the reply of `h`.
+/// Zero bytes in flash, for room and padding taken in the heap (no zeroed buffer on
+/// the stack of the send path).
+static ZEROS: [u8; OVERHEAD + encoding::MAX_ENCODED_LEN] = [0; OVERHEAD + encoding::MAX_ENCODED_LEN];
+
 fn append_zeros(heap: &mut dyn HeapOps, h: Handle, mut n: usize) -> Result<(), Error> {
-    const Z: [u8; 32] = [0; 32];
     while n > 0 {
-        let k = n.min(Z.len());
-        heap.append_reply(h, Z.get(..k).ok_or(Error::BufferTooSmall)?)?;
+        let k = n.min(ZEROS.len());
+        heap.append_reply(h, ZEROS.get(..k).ok_or(Error::BufferTooSmall)?)?;
         n -= k;
     }
     Ok(())
@@ -564,11 +567,12 @@ impl<C: SaspCipher> Sasp<C> {
         }
         let total = due_len(q);
         let c = total - p;
-        let (cbuf, clen) = if c > 0 {
-            encoding::uint_to_array(c as u64, 2)?
-        } else {
-            ([0u8; encoding::MAX_ENCODED_LEN], 0)
-        };
+        // The size field (Encoded-Unsigned-Int<max=2>) of `c` padding bytes, if any:
+        // its length now, its bytes once the packet's room is taken.
+        if c as u64 > encoding::max_uint_value(2) {
+            return Err(Error::ValueOutOfRange);
+        }
+        let clen = if c > 0 { encoding::uint_len(c as u64) } else { 0 };
         if clen > c {
             return Err(Error::ValueOutOfRange);
         }
@@ -577,8 +581,7 @@ impl<C: SaspCipher> Sasp<C> {
         // request), then the padding.
         let first = match src {
             Source::Request => {
-                let room = [0u8; OVERHEAD + encoding::MAX_ENCODED_LEN];
-                heap.wrap_request(h, room.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?)?;
+                heap.wrap_request(h, ZEROS.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?)?;
                 append_zeros(heap, h, c - clen)?;
                 None
             }
@@ -605,7 +608,9 @@ impl<C: SaspCipher> Sasp<C> {
         };
         let (d_first, d_size) = d_head.split_first_mut().ok_or(Error::BufferTooSmall)?;
         *d_first = first | if c > 0 { 0x80 } else { 0 };
-        d_size.copy_from_slice(cbuf.get(..clen).ok_or(Error::BufferTooSmall)?);
+        if c > 0 {
+            encoding::encode_uint(c as u64, 2, d_size)?;
+        }
         let (d_bytes, d_pad) = d_rest
             .split_at_mut_checked(p - 1)
             .ok_or(Error::BufferTooSmall)?;
@@ -614,8 +619,8 @@ impl<C: SaspCipher> Sasp<C> {
         }
         hal.fill_random(d_pad)?;
         let nonce = eax_nonce(&hdr, self.role.peer_flag());
-        let tag = eax_seal(self.aead()?, &nonce, &[], due)?;
-        tslot.copy_from_slice(&tag);
+        let tslot: &mut [u8; TAG_LEN] = tslot.try_into().map_err(|_| Error::BufferTooSmall)?;
+        self.aead()?.seal_to(&nonce, &[], due, tslot);
         self.last_sent = NonZeroU64::new(vp);
         Ok(())
     }
