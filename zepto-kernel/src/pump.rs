@@ -439,7 +439,9 @@ impl<
     }
 
     /// The wait for the next call: the VM's remaining wait and SAGDP's timer, any of
-    /// them (plus, always, an incoming packet).
+    /// them (plus, always, an incoming packet). Out of line: its waits are not in
+    /// the frame of [`Device::run`], above every path of the pump.
+    #[inline(never)]
     fn next_wait<H: DeviceHal>(&self, hal: &H) -> WaitingFor {
         let now = hal.now_ms();
         let mut w = WaitingFor::default();
