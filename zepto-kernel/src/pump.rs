@@ -212,17 +212,20 @@ pub struct Device<
     const E: usize = EVENT_LOG,
     A: ChecksumAes = Aes128,
 > {
-    plugins: &'t mut [Bodypart<'p>],
     rx: Handle,
     prog: Handle,
+    n_events: u8,
     saccp: Saccp<A>,
-    events: heapless::Vec<Event, E>,
+    plugins: &'t mut [Bodypart<'p>],
+    stats: PumpStats,
+    /// The events of the last poll: the first `n_events` (with `E = 0` no bytes; a
+    /// `heapless::Vec` would keep a `usize` for its length).
+    events: [Event; E],
+    vm: V,
     vm_wait: Option<VmWait>,
     /// When old nonces below the highest answered may be answered again.
     old_window_ms: u64,
     cfg: DeviceConfig,
-    stats: PumpStats,
-    vm: V,
     sagdp: Sagdp,
     heap: Heap<N, B>,
     sasp: Sasp<C>,
@@ -240,6 +243,7 @@ impl<
     > Device<'t, 'p, V, C, N, B, E, A>
 {
     const HANDLES: () = assert!(B >= 4, "the pump needs at least four heap handles");
+    const EVENTS: () = assert!(E <= 255, "a device keeps at most 255 events per poll");
 
     /// Creates a device: opens the nonce store for `key` in `hal`'s storage (blank
     /// storage starts as [`DeviceConfig::blank`] says), allocates the heap blocks and
@@ -267,6 +271,8 @@ impl<
     pub const fn unkeyed(vm: V, plugins: &'t mut [Bodypart<'p>], cfg: DeviceConfig) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::HANDLES;
+        #[allow(clippy::let_unit_value)]
+        let () = Self::EVENTS;
         Self {
             heap: Heap::new(),
             rx: Handle::NONE,
@@ -280,7 +286,8 @@ impl<
             old_window_ms: 0,
             cfg,
             stats: PumpStats::ZERO,
-            events: heapless::Vec::new(),
+            events: [Event::Reinit; E],
+            n_events: 0,
         }
     }
 
@@ -325,7 +332,7 @@ impl<
 
     /// The events of the last [`Device::poll`].
     pub fn events(&self) -> &[Event] {
-        &self.events
+        self.events.get(..usize::from(self.n_events)).unwrap_or(&[])
     }
 
     /// The heap (for diagnostics).
@@ -340,7 +347,10 @@ impl<
 
     fn log(&mut self, e: Event) {
         if E > 0 {
-            let _ = self.events.push(e);
+            if let Some(slot) = self.events.get_mut(usize::from(self.n_events)) {
+                *slot = e;
+                self.n_events = self.n_events.saturating_add(1);
+            }
         }
     }
 
@@ -349,7 +359,7 @@ impl<
     /// resumed, SAGDP's resend timer fires. Errors of single packets are counted and
     /// the packet dropped; they never stop the pump.
     pub fn poll<H: DeviceHal>(&mut self, hal: &mut H) -> WaitingFor {
-        self.events.clear();
+        self.n_events = 0;
         hal.feed();
         let mut got = self.receive(hal);
         if got == Err(Error::OutOfMemory) && self.vm_wait.is_some() {
