@@ -469,7 +469,8 @@ impl<
         w
     }
 
-    /// Whether a VM wait has ended, and why.
+    /// Whether a VM wait has ended, and why. (Out of line, as [`Device::next_wait`].)
+    #[inline(never)]
     fn wait_over<H: DeviceHal>(w: &VmWait, hal: &mut H) -> Option<WakeReason> {
         for (pin, value) in w.what.pins() {
             if hal.read_pin(pin).ok() == Some(value) {
