@@ -384,15 +384,18 @@ impl<
             }
             Err(e) => self.fail(e),
         }
-        if let Some(w) = self.vm_wait {
-            if let Some(wake) = Self::wait_over(&w, hal) {
-                self.vm_wait = None;
-                let step = self
-                    .vm
-                    .resume(&mut self.heap, self.prog, self.plugins, hal, wake);
-                if let Err(e) = step.and_then(|s| self.after_vm(s, hal)) {
-                    self.fail(e);
-                }
+        // The wait is read where it is (a copy would take its bytes in this frame).
+        let wake = match &self.vm_wait {
+            Some(w) => Self::wait_over(w, hal),
+            None => None,
+        };
+        if let Some(wake) = wake {
+            self.vm_wait = None;
+            let step = self
+                .vm
+                .resume(&mut self.heap, self.prog, self.plugins, hal, wake);
+            if let Err(e) = step.and_then(|s| self.after_vm(s, hal)) {
+                self.fail(e);
             }
         }
         if self.sagdp.next_timeout_ms(hal.now_ms()) == Some(0) {
