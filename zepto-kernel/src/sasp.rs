@@ -31,7 +31,7 @@
 //! reply ([`HandlerOutcome::Pass`]).
 
 use crate::cipher::{BlockCipher128, KeyInit128};
-use crate::eax::Eax;
+use crate::eax::{Eax, EaxKey};
 use crate::encoding;
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
@@ -228,7 +228,7 @@ enum Source<'a> {
 #[derive(Debug, Clone)]
 pub struct Sasp<C: SaspCipher = DefaultCipher> {
     /// The key (none before [`Sasp::start`] for a device built in place).
-    aead: Option<Eax<C>>,
+    aead: Option<EaxKey<C>>,
     role: Role,
     nonces: NonceStore,
     stats: SaspStats,
@@ -246,7 +246,7 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
 impl<C: SaspCipher> Sasp<C> {
     /// An SASP end with a 128-bit `key`, its `role` and its opened nonce store.
     pub fn new(key: &[u8; 16], role: Role, nonces: NonceStore) -> Result<Self, Error> {
-        let aead = Eax::<C>::new_from_slice(key)?;
+        let aead = EaxKey::<C>::new(key);
         Ok(Self {
             aead: Some(aead),
             role,
@@ -282,7 +282,7 @@ impl<C: SaspCipher> Sasp<C> {
     /// sent or accepted.
     pub(crate) fn set_key(&mut self, key: &[u8; 16]) {
         self.nonces.close();
-        Eax::set_key_in(&mut self.aead, key);
+        self.aead = Some(EaxKey::new(key));
     }
 
     /// Opens the nonce store for the key (its id comes from the expanded key): what
@@ -295,13 +295,20 @@ impl<C: SaspCipher> Sasp<C> {
         reserve: u32,
         blank: crate::nonce_store::BlankStart,
     ) -> Result<(), Error> {
-        let kid = crate::nonce_store::key_id_of(self.aead()?.cipher());
+        let kid = self.key_id()?;
         self.nonces = NonceStore::open(hal, base, reserve, kid, blank)?;
         Ok(())
     }
 
+    /// The key's id for the nonce records (the cipher expanded in this function's
+    /// frame only, not under the nonce store's storage calls).
+    #[inline(never)]
+    fn key_id(&self) -> Result<crate::nonce_store::KeyId, Error> {
+        Ok(crate::nonce_store::key_id_of(&self.aead()?.cipher()))
+    }
+
     /// The key, or [`Error::InvalidState`] before there is one.
-    fn aead(&self) -> Result<&Eax<C>, Error> {
+    fn aead(&self) -> Result<&EaxKey<C>, Error> {
         self.aead.as_ref().ok_or(Error::InvalidState)
     }
 
@@ -429,7 +436,7 @@ impl<C: SaspCipher> Sasp<C> {
             let hdr: [u8; HEADER_LEN] = (&*hdr).try_into().map_err(|_| Error::Malformed)?;
             let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
-            if eax_open(self.aead()?, &nonce, &[], data, tag).is_err() {
+            if self.aead()?.open(&nonce, &[], data, tag).is_err() {
                 crate::count(&mut self.stats.auth_failures);
                 return Ok(HandlerOutcome::IgnorePacket);
             }
