@@ -548,6 +548,8 @@ impl<C: SaspCipher> Sasp<C> {
     }
 
     /// Builds a packet in the reply of `h` (which must be empty).
+    // Inlined into its two callers: one frame less on the send path.
+    #[inline(always)]
     fn build<H: Storage + Random + ?Sized>(
         &mut self,
         heap: &mut dyn HeapOps,
