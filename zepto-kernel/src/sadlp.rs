@@ -244,7 +244,6 @@ impl<const N: usize, S> Decoder<N, S> {
 }
 
 impl<const N: usize, S: FrameCounters> Decoder<N, S> {
-
     /// Forgets a partly received frame (e.g. after a link reset).
     pub fn reset(&mut self) {
         self.len = 0;

@@ -203,11 +203,12 @@ pub const fn packet_len(len: usize) -> usize {
     OVERHEAD + due_len(len)
 }
 
-/// Appends `n` zero bytes to the reply of `h`.
 /// Zero bytes in flash, for room and padding taken in the heap (no zeroed buffer on
 /// the stack of the send path).
-static ZEROS: [u8; OVERHEAD + encoding::MAX_ENCODED_LEN] = [0; OVERHEAD + encoding::MAX_ENCODED_LEN];
+static ZEROS: [u8; OVERHEAD + encoding::MAX_ENCODED_LEN] =
+    [0; OVERHEAD + encoding::MAX_ENCODED_LEN];
 
+/// Appends `n` zero bytes to the reply of `h`.
 fn append_zeros(heap: &mut dyn HeapOps, h: Handle, mut n: usize) -> Result<(), Error> {
     while n > 0 {
         let k = n.min(ZEROS.len());
@@ -581,7 +582,11 @@ impl<C: SaspCipher> Sasp<C> {
         if c as u64 > encoding::max_uint_value(2) {
             return Err(Error::ValueOutOfRange);
         }
-        let clen = if c > 0 { encoding::uint_len(c as u64) } else { 0 };
+        let clen = if c > 0 {
+            encoding::uint_len(c as u64)
+        } else {
+            0
+        };
         if clen > c {
             return Err(Error::ValueOutOfRange);
         }
@@ -590,7 +595,10 @@ impl<C: SaspCipher> Sasp<C> {
         // request), then the padding.
         let first = match src {
             Source::Request => {
-                heap.wrap_request(h, ZEROS.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?)?;
+                heap.wrap_request(
+                    h,
+                    ZEROS.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?,
+                )?;
                 append_zeros(heap, h, c - clen)?;
                 None
             }
