@@ -26,7 +26,7 @@
 #include <zephyr/fs/nvs.h>
 #include <zephyr/storage/flash_map.h>
 #endif
-#if defined(CONFIG_ZEPTO_STORAGE_SEMIHOST)
+#if defined(CONFIG_SEMIHOST)
 #include <zephyr/arch/common/semihost.h>
 #endif
 #if defined(CONFIG_PM)
@@ -73,6 +73,34 @@ int zepto_random_fill(uint8_t *buf, size_t len)
 #else
 	ARG_UNUSED(buf);
 	ARG_UNUSED(len);
+	return -ENOTSUP;
+#endif
+}
+
+/* The random source: 2 = entropy driver, 1 = Zephyr's test generator, 0 = none. */
+int zepto_random_kind(void)
+{
+#if defined(CONFIG_TEST_RANDOM_GENERATOR)
+	return 1;
+#elif defined(CONFIG_ENTROPY_HAS_DRIVER)
+	return 2;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * The wall clock the blank-start policy trusts (CONFIG_ZEPTO_BLANK_START_HOST_CLOCK):
+ * the host's, through ARM semihosting SYS_TIME (seconds since 1970, 32 bits unsigned,
+ * so it reads right until 2106). 0 with *secs set, or -ENOTSUP.
+ */
+int zepto_wall_clock_s(uint64_t *secs)
+{
+#if defined(CONFIG_ZEPTO_BLANK_START_HOST_CLOCK)
+	*secs = (uint32_t)semihost_exec(SEMIHOST_TIME, NULL);
+	return 0;
+#else
+	ARG_UNUSED(secs);
 	return -ENOTSUP;
 #endif
 }

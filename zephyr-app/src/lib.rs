@@ -6,6 +6,7 @@
 //!   transmit, SADLP framing;
 //! * `udp` (UDP transport): datagrams through Zephyr's sockets, replies to the
 //!   authenticated peer;
+//! * [`blank`]: where blank nonce records start (random, the host's clock, or not);
 //! * [`hal`]: zepto-kernel's HAL traits on Zephyr (clock, waiter, SADLP packet bus,
 //!   nonce storage, pins, random, watchdog, transceiver, MCU sleep);
 //! * [`pump`]: the pump thread's body, [`pump::zepto_main_pump`]: the network device
@@ -18,6 +19,7 @@
 // Zephyr's Kconfig options appear as `cfg(CONFIG_...)`; which exist depends on the build.
 #![allow(unexpected_cfgs)]
 
+pub mod blank;
 pub mod hal;
 pub mod pm;
 #[cfg(CONFIG_ZEPTO_PM_TEST_HOOKS)]

@@ -9,10 +9,11 @@
 //! wait for. The UART receive interrupt, GPIO pin interrupts, local clients and the PM
 //! notifier (only when a checkpoint is still owed) give the semaphore.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use zephyr::kconfig;
 use zephyr::printkln;
-use zepto_kernel::hal::{Clock, Random, Waiter, WaitingFor, WakeReason};
-use zepto_kernel::nonce_store::BlankStart;
+use zepto_kernel::hal::{Clock, Waiter, WaitingFor, WakeReason};
 use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
 use zepto_kernel::pump::{Device, DeviceConfig, Event};
 use zepto_kernel::sasp::DefaultCipher;
@@ -20,6 +21,7 @@ use zepto_kernel::service::Service;
 use zepto_kernel::vm::VmConfig;
 use zepto_kernel::Error;
 
+use crate::blank;
 use crate::hal::{StorageKind, ZephyrHal, MAX_PACKET};
 use crate::pm;
 use crate::service::LocalService;
@@ -41,6 +43,12 @@ type AppVm = zepto_kernel::vm::VmMedium<8, 16, 2>;
 const HEAP: usize = kconfig::CONFIG_ZEPTO_HEAP_SIZE as usize;
 /// Longest pause inside a frame before its start is given up (ms).
 const FRAME_GAP_MS: u32 = 500;
+
+/// How often a clock floor start reads the clock while it waits for the second to
+/// turn (ms).
+const HOLD_POLL_MS: u32 = 100;
+/// Uptime after which a clock floor start that still waits says so (ms).
+const HOLD_NOTICE_MS: u64 = 3000;
 
 /// Heap handles: the pump's four plus two PARALLEL pseudo-threads.
 const HANDLES: usize = 6;
@@ -71,17 +79,17 @@ pub(crate) fn key() -> Option<[u8; 16]> {
 }
 
 /// Opens the network device: its nonces must be in persistent storage. Blank records
-/// (a new or wiped device) start as the kernel's blank-store policy says for devices
-/// without a trusted clock: a random high start (`BlankStart::RandomHigh`,
-/// `docs/security.md`); damaged records count as blank.
+/// (a new or wiped device, damaged records, another key's) start as this build's
+/// [`blank::Start`] says; a refused start says why and what to do.
 fn open_device<'t, 'p>(
     key: &[u8; 16],
     table: &'t mut [Bodypart<'p>],
     hal: &mut ZephyrHal,
+    start: &blank::Start,
 ) -> Result<Device<'t, 'p, AppVm, DefaultCipher, HEAP, HANDLES>, Error> {
     let cfg = DeviceConfig {
         mtu: MAX_PACKET as u16,
-        blank: BlankStart::RandomHigh,
+        blank: start.blank,
         ..DeviceConfig::default()
     };
     if hal.storage_kind() == StorageKind::None {
@@ -89,23 +97,54 @@ fn open_device<'t, 'p>(
     }
     let dev = Device::new(key, AppVm::new(vm_config()), table, cfg, hal)?;
     let (nfs, nlw) = (dev.nonces().nfs(), dev.nonces().nlw());
-    if dev.nonces().started_blank() {
-        printkln!("zepto: blank nonce records: random high start (NFS {nfs}, NLW {nlw})");
-    } else {
+    if !dev.nonces().started_blank() {
         printkln!("zepto: nonce records found (NFS {nfs}, NLW {nlw})");
+    } else if let Some(secs) = start.hold_until {
+        printkln!(
+            "zepto: blank nonce records: host clock floor start at {secs} s since 1970 (NFS {nfs}, NLW {nlw}); sending from the next second"
+        );
+    } else {
+        printkln!("zepto: blank nonce records: random high start (NFS {nfs}, NLW {nlw})");
     }
     Ok(dev)
+}
+
+/// Says why blank records kept the network device off, and what to do.
+fn explain_refusal(why: Option<blank::Refusal>) {
+    match why {
+        Some(blank::Refusal::ClockOutOfRange(secs)) => printkln!(
+            "zepto: blank nonce records, and the host clock reads {secs} s since 1970 (before 2024 or after 2093): no safe start, network device off (local clients still served). Set the host's clock, then restart"
+        ),
+        Some(blank::Refusal::NoClock) => printkln!(
+            "zepto: blank nonce records, and the host clock cannot be read: no safe start, network device off (local clients still served). Run QEMU with -semihosting-config enable=on,target=native"
+        ),
+        _ => printkln!(
+            "zepto: blank nonce records, and this build has no entropy driver and no clock to start them from (CONFIG_ZEPTO_BLANK_START_REFUSE): network device off (local clients still served). Restore the records, or build with an entropy driver (CONFIG_ENTROPY_GENERATOR) or with ARM semihosting's host clock (CONFIG_SEMIHOST)"
+        ),
+    }
+}
+
+/// Set once the network device serves its link.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// True once the network device serves its link (for test hooks: a clock floor
+/// start waits for the host clock first).
+#[no_mangle]
+pub extern "C" fn zepto_device_ready() -> bool {
+    READY.load(Ordering::Relaxed)
 }
 
 /// The start-up line that says where packets come in.
 #[cfg(not(CONFIG_ZEPTO_TRANSPORT_UDP))]
 fn announce(hal: &ZephyrHal) {
+    READY.store(true, Ordering::Relaxed);
     printkln!("zepto: device ready: {} (SASP)", hal.link().describe());
 }
 
 /// The start-up line that says where packets come in.
 #[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
 fn announce(hal: &ZephyrHal) {
+    READY.store(true, Ordering::Relaxed);
     printkln!(
         "zepto: device ready: {} on UDP port {} (SASP)",
         hal.link().describe(),
@@ -131,15 +170,10 @@ fn log_events(events: &[Event]) {
 
 /// Runs the device and the local service. Never returns.
 pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
-    let mut seed = [0u8; 4];
-    let random = match hal.fill_random(&mut seed) {
-        Ok(()) => "yes",
-        Err(_) => "no",
-    };
     printkln!(
         "zepto: pump running (t={} ms, random source: {}, watchdog: {}, nonce storage: {}, pins: {}, PM hooks: {})",
         hal.now_ms(),
-        random,
+        ZephyrHal::random_source(),
         if hal.watchdog_armed() { "armed" } else { "none" },
         hal.storage_kind().name(),
         hal.pin_count(),
@@ -170,19 +204,29 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
         Bodypart::new(4, &mut spin),
     ];
 
+    let start = blank::choose();
+    // A clock floor start sends nothing until the clock's second has turned.
+    let mut hold = None;
     let mut device = match key() {
         None => {
             printkln!("zepto: CONFIG_ZEPTO_KEY is not 32 hex digits: network device off");
             None
         }
         Some(k) => {
-            match open_device(&k, &mut table, hal) {
+            match open_device(&k, &mut table, hal, &start) {
                 Ok(d) => {
-                    announce(hal);
+                    hold = start.hold_until.filter(|_| d.nonces().started_blank());
+                    if hold.is_none() {
+                        announce(hal);
+                    }
                     Some(d)
                 }
                 Err(Error::Unsupported) => {
                     printkln!("zepto: no persistent nonce storage: network device off (local service only)");
+                    None
+                }
+                Err(Error::NotProvisioned) => {
+                    explain_refusal(start.refusal);
                     None
                 }
                 Err(e) => {
@@ -192,6 +236,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
             }
         }
     };
+    let (hold_since, mut hold_noted) = (hal.now_ms(), false);
     let mut local = match Service::new(AppVm::new(vm_config()), &mut stable, hal) {
         Ok(s) => Some(LocalService::new(s)),
         Err(e) => {
@@ -205,7 +250,22 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
     loop {
         pm::hold(true);
         let mut wait = WaitingFor::default();
-        if let Some(dev) = device.as_mut() {
+        if let Some(secs) = hold {
+            // Blank records started at the host clock's floor: wait until its second
+            // has passed (checked every HOLD_POLL_MS) before the device may send.
+            // A clock that does not advance keeps the device waiting (said once).
+            if blank::wall_clock_s().is_some_and(|now| now > secs) {
+                hold = None;
+                announce(hal);
+            } else {
+                if !hold_noted && hal.now_ms().saturating_sub(hold_since) > HOLD_NOTICE_MS {
+                    hold_noted = true;
+                    printkln!("zepto: the host clock has not passed {secs} s since 1970 yet: the network device waits for it (local clients are served)");
+                }
+                wait = WaitingFor::time(HOLD_POLL_MS);
+            }
+        }
+        if let Some(dev) = device.as_mut().filter(|_| hold.is_none()) {
             if pm::checkpoint_requested() {
                 if let Some(c) = checkpoints.as_mut() {
                     c.update(dev, hal);
@@ -219,7 +279,11 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
                 wait = wait.merge(&w);
             }
         }
-        if hal.mid_frame() {
+        if device.is_none() || hold.is_some() {
+            // No device reads the link (off, or waiting for the clock): what arrives
+            // is dropped, so it cannot keep the pump awake.
+            hal.discard_input();
+        } else if hal.mid_frame() {
             // More bytes are queued or a frame is half received: keep the lock, and
             // poll again at once if bytes are waiting (the waiter returns early). A
             // frame whose rest does not come within FRAME_GAP_MS is given up.
