@@ -529,11 +529,6 @@ bool zepto_pm_checkpoint_requested(void)
 	return atomic_clear(&zepto_checkpoint_req) != 0;
 }
 
-bool zepto_pm_enabled(void)
-{
-	return true;
-}
-
 /* Low-power state entries seen by the notifier since start. */
 uint32_t zepto_pm_entries(void)
 {
@@ -565,8 +560,4 @@ bool zepto_pm_checkpoint_requested(void)
 	return false;
 }
 
-bool zepto_pm_enabled(void)
-{
-	return false;
-}
 #endif

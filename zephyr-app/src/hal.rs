@@ -12,7 +12,7 @@
 //! | [`Transceiver`] | accepted and recorded: a UART has no receiver or transmitter to switch |
 //! | [`McuSleep`] | `k_sleep` (the idle thread and the PM subsystem do the sleeping) |
 
-use core::ffi::c_int;
+use core::ffi::{c_int, CStr};
 
 use zephyr::kconfig;
 use zepto_kernel::hal::{
@@ -116,10 +116,9 @@ impl ZephyrHal {
     }
 
     /// Host path of the records file (semihosting), else "".
-    pub fn storage_path(&self) -> &'static str {
+    pub fn storage_path(&self) -> &'static CStr {
         // SAFETY: glue.c returns a pointer to a NUL-terminated string literal.
-        let path = unsafe { core::ffi::CStr::from_ptr(zepto_storage_path()) };
-        path.to_str().unwrap_or("?")
+        unsafe { CStr::from_ptr(zepto_storage_path()) }
     }
 
     /// Number of Zepto pins (GPIOs from the devicetree).

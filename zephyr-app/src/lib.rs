@@ -19,6 +19,8 @@
 // Zephyr's Kconfig options appear as `cfg(CONFIG_...)`; which exist depends on the build.
 #![allow(unexpected_cfgs)]
 
+#[macro_use]
+pub mod say;
 pub mod blank;
 pub mod hal;
 pub mod pm;
@@ -34,7 +36,6 @@ pub mod udp;
 use core::ffi::c_int;
 
 use zephyr::kconfig;
-use zephyr::printkln;
 
 /// Stack of the pump thread (`CONFIG_ZEPTO_PUMP_STACK_SIZE`).
 const PUMP_STACK_SIZE: usize = kconfig::CONFIG_ZEPTO_PUMP_STACK_SIZE as usize;
@@ -42,12 +43,16 @@ const PUMP_STACK_SIZE: usize = kconfig::CONFIG_ZEPTO_PUMP_STACK_SIZE as usize;
 /// Entry point called by Zephyr's `main()`: announces the build and starts the pump.
 #[no_mangle]
 extern "C" fn rust_main() {
-    printkln!(
-        "zepto: Zepto OS on {} (VM level {}, heap {} B, max packet {} B)",
+    say!(
+        "zepto: Zepto OS on ",
         kconfig::CONFIG_BOARD,
+        " (VM level ",
         kconfig::CONFIG_ZEPTO_VM_LEVEL,
+        ", heap ",
         kconfig::CONFIG_ZEPTO_HEAP_SIZE,
+        " B, max packet ",
         kconfig::CONFIG_ZEPTO_MAX_PACKET_SIZE,
+        " B)"
     );
     let thread = pump_thread();
     thread.set_priority(kconfig::CONFIG_ZEPTO_PUMP_PRIORITY as c_int);
@@ -58,7 +63,7 @@ extern "C" fn rust_main() {
 #[zephyr::thread(stack_size = PUMP_STACK_SIZE)]
 fn pump_thread() {
     let Some(link) = hal::Link::open() else {
-        printkln!("zepto: packet link not ready (UART chosen as zepto,uart, or UDP socket); pump not started");
+        say!("zepto: packet link not ready (UART chosen as zepto,uart, or UDP socket); pump not started");
         return;
     };
     let mut hal = hal::ZephyrHal::new(link);

@@ -12,7 +12,6 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use zephyr::kconfig;
-use zephyr::printkln;
 use zepto_kernel::hal::{Clock, Waiter, WaitingFor, WakeReason};
 use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
 use zepto_kernel::pump::{Device, DeviceConfig, Event};
@@ -40,7 +39,7 @@ type AppVm = zepto_kernel::vm::VmSmall<8, 16>;
 type AppVm = zepto_kernel::vm::VmMedium<8, 16, 2>;
 
 /// Zepto Heap of the network device (`CONFIG_ZEPTO_HEAP_SIZE`).
-const HEAP: usize = kconfig::CONFIG_ZEPTO_HEAP_SIZE as usize;
+pub(crate) const HEAP: usize = kconfig::CONFIG_ZEPTO_HEAP_SIZE as usize;
 /// Longest pause inside a frame before its start is given up (ms).
 const FRAME_GAP_MS: u32 = 500;
 
@@ -51,7 +50,7 @@ const HOLD_POLL_MS: u32 = 100;
 const HOLD_NOTICE_MS: u64 = 3000;
 
 /// Heap handles: the pump's four plus two PARALLEL pseudo-threads.
-const HANDLES: usize = 6;
+pub(crate) const HANDLES: usize = 6;
 
 fn vm_config() -> VmConfig {
     VmConfig {
@@ -98,13 +97,19 @@ fn open_device<'t, 'p>(
     let dev = Device::new(key, AppVm::new(vm_config()), table, cfg, hal)?;
     let (nfs, nlw) = (dev.nonces().nfs(), dev.nonces().nlw());
     if !dev.nonces().started_blank() {
-        printkln!("zepto: nonce records found (NFS {nfs}, NLW {nlw})");
+        say!("zepto: nonce records found (NFS ", nfs, ", NLW ", nlw, ")");
     } else if let Some(secs) = start.hold_until {
-        printkln!(
-            "zepto: blank nonce records: host clock floor start at {secs} s since 1970 (NFS {nfs}, NLW {nlw}); sending from the next second"
+        say!(
+            "zepto: blank nonce records: host clock floor start at ",
+            secs,
+            " s since 1970 (NFS ",
+            nfs,
+            ", NLW ",
+            nlw,
+            "); sending from the next second"
         );
     } else {
-        printkln!("zepto: blank nonce records: random high start (NFS {nfs}, NLW {nlw})");
+        say!("zepto: blank nonce records: random high start (NFS ", nfs, ", NLW ", nlw, ")");
     }
     Ok(dev)
 }
@@ -112,13 +117,15 @@ fn open_device<'t, 'p>(
 /// Says why blank records kept the network device off, and what to do.
 fn explain_refusal(why: Option<blank::Refusal>) {
     match why {
-        Some(blank::Refusal::ClockOutOfRange(secs)) => printkln!(
-            "zepto: blank nonce records, and the host clock reads {secs} s since 1970 (before 2024 or after 2093): no safe start, network device off (local clients still served). Set the host's clock, then restart"
+        Some(blank::Refusal::ClockOutOfRange(secs)) => say!(
+            "zepto: blank nonce records, and the host clock reads ",
+            secs,
+            " s since 1970 (before 2024 or after 2093): no safe start, network device off (local clients still served). Set the host's clock, then restart"
         ),
-        Some(blank::Refusal::NoClock) => printkln!(
+        Some(blank::Refusal::NoClock) => say!(
             "zepto: blank nonce records, and the host clock cannot be read: no safe start, network device off (local clients still served). Run QEMU with -semihosting-config enable=on,target=native"
         ),
-        _ => printkln!(
+        _ => say!(
             "zepto: blank nonce records, and this build has no entropy driver and no clock to start them from (CONFIG_ZEPTO_BLANK_START_REFUSE): network device off (local clients still served). Restore the records, or build with an entropy driver (CONFIG_ENTROPY_GENERATOR) or with ARM semihosting's host clock (CONFIG_SEMIHOST)"
         ),
     }
@@ -138,31 +145,36 @@ pub extern "C" fn zepto_device_ready() -> bool {
 #[cfg(not(CONFIG_ZEPTO_TRANSPORT_UDP))]
 fn announce(hal: &ZephyrHal) {
     READY.store(true, Ordering::Relaxed);
-    printkln!("zepto: device ready: {} (SASP)", hal.link().describe());
+    say!("zepto: device ready: ", hal.link().describe(), " (SASP)");
 }
 
 /// The start-up line that says where packets come in.
 #[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
 fn announce(hal: &ZephyrHal) {
     READY.store(true, Ordering::Relaxed);
-    printkln!(
-        "zepto: device ready: {} on UDP port {} (SASP)",
+    say!(
+        "zepto: device ready: ",
         hal.link().describe(),
-        hal.link().port()
+        " on UDP port ",
+        hal.link().port(),
+        " (SASP)"
     );
 }
 
 fn log_events(events: &[Event]) {
     for e in events {
         match e {
-            Event::Received(n) => printkln!("zepto: bus <- {} bytes", n),
-            Event::ProgramStarted(n) => printkln!("zepto: VM start, program {} bytes", n),
-            Event::VmWaiting(w) => printkln!("zepto: VM waits {:?} ms", w.timeout_ms),
-            Event::VmDone(None) => printkln!("zepto: VM done"),
-            Event::VmDone(Some(c)) => printkln!("zepto: VM exception {}", c),
-            Event::Sent(n) => printkln!("zepto: bus -> {} bytes", n),
-            Event::Dropped(e) => printkln!("zepto: packet dropped ({:?})", e),
-            Event::Reinit => printkln!("zepto: stack re-initialised"),
+            Event::Received(n) => say!("zepto: bus <- ", *n, " bytes"),
+            Event::ProgramStarted(n) => say!("zepto: VM start, program ", *n, " bytes"),
+            Event::VmWaiting(w) => match w.timeout_ms {
+                Some(ms) => say!("zepto: VM waits ", ms, " ms"),
+                None => say!("zepto: VM waits"),
+            },
+            Event::VmDone(None) => say!("zepto: VM done"),
+            Event::VmDone(Some(c)) => say!("zepto: VM exception ", *c),
+            Event::Sent(n) => say!("zepto: bus -> ", *n, " bytes"),
+            Event::Dropped(e) => say!("zepto: packet dropped (", *e, ")"),
+            Event::Reinit => say!("zepto: stack re-initialised"),
             Event::Up(..) => {}
         }
     }
@@ -170,17 +182,23 @@ fn log_events(events: &[Event]) {
 
 /// Runs the device and the local service. Never returns.
 pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
-    printkln!(
-        "zepto: pump running (t={} ms, random source: {}, watchdog: {}, nonce storage: {}, pins: {}, PM hooks: {})",
+    say!(
+        "zepto: pump running (t=",
         hal.now_ms(),
+        " ms, random source: ",
         ZephyrHal::random_source(),
+        ", watchdog: ",
         if hal.watchdog_armed() { "armed" } else { "none" },
+        ", nonce storage: ",
         hal.storage_kind().name(),
+        ", pins: ",
         hal.pin_count(),
+        ", PM hooks: ",
         if pm::enabled() { "on" } else { "off (no CONFIG_PM)" },
+        ")"
     );
     if !hal.storage_path().is_empty() {
-        printkln!("zepto: nonce records in {}", hal.storage_path());
+        say!("zepto: nonce records in ", hal.storage_path());
     }
 
     // Body parts of the network device: 1 Ping, 2 Echo, 3 simulated sensor, 4 pin 0.
@@ -209,7 +227,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
     let mut hold = None;
     let mut device = match key() {
         None => {
-            printkln!("zepto: CONFIG_ZEPTO_KEY is not 32 hex digits: network device off");
+            say!("zepto: CONFIG_ZEPTO_KEY is not 32 hex digits: network device off");
             None
         }
         Some(k) => {
@@ -222,7 +240,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
                     Some(d)
                 }
                 Err(Error::Unsupported) => {
-                    printkln!("zepto: no persistent nonce storage: network device off (local service only)");
+                    say!("zepto: no persistent nonce storage: network device off (local service only)");
                     None
                 }
                 Err(Error::NotProvisioned) => {
@@ -230,7 +248,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
                     None
                 }
                 Err(e) => {
-                    printkln!("zepto: device start failed ({:?}): network device off", e);
+                    say!("zepto: device start failed (", e, "): network device off");
                     None
                 }
             }
@@ -240,7 +258,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
     let mut local = match Service::new(AppVm::new(vm_config()), &mut stable, hal) {
         Ok(s) => Some(LocalService::new(s)),
         Err(e) => {
-            printkln!("zepto: local service start failed ({:?})", e);
+            say!("zepto: local service start failed (", e, ")");
             None
         }
     };
@@ -260,7 +278,11 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
             } else {
                 if !hold_noted && hal.now_ms().saturating_sub(hold_since) > HOLD_NOTICE_MS {
                     hold_noted = true;
-                    printkln!("zepto: the host clock has not passed {secs} s since 1970 yet: the network device waits for it (local clients are served)");
+                    say!(
+                        "zepto: the host clock has not passed ",
+                        secs,
+                        " s since 1970 yet: the network device waits for it (local clients are served)"
+                    );
                 }
                 wait = WaitingFor::time(HOLD_POLL_MS);
             }
