@@ -17,7 +17,13 @@ fn main() {
     } else {
         "vm-one"
     };
-    let cipher = if on("SPECK") { "speck" } else { "aes" };
+    let cipher = if on("SPECK") {
+        "speck"
+    } else if on("HW_AES") {
+        "aes-ecb"
+    } else {
+        "aes"
+    };
     let big = if on("BIG") { " big" } else { "" };
     println!("cargo:rustc-env=ZEPTO_CONFIG_NAME={vm} {cipher}{big}");
 }

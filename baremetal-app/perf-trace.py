@@ -36,13 +36,14 @@ mark_in, mark_out = addrs[mark_in], addrs[mark_out]
 def layer(name):
     rules = [
         (r"^(<[^>]*as )?<?(aes|cipher|ctr|eax|cmac|digest|hybrid_array|speck_cipher|inout|dbl|zepto_kernel::eax)::", "crypto (AES/Speck, CTR, CMAC, EAX)"),
+        (r"crc::crc32", "SAGDP packet digests (CRC-32)"),
         (r"zepto_kernel::sasp", "SASP"),
         (r"zepto_kernel::sagdp", "SAGDP"),
         (r"zepto_kernel::saccp", "SACCP"),
         (r"zepto_kernel::nonce_store", "nonce store"),
         (r"zepto_kernel::vm|zepto_kernel::plugins|half::", "VM and plugin"),
         (r"zepto_kernel::heap|zepto_kernel::encoding", "Zepto Heap"),
-        (r"zepto_kernel::pump", "pump (with inlined layer code)"),
+        (r"zepto_kernel::pump|zepto_kernel::count", "pump (with inlined layer code)"),
         (r"tx_frame|tx_byte|crc::|zepto_kernel::sadlp", "SADLP + UART"),
         (r"zepto_baremetal::board", "board HAL"),
         (r"memcpy|memmove|memset|memclr|compiler_builtins|__aeabi", "memcpy/memmove/builtins"),

@@ -5,17 +5,24 @@
 # instruction (-accel tcg,one-insn-per-tb=on -d exec,nochain), and counts them
 # with perf-trace.py. Debian's QEMU ships no TCG plugins (no libinsn.so), so the
 # exec log stands in for one. The log (~400 MB) is deleted afterwards.
-# Usage: baremetal-app/perf-trace.sh [speck]
+# Usage: baremetal-app/perf-trace.sh [vm-one|vm-small|vm-medium] [speck]
+#        (default vm-small with AES)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
 . ./firmware.sh
-feats=vm-small,big
+vm=vm-small
 host_feats=()
-if [ "${1:-}" = speck ]; then
-    feats=$feats,speck
-    host_feats=(--features speck-firmware)
-fi
+speck=
+for a in "$@"; do
+    case "$a" in
+    vm-one | vm-small | vm-medium) vm=$a ;;
+    speck) speck=,speck ;;
+    *) echo "usage: $0 [vm-one|vm-small|vm-medium] [speck]" >&2; exit 2 ;;
+    esac
+done
+feats=$vm,big$speck
+[ -z "$speck" ] || host_feats=(--features speck-firmware)
 out=$(target_dir)/trace
 mkdir -p "$out"
 fw=$(build_firmware "$feats")

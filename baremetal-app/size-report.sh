@@ -22,6 +22,9 @@ CONFIGS=(
     "vm-one-speck|vm-one,speck"
     "vm-small-speck|vm-small,speck"
     "vm-medium-speck|vm-medium,speck"
+    "vm-one-ecb|vm-one,hw-aes"
+    "vm-small-ecb|vm-small,hw-aes"
+    "vm-medium-ecb|vm-medium,hw-aes"
 )
 
 build() { # name features

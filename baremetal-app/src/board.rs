@@ -452,3 +452,37 @@ impl McuSleep for Board {
         Ok(())
     }
 }
+
+/// The nRF51's AES-128 ECB block, SASP's cipher in the `hw-aes` build. QEMU's
+/// `microbit` machine does not emulate it (its registers read 0 there, and this
+/// would wait forever): that build runs on a board only.
+#[cfg(feature = "hw-aes")]
+pub struct Ecb;
+
+#[cfg(feature = "hw-aes")]
+impl zepto_kernel::hwaes::AesBlock for Ecb {
+    fn encrypt(key: &[u8; 16], block: &mut [u8; 16]) {
+        // What ECBDATAPTR points to: key, cleartext, ciphertext.
+        let mut data = [0u8; 48];
+        data[..16].copy_from_slice(key);
+        data[16..32].copy_from_slice(block);
+        // SAFETY: nothing else uses the ECB block (the radio and its CCM are off),
+        // and `data` lives until the block has written the ciphertext.
+        let ecb = unsafe { &*nrf51_pac::ECB::ptr() };
+        ecb.events_endecb.write(|w| unsafe { w.bits(0) });
+        ecb.events_errorecb.write(|w| unsafe { w.bits(0) });
+        ecb.ecbdataptr
+            .write(|w| unsafe { w.bits(data.as_mut_ptr() as u32) });
+        ecb.tasks_startecb.write(|w| unsafe { w.bits(1) });
+        while ecb.events_endecb.read().bits() == 0 {
+            if ecb.events_errorecb.read().bits() != 0 {
+                ecb.events_errorecb.write(|w| unsafe { w.bits(0) });
+                ecb.tasks_startecb.write(|w| unsafe { w.bits(1) });
+            }
+        }
+        for (i, b) in block.iter_mut().enumerate() {
+            // SAFETY: in bounds (32 + i < 48); read volatile, as the block wrote it.
+            *b = unsafe { core::ptr::read_volatile(data.as_ptr().add(32 + i)) };
+        }
+    }
+}

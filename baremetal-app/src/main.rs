@@ -1,7 +1,8 @@
 //! Zepto device firmware for the BBC micro:bit (nRF51822, Cortex-M0), bare metal.
 //!
 //! The whole device stack runs on the board: SADLP frames on UART0 (115200 8N1),
-//! SASP (EAX over AES-128, or Speck-128/128 with the `speck` feature), SAGDP, SACCP
+//! SASP (EAX over AES-128, or Speck-128/128 with the `speck` feature, or AES-128 on
+//! the nRF51's ECB block with `hw-aes`: a board only, QEMU has no ECB), SAGDP, SACCP
 //! and a Zepto VM with the built-in plugins. The `vm-only` feature builds the VM
 //! alone: a SADLP frame carries a program straight to the VM and its reply buffer
 //! comes back in a frame (no security, no delivery guarantee).
@@ -14,6 +15,7 @@
 mod board;
 mod config;
 mod diag;
+mod mem;
 
 use cortex_m_rt::entry;
 use panic_halt as _;
@@ -33,6 +35,9 @@ use diag::Diag;
 ))]
 compile_error!("choose one VM feature (build with --no-default-features)");
 
+#[cfg(all(feature = "speck", feature = "hw-aes"))]
+compile_error!("choose one cipher: `speck` or `hw-aes`");
+
 /// The SASP key of this demo build. A real product gets its key (and fresh nonce
 /// records) when it is paired with its client, not from the firmware image.
 #[cfg(not(feature = "vm-only"))]
@@ -45,16 +50,31 @@ const VM_CONFIG: VmConfig = VmConfig {
     max_reply_buffer: (config::MTU - 32) as u16,
 };
 
+/// The SASP cipher of this build.
+#[cfg(not(any(feature = "hw-aes", feature = "vm-only")))]
+type Cipher = zepto_kernel::sasp::DefaultCipher;
+/// The SASP cipher of this build: AES-128 on the ECB block.
+#[cfg(all(feature = "hw-aes", not(feature = "vm-only")))]
+type Cipher = zepto_kernel::hwaes::HardwareAes<board::Ecb>;
+
+/// The AES-128 of SACCP's checksum: in software (also in the Speck builds) ...
+#[cfg(not(any(feature = "hw-aes", feature = "vm-only")))]
+type ChecksumAes = zepto_kernel::hwaes::SoftAes;
+/// ... or on the ECB block.
+#[cfg(all(feature = "hw-aes", not(feature = "vm-only")))]
+type ChecksumAes = Cipher;
+
 /// The device of this build.
 #[cfg(not(feature = "vm-only"))]
 type Dev<'t, 'p> = zepto_kernel::pump::Device<
     't,
     'p,
     config::Vm,
-    zepto_kernel::sasp::DefaultCipher,
+    Cipher,
     { config::HEAP },
     { config::HANDLES },
     0, // no event log: nothing on the board reads it
+    ChecksumAes,
 >;
 
 /// Bytes of the stack state object (the device with its heap, or the VM and heap).
@@ -92,6 +112,19 @@ fn halt() -> ! {
 
 #[cfg(not(feature = "vm-only"))]
 fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
+    // The device object is built in this frame and started in place (never moved).
+    let mut dev = unkeyed(table);
+    if dev.start(&KEY, board).is_err() {
+        halt()
+    }
+    dev.run(board)
+}
+
+/// The device before its key, built straight into the caller's frame (the
+/// configuration and the VM pass through this function's frame only).
+#[cfg(not(feature = "vm-only"))]
+#[inline(never)]
+fn unkeyed<'t, 'p>(table: &'t mut [Bodypart<'p>]) -> Dev<'t, 'p> {
     use zepto_kernel::nonce_store::BlankStart;
     use zepto_kernel::pump::DeviceConfig;
 
@@ -105,12 +138,7 @@ fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
         nonce_reserve: zepto_kernel::nonce_store::DEFAULT_RESERVE,
         blank: BlankStart::RandomHigh,
     };
-    // Run the device where `new` put it (no move of the whole object).
-    let mut dev = Dev::new(&KEY, config::Vm::new(VM_CONFIG), table, cfg, board);
-    match &mut dev {
-        Ok(dev) => dev.run(board),
-        Err(_) => halt(),
-    }
+    Dev::unkeyed(config::Vm::new(VM_CONFIG), table, cfg)
 }
 
 #[cfg(feature = "vm-only")]

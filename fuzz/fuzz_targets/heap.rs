@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         let slot = usize::from(a % 4);
         let payload = [b; 40];
         let n = usize::from(b % 41);
-        match (op % 8, handles[slot]) {
+        match (op % 10, handles[slot]) {
             (0, None) => handles[slot] = heap.alloc().ok(),
             (1, Some(h)) => {
                 heap.free(h).expect("live handle frees");
@@ -31,6 +31,26 @@ fuzz_target!(|data: &[u8]| {
             (7, Some(h)) => {
                 if let Some(other) = handles[usize::from(b % 4)] {
                     let _ = heap.append_reply_of(h, other);
+                }
+            }
+            (8, Some(h)) => {
+                let (req, rep) = (heap.request_len(h).unwrap(), heap.reply_len(h).unwrap());
+                let before = heap.request(h).unwrap()[n.min(req)..].to_vec();
+                match heap.split_request(h, n) {
+                    Ok(()) => assert_eq!(heap.reply(h).unwrap(), &before[..]),
+                    Err(_) => assert!(rep > 0 || n > req),
+                }
+            }
+            (9, Some(h)) => {
+                let mut want = payload[..n].to_vec();
+                want.extend_from_slice(heap.request(h).unwrap());
+                let rep = heap.reply_len(h).unwrap();
+                match heap.wrap_request(h, &payload[..n]) {
+                    Ok(()) => {
+                        assert_eq!(heap.reply(h).unwrap(), &want[..]);
+                        assert_eq!(heap.request_len(h), Ok(0));
+                    }
+                    Err(_) => assert!(rep > 0 || heap.used_bytes() + n > heap.capacity()),
                 }
             }
             _ => {}

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use zepto_host::link::{Link, StreamLink};
 use zepto_kernel::client::{Client, ClientConfig, ClientEvent};
+use zepto_kernel::heap::{Handle, HeapOps};
 use zepto_kernel::nonce_store::BlankStart;
-use zepto_kernel::saccp::client::Reply;
+use zepto_kernel::saccp::client::{self as saccp_client, Reply};
+use zepto_kernel::saccp::{ErrorCode, ExtraHeaders};
 use zepto_kernel::sasp::DefaultCipher;
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::insn::Instruction;
@@ -56,10 +58,20 @@ impl Session {
     /// Sends `prog` and waits for the device's SACCP reply (resending on SAGDP's
     /// timer).
     fn command(&mut self, prog: &[u8]) -> Vec<u8> {
+        self.command_with(|heap, h| {
+            saccp_client::build_new_program(heap, h, &ExtraHeaders::default(), prog)
+        })
+    }
+
+    /// Sends the SACCP command `build` writes and waits for the device's reply.
+    fn command_with(
+        &mut self,
+        build: impl FnOnce(&mut dyn HeapOps, Handle) -> Result<(), zepto_kernel::Error>,
+    ) -> Vec<u8> {
         self.hal.now_ms = self.start.elapsed().as_millis() as u64;
         let p = self
             .client
-            .send_program(&mut self.hal, prog)
+            .send_command(&mut self.hal, build)
             .unwrap()
             .to_vec();
         self.link.send(&p).unwrap();
@@ -272,6 +284,31 @@ fn microbit_firmware_in_qemu() {
 
     // The device keeps working after the exception.
     assert_eq!(s.frames(&ping), [vec![0x01]]);
+
+    // REPEAT_OLD_PROGRAM: the device runs its kept copy of Ping again once the
+    // checksum (CMAC-AES128 under the fixed SACCP key) matches; a checksum of
+    // another program is refused and runs nothing.
+    let repeat = |old: &[u8]| {
+        let old = old.to_vec();
+        move |heap: &mut dyn HeapOps, h: Handle| {
+            saccp_client::build_repeat_old_program(heap, h, &ExtraHeaders::default(), &old, 16)
+        }
+    };
+    let r = s.command_with(repeat(&ping));
+    match saccp_client::decode_reply(&r).unwrap() {
+        Reply::Ok { data, .. } => {
+            let bodies: Vec<Vec<u8>> = reply::frames(data)
+                .map(|f| f.unwrap().body.to_vec())
+                .collect();
+            assert_eq!(bodies, [vec![0x01]]);
+        }
+        other => panic!("not OK: {other:?}"),
+    }
+    let r = s.command_with(repeat(&echo));
+    assert_eq!(
+        saccp_client::decode_reply(&r).unwrap(),
+        Reply::Error(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH)
+    );
 
     // Measured RAM: peak stack since reset, .data + .bss, heap arena.
     let diag = program(&[Instruction::Exec {

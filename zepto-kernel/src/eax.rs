@@ -4,7 +4,9 @@
 //! SASP encrypts with EAX and SACCP's program checksum is a CMAC. This module keeps
 //! the cipher's expanded key once (in [`Eax`]) and works block by block in place:
 //! one 16-byte chaining block per OMAC, one counter block and one keystream block for
-//! CTR. The cipher itself comes from a well-kept crate (`aes`, `speck-cipher`).
+//! CTR. The cipher itself comes from a well-kept crate (`aes`, `speck-cipher`), or
+//! from a port's AES block in hardware ([`crate::hwaes`]), through
+//! [`BlockCipher128`].
 //!
 //! With `L = E(0)`, `B = dbl(L)`, `P = dbl(B)` (doubling in GF(2^128)):
 //!
@@ -13,37 +15,38 @@
 //! * `OMAC^t(M) = CMAC([0; 15] || t || M)`;
 //! * seal: `N = OMAC^0(nonce)`, `H = OMAC^1(aad)`, `C = M xor CTR_N`,
 //!   tag `= N xor H xor OMAC^2(C)`; CTR increments `N` as a 128-bit big-endian
-//!   integer per block. Open checks the tag before it decrypts.
+//!   integer per block.
+//!
+//! `B` depends on the key alone and is computed once, in [`Eax::new_from_slice`]. A
+//! packet costs the first blocks of `OMAC^0` and `OMAC^2`, one block for `N` and
+//! `OMAC^1` of the header (SASP has none), and two per block of data (CTR and
+//! `OMAC^2`). Independent blocks go to the cipher together
+//! ([`BlockCipher128::encrypt2`]: the `aes` crate's software code on 32-bit CPUs
+//! encrypts two blocks for the price of one): the two first blocks, `N` with the
+//! header's MAC (seal) or the first `OMAC^2` step (open), each keystream block
+//! with an `OMAC^2` step. Open computes `OMAC^2(C)`
+//! and decrypts in the same pass; if the tag does not match it encrypts the data
+//! back, so a wrong tag leaves the buffer as it was.
 
+pub use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::error::Error;
-use aes::cipher::consts::U16;
-use aes::cipher::{
-    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit,
-};
 
 /// Block and tag bytes.
 pub const BLOCK: usize = 16;
 
-/// A block in the form the cipher encrypts.
-type Blk = Array<u8, U16>;
-
-/// A 128-bit block cipher EAX and CMAC can run over.
-pub trait BlockCipher128: BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt {}
-
-impl<T: BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt> BlockCipher128 for T {}
+/// One cipher block.
+type Blk = [u8; BLOCK];
 
 /// Doubling in GF(2^128) with the polynomial x^128 + x^7 + x^2 + x + 1.
 fn dbl(b: &mut Blk) {
-    let carry = b.first().map_or(0, |x| x >> 7);
+    let carry = b[0] >> 7;
     let mut next = 0u8;
     for x in b.iter_mut().rev() {
         let top = *x >> 7;
         *x = (*x << 1) | next;
         next = top;
     }
-    if let Some(last) = b.last_mut() {
-        *last ^= 0x87 & 0u8.wrapping_sub(carry);
-    }
+    b[BLOCK - 1] ^= 0x87 & 0u8.wrapping_sub(carry);
 }
 
 fn xor_into(dst: &mut [u8], src: &[u8]) {
@@ -52,174 +55,245 @@ fn xor_into(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-/// Encrypts one block in place with the cipher's backend.
-fn enc<B: BlockCipherEncBackend<BlockSize = U16>>(b: &B, x: &mut Blk) {
-    b.encrypt_block(x.into());
+/// Adds one to a counter block (128-bit big-endian).
+fn inc(c: &mut Blk) {
+    for b in c.iter_mut().rev() {
+        *b = b.wrapping_add(1);
+        if *b != 0 {
+            break;
+        }
+    }
 }
 
-/// CMAC of `prefix || data` (`prefix` is one whole block or nothing), with
-/// `l = E(0)`.
-fn mac<B: BlockCipherEncBackend<BlockSize = U16>>(
-    cipher: &B,
-    l: &Blk,
-    prefix: Option<&Blk>,
-    data: &[u8],
-) -> Blk {
-    let mut x = Blk::default();
-    let mut k = *l;
-    dbl(&mut k);
-    if let Some(p) = prefix {
-        xor_into(&mut x, p);
-        if data.is_empty() {
-            xor_into(&mut x, &k);
-        }
-        enc(cipher, &mut x);
-        if data.is_empty() {
-            return x;
-        }
-    }
-    let n = data.len().div_ceil(BLOCK);
-    if n == 0 {
-        // Empty message: one padded block.
+/// The block `[0; 15] || t` that starts `OMAC^t`.
+fn omac_prefix(t: u8) -> Blk {
+    let mut p = [0; BLOCK];
+    p[BLOCK - 1] = t;
+    p
+}
+
+/// Finishes the last block of a CMAC: `len` message bytes of it are already XORed
+/// into `x`; a whole block gets `B`, a partial one the `80` pad and `P = dbl(B)`.
+fn finish(x: &mut Blk, b: &Blk, len: usize) {
+    let mut k = *b;
+    if len < BLOCK {
         dbl(&mut k);
-        if let Some(b) = x.first_mut() {
-            *b ^= 0x80;
+        if let Some(v) = x.get_mut(len) {
+            *v ^= 0x80;
         }
-        xor_into(&mut x, &k);
-        enc(cipher, &mut x);
-        return x;
     }
+    xor_into(x, &k);
+}
+
+/// The input of the last cipher call of a CMAC over `data` (not empty, or a plain
+/// CMAC with `x` = 0) that has chained to `x` so far.
+fn last_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, mut x: Blk, data: &[u8]) -> Blk {
+    let n = data.len().div_ceil(BLOCK);
     for (i, chunk) in data.chunks(BLOCK).enumerate() {
         xor_into(&mut x, chunk);
         if i + 1 == n {
-            if chunk.len() < BLOCK {
-                dbl(&mut k);
-                if let Some(b) = x.get_mut(chunk.len()) {
-                    *b ^= 0x80;
-                }
-            }
-            xor_into(&mut x, &k);
+            finish(&mut x, b, chunk.len());
+            return x;
         }
-        enc(cipher, &mut x);
+        c.encrypt(&mut x);
     }
+    // Empty message: one padded block.
+    finish(&mut x, b, 0);
     x
 }
 
-/// `OMAC^t(data)`.
-fn omac<B: BlockCipherEncBackend<BlockSize = U16>>(cipher: &B, l: &Blk, t: u8, data: &[u8]) -> Blk {
-    let mut p = Blk::default();
-    if let Some(b) = p.last_mut() {
-        *b = t;
-    }
-    mac(cipher, l, Some(&p), data)
+/// What depends on the key alone: `B = dbl(E(0))` (16 bytes; the encrypted first
+/// blocks of `OMAC^0`, `OMAC^1` and `OMAC^2` are computed per message, in pairs
+/// with other blocks, instead of being kept).
+#[derive(Clone, Default)]
+struct Keyed {
+    b: Blk,
 }
 
-/// XORs the CTR keystream starting at counter `ctr` into `buf`.
-fn ctr<B: BlockCipherEncBackend<BlockSize = U16>>(cipher: &B, ctr: &Blk, buf: &mut [u8]) {
-    let mut c = *ctr;
-    for chunk in buf.chunks_mut(BLOCK) {
-        let mut ks = c;
-        enc(cipher, &mut ks);
-        xor_into(chunk, &ks);
-        for b in c.iter_mut().rev() {
-            *b = b.wrapping_add(1);
-            if *b != 0 {
-                break;
-            }
-        }
+impl Keyed {
+    /// Computes the per-key value.
+    fn new<C: BlockCipher128 + ?Sized>(c: &C) -> Self {
+        let mut b = [0; BLOCK];
+        c.encrypt(&mut b);
+        dbl(&mut b);
+        Keyed { b }
     }
 }
 
-/// What one [`Job`] computes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `CMAC(aad)` into `tag`.
-    Cmac,
-    /// Encrypt `buf`, tag into `tag`.
-    Seal,
-    /// Check `tag`, then decrypt `buf`; `ok` tells whether the tag matched.
-    Open,
+/// `E([0; 15] || 0)` and `E([0; 15] || 2)`: `OMAC^0` and `OMAC^2` after their
+/// first block, in one cipher call.
+#[inline(always)]
+fn starts<C: BlockCipher128 + ?Sized>(c: &C) -> (Blk, Blk) {
+    let (mut e0, mut e2) = (omac_prefix(0), omac_prefix(2));
+    c.encrypt2(&mut e0, &mut e2);
+    (e0, e2)
 }
 
-/// One whole CMAC, seal or open, run inside the cipher's backend: a cipher that
-/// prepares its round keys per call (the `aes` crate's software backend copies
-/// them into a wider array) does so once per operation, not once per block.
-struct Job<'a> {
-    mode: Mode,
-    nonce: &'a [u8],
-    aad: &'a [u8],
-    buf: &'a mut [u8],
-    tag: Blk,
-    ok: bool,
-}
-
-impl BlockSizeUser for &mut Job<'_> {
-    type BlockSize = U16;
-}
-
-impl BlockCipherEncClosure for &mut Job<'_> {
-    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, c: &B) {
-        let mut l = Blk::default();
-        enc(c, &mut l);
-        if self.mode == Mode::Cmac {
-            self.tag = mac(c, &l, None, self.aad);
-            return;
-        }
-        let n = omac(c, &l, 0, self.nonce);
-        let mut t = omac(c, &l, 1, self.aad);
-        xor_into(&mut t, &n);
-        if self.mode == Mode::Seal {
-            ctr(c, &n, self.buf);
-            xor_into(&mut t, &omac(c, &l, 2, self.buf));
-            self.tag = t;
-            return;
-        }
-        xor_into(&mut t, &omac(c, &l, 2, self.buf));
-        // Compare without an early exit.
-        let diff = t
-            .iter()
-            .zip(self.tag.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        self.ok = diff == 0;
-        if self.ok {
-            ctr(c, &n, self.buf);
-        }
+/// The input of the last cipher call of `OMAC^t(data)`, where `e` is
+/// `E([0; 15] || t)` (not used for empty data).
+fn omac_input<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, t: u8, e: Blk, data: &[u8]) -> Blk {
+    if data.is_empty() {
+        let mut x = omac_prefix(t);
+        xor_into(&mut x, &k.b);
+        return x;
     }
+    last_input(c, &k.b, e, data)
 }
 
-/// Runs one job with `cipher`'s backend; returns its tag and whether an opened
-/// tag matched.
-fn run<C: BlockCipher128>(
-    cipher: &C,
-    mode: Mode,
+/// The input of the last cipher call of `OMAC^1(aad)` (SASP has no header: then
+/// no cipher call is needed before it).
+fn header_input<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, aad: &[u8]) -> Blk {
+    let mut e1 = omac_prefix(1);
+    if !aad.is_empty() {
+        c.encrypt(&mut e1);
+    }
+    omac_input(c, k, 1, e1, aad)
+}
+
+/// `OMAC^2` of the empty message.
+fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed) -> Blk {
+    let mut x = omac_input(c, k, 2, [0; BLOCK], &[]);
+    c.encrypt(&mut x);
+    x
+}
+
+/// Encrypts `buf` in place; returns the tag. (Out of line, as [`open`]: its blocks
+/// are on the stack only while it runs, not in its caller's frame.)
+#[inline(never)]
+fn seal<C: BlockCipher128 + ?Sized>(
+    c: &C,
+    k: &Keyed,
     nonce: &[u8],
     aad: &[u8],
     buf: &mut [u8],
-    tag: Blk,
-) -> (Blk, bool) {
-    let mut job = Job {
-        mode,
-        nonce,
-        aad,
-        buf,
-        tag,
-        ok: false,
+) -> Blk {
+    // `x` starts as E([0; 15] || 2) and chains OMAC^2 over the ciphertext.
+    let (e0, mut x) = starts(c);
+    let mut n = omac_input(c, k, 0, e0, nonce);
+    let mut tag = header_input(c, k, aad);
+    // N = OMAC^0(nonce) and H = OMAC^1(aad) together.
+    c.encrypt2(&mut n, &mut tag);
+    xor_into(&mut tag, &n);
+    if buf.is_empty() {
+        xor_into(&mut tag, &empty_mac(c, k));
+        return tag;
+    }
+    // `n` counts from N on; keystream block i+1 and the OMAC^2 step over
+    // ciphertext block i go together.
+    let mut ks = n;
+    c.encrypt(&mut ks);
+    let m = buf.len().div_ceil(BLOCK);
+    for (i, chunk) in buf.chunks_mut(BLOCK).enumerate() {
+        xor_into(chunk, &ks);
+        xor_into(&mut x, chunk);
+        if i + 1 == m {
+            finish(&mut x, &k.b, chunk.len());
+            c.encrypt(&mut x);
+        } else {
+            inc(&mut n);
+            ks = n;
+            c.encrypt2(&mut x, &mut ks);
+        }
+    }
+    xor_into(&mut tag, &x);
+    tag
+}
+
+/// XORs `buf`'s CTR keystream from counter `n` into it.
+fn ctr<C: BlockCipher128 + ?Sized>(c: &C, n: &Blk, buf: &mut [u8]) {
+    let mut ctr = *n;
+    for chunk in buf.chunks_mut(BLOCK) {
+        let mut ks = ctr;
+        c.encrypt(&mut ks);
+        xor_into(chunk, &ks);
+        inc(&mut ctr);
+    }
+}
+
+/// Checks `tag` and decrypts `buf` in place; on a wrong tag `buf` is encrypted
+/// back and the result is false.
+#[inline(never)]
+fn open<C: BlockCipher128 + ?Sized>(
+    c: &C,
+    k: &Keyed,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &Blk,
+) -> bool {
+    let (e0, e2) = starts(c);
+    let mut n = omac_input(c, k, 0, e0, nonce);
+    let mut h = header_input(c, k, aad);
+    let x = if buf.is_empty() {
+        c.encrypt2(&mut n, &mut h);
+        empty_mac(c, k)
+    } else {
+        // The OMAC^2 step over ciphertext block i+1 goes with keystream block i;
+        // block i is decrypted after it was MACed. H goes with the last
+        // keystream block.
+        let m = buf.len().div_ceil(BLOCK);
+        let mut x = e2;
+        let mut chunks = buf.chunks_mut(BLOCK);
+        let mut cur = chunks.next();
+        if let Some(first) = cur.as_deref() {
+            xor_into(&mut x, first);
+            if m == 1 {
+                finish(&mut x, &k.b, first.len());
+            }
+        }
+        c.encrypt2(&mut n, &mut x);
+        let mut ctr = n;
+        let mut i = 1;
+        while let Some(chunk) = cur {
+            let next = chunks.next();
+            let mut ks = ctr;
+            match next.as_deref() {
+                Some(nx) => {
+                    xor_into(&mut x, nx);
+                    i += 1;
+                    if i == m {
+                        finish(&mut x, &k.b, nx.len());
+                    }
+                    c.encrypt2(&mut ks, &mut x);
+                }
+                None => c.encrypt2(&mut ks, &mut h),
+            }
+            xor_into(chunk, &ks);
+            inc(&mut ctr);
+            cur = next;
+        }
+        x
     };
-    cipher.encrypt_with_backend(&mut job);
-    (job.tag, job.ok)
+    let mut t = h;
+    xor_into(&mut t, &n);
+    xor_into(&mut t, &x);
+    // Compare without an early exit.
+    let diff = t
+        .iter()
+        .zip(tag.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if diff != 0 {
+        ctr(c, &n, buf);
+    }
+    diff == 0
 }
 
 /// CMAC (OMAC1) of `data` under `cipher` (RFC 4493 for AES-128).
-pub fn cmac<C: BlockCipher128>(cipher: &C, data: &[u8]) -> [u8; BLOCK] {
-    run(cipher, Mode::Cmac, &[], data, &mut [], Blk::default())
-        .0
-        .into()
+pub fn cmac<C: BlockCipher128 + ?Sized>(cipher: &C, data: &[u8]) -> [u8; BLOCK] {
+    let mut l = [0; BLOCK];
+    cipher.encrypt(&mut l);
+    dbl(&mut l);
+    let mut x = last_input(cipher, &l, [0; BLOCK], data);
+    cipher.encrypt(&mut x);
+    x
 }
 
-/// EAX over a 128-bit block cipher whose key is expanded once, at construction.
+/// EAX over a 128-bit block cipher whose key is expanded once, at construction,
+/// together with the one value EAX derives from the key alone (16 bytes).
 #[derive(Clone)]
 pub struct Eax<C> {
     cipher: C,
+    keys: Keyed,
 }
 
 impl<C> core::fmt::Debug for Eax<C> {
@@ -228,19 +302,44 @@ impl<C> core::fmt::Debug for Eax<C> {
     }
 }
 
-impl<C: BlockCipher128 + KeyInit> Eax<C> {
-    /// EAX with `key`; [`Error::ValueOutOfRange`] unless it is the cipher's key
-    /// length.
+impl<C: BlockCipher128 + KeyInit128> Eax<C> {
+    /// EAX with `key`; [`Error::ValueOutOfRange`] unless it is 16 bytes long.
     pub fn new_from_slice(key: &[u8]) -> Result<Self, Error> {
-        let cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
-        Ok(Self { cipher })
+        let key: &[u8; 16] = key.try_into().map_err(|_| Error::ValueOutOfRange)?;
+        Ok(Self::from_cipher(C::new(key)))
+    }
+
+    /// Takes `key` in place (no copy of the expanded key through the caller's
+    /// stack).
+    #[inline(never)]
+    pub fn set_key(&mut self, key: &[u8; 16]) {
+        self.cipher = C::new(key);
+        self.keys = Keyed::new(&self.cipher);
+    }
+
+    /// Puts EAX with `key` into `slot`, building it there (the per-key values are
+    /// computed in place, only the cipher passes through this function's stack).
+    #[inline(never)]
+    pub(crate) fn set_key_in(slot: &mut Option<Self>, key: &[u8; 16]) {
+        let eax = match slot {
+            Some(eax) => {
+                eax.cipher = C::new(key);
+                eax
+            }
+            none => none.insert(Self {
+                cipher: C::new(key),
+                keys: Keyed::default(),
+            }),
+        };
+        eax.keys = Keyed::new(&eax.cipher);
     }
 }
 
 impl<C: BlockCipher128> Eax<C> {
     /// EAX over an already keyed `cipher`.
-    pub const fn from_cipher(cipher: C) -> Self {
-        Self { cipher }
+    pub fn from_cipher(cipher: C) -> Self {
+        let keys = Keyed::new(&cipher);
+        Self { cipher, keys }
     }
 
     /// The block cipher.
@@ -250,9 +349,7 @@ impl<C: BlockCipher128> Eax<C> {
 
     /// Encrypts `buf` in place; returns the 16-byte tag.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> [u8; BLOCK] {
-        run(&self.cipher, Mode::Seal, nonce, aad, buf, Blk::default())
-            .0
-            .into()
+        seal(&self.cipher, &self.keys, nonce, aad, buf)
     }
 
     /// Checks `tag` and decrypts `buf` in place. On a wrong tag (or a tag that is
@@ -262,7 +359,7 @@ impl<C: BlockCipher128> Eax<C> {
         let Ok(tag) = <[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if run(&self.cipher, Mode::Open, nonce, aad, buf, tag.into()).1 {
+        if open(&self.cipher, &self.keys, nonce, aad, buf, &tag) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)
@@ -276,6 +373,7 @@ mod tests {
     use super::*;
     use ::eax::aead::AeadInOut;
     use aes::Aes128;
+    use aes09::cipher::KeyInit as _;
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -283,6 +381,10 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    fn aes(key: &[u8]) -> Aes128 {
+        <Aes128 as KeyInit128>::new(key.try_into().unwrap())
     }
 
     /// RFC 4493 section 4: CMAC-AES128 of the empty message and of 16, 40 and 64
@@ -296,7 +398,7 @@ mod tests {
             "30c81c46a35ce411e5fbc1191a0a52ef",
             "f69f2445df4f9b17ad2b417be66c3710"
         ));
-        let aes = Aes128::new_from_slice(&key).unwrap();
+        let aes = aes(&key);
         for (len, mac) in [
             (0, "bb1d6929e95937287fa37d129b756746"),
             (16, "070a16b46b4d4144f79bdd9dd04a287c"),
@@ -309,19 +411,28 @@ mod tests {
 
     #[test]
     fn dbl_carries_into_the_polynomial() {
-        let mut b = Blk::default();
+        let mut b = [0u8; 16];
         b[0] = 0x80;
         dbl(&mut b);
         let mut want = [0u8; 16];
         want[15] = 0x87;
-        assert_eq!(<[u8; 16]>::from(b), want);
-        let mut b = Blk::default();
+        assert_eq!(b, want);
+        let mut b = [0u8; 16];
         b[15] = 0x81;
         dbl(&mut b);
         want = [0; 16];
         want[14] = 1;
         want[15] = 2;
-        assert_eq!(<[u8; 16]>::from(b), want);
+        assert_eq!(b, want);
+    }
+
+    /// AES with one block at a time: `encrypt2` as two `encrypt` calls.
+    struct Singles(Aes128);
+
+    impl BlockCipher128 for Singles {
+        fn encrypt(&self, block: &mut [u8; 16]) {
+            self.0.encrypt(block);
+        }
     }
 
     proptest! {
@@ -340,7 +451,7 @@ mod tests {
             let mut buf = msg.clone();
             let tag = ours.seal(&nonce, &aad, &mut buf);
 
-            let theirs = ::eax::Eax::<Aes128>::new_from_slice(&key).unwrap();
+            let theirs = ::eax::Eax::<aes09::Aes128>::new_from_slice(&key).unwrap();
             let mut want = msg.clone();
             let want_tag = theirs
                 .encrypt_inout_detached(&nonce.into(), &aad, want.as_mut_slice().into())
@@ -375,11 +486,35 @@ mod tests {
             msg in proptest::collection::vec(any::<u8>(), 0..70),
         ) {
             use ::cmac::Mac;
-            let mut m = <::cmac::Cmac<Aes128> as ::cmac::KeyInit>::new(&key.into());
+            let mut m = <::cmac::Cmac<aes09::Aes128> as ::cmac::KeyInit>::new(&key.into());
             m.update(&msg);
             let want: [u8; 16] = m.finalize().into_bytes().into();
-            let aes = Aes128::new_from_slice(&key).unwrap();
-            prop_assert_eq!(cmac(&aes, &msg), want);
+            prop_assert_eq!(cmac(&aes(&key), &msg), want);
+        }
+
+        /// A cipher without a two-block pass gives the same bytes, and open
+        /// restores the data on a wrong tag.
+        #[test]
+        fn single_blocks_match_pairs(
+            key in any::<[u8; 16]>(),
+            nonce in proptest::collection::vec(any::<u8>(), 0..20),
+            aad in proptest::collection::vec(any::<u8>(), 0..20),
+            msg in proptest::collection::vec(any::<u8>(), 0..70),
+        ) {
+            let two = Eax::<Aes128>::new_from_slice(&key).unwrap();
+            let one = Eax::from_cipher(Singles(aes(&key)));
+            let (mut a, mut b) = (msg.clone(), msg.clone());
+            let ta = one.seal(&nonce, &aad, &mut a);
+            let tb = two.seal(&nonce, &aad, &mut b);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(ta, tb);
+            let mut bad = ta;
+            bad[0] ^= 1;
+            prop_assert_eq!(one.open(&nonce, &aad, &mut a, &bad), Err(Error::AuthenticationFailed));
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(one.open(&nonce, &aad, &mut a, &ta), Ok(()));
+            prop_assert_eq!(&a, &msg);
+            prop_assert_eq!(cmac(&Singles(aes(&key)), &msg), cmac(&aes(&key), &msg));
         }
     }
 
@@ -393,16 +528,25 @@ mod tests {
         for len in [0usize, 1, 15, 16, 17, 33, 64] {
             let msg: Vec<u8> = (0..len as u8).collect();
             let mut buf = msg.clone();
-            let tag = Eax::<Speck128_128>::new_from_slice(&key)
-                .unwrap()
-                .seal(&nonce, b"hd", &mut buf);
+            let ours = Eax::<Speck128_128>::new_from_slice(&key).unwrap();
+            let tag = ours.seal(&nonce, b"hd", &mut buf);
             let mut want = msg.clone();
-            let want_tag = ::eax::Eax::<Speck128_128>::new_from_slice(&key)
-                .unwrap()
-                .encrypt_inout_detached(&nonce.into(), b"hd", want.as_mut_slice().into())
-                .unwrap();
+            let want_tag =
+                <::eax::Eax<Speck128_128> as speck_cipher::cipher::KeyInit>::new_from_slice(&key)
+                    .unwrap()
+                    .encrypt_inout_detached(&nonce.into(), b"hd", want.as_mut_slice().into())
+                    .unwrap();
             assert_eq!(buf, want);
             assert_eq!(tag.as_slice(), want_tag.as_slice());
+            let mut bad = tag;
+            bad[len % 16] ^= 4;
+            assert_eq!(
+                ours.open(&nonce, b"hd", &mut buf, &bad),
+                Err(Error::AuthenticationFailed)
+            );
+            assert_eq!(buf, want, "a wrong tag leaves the data alone");
+            assert_eq!(ours.open(&nonce, b"hd", &mut buf, &tag), Ok(()));
+            assert_eq!(buf, msg);
         }
     }
 }

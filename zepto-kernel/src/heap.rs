@@ -4,8 +4,12 @@
 //! One arena of `N` bytes holds at most `B` blocks (`ZEPTO_MAX_HEAP_BLOCKS`). Each
 //! block is owned by a [`Handle`] and holds a *request* part followed by a *reply*
 //! part. When an append or prepend needs room that is not free right after the block,
-//! the heap moves blocks (compacts them and opens a gap after the growing one), so
-//! byte positions change between calls.
+//! the heap moves the growing block above the others if the room is there, else it
+//! compacts all blocks and opens a gap after the growing one; so byte positions
+//! change between calls. Passing a packet from layer to layer moves no bytes: a
+//! layer splits off its header on the way up ([`HeapOps::split_request`]) and puts
+//! it in front on the way down ([`HeapOps::wrap_request`]), and
+//! [`HeapOps::convert_reply_to_request`] only moves the block's start.
 //!
 //! In C the rule "re-read pointers from handles after each call" is a convention; here
 //! it is enforced by the borrow checker: the slices [`Heap::request`] and
@@ -29,6 +33,9 @@ use half::f16;
 pub struct Handle(u8);
 
 impl Handle {
+    /// A handle of no block (every heap call with it fails).
+    pub(crate) const NONE: Handle = Handle(u8::MAX);
+
     /// The slot index of this handle (for diagnostics).
     pub const fn index(self) -> usize {
         self.0 as usize
@@ -136,16 +143,19 @@ impl<const N: usize, const B: usize> Heap<N, B> {
         if new_len > u16::MAX as usize || self.used_bytes() + extra > N {
             return Err(Error::OutOfMemory);
         }
-        if me.len() == 0 {
-            // An empty block can live anywhere: put it after the highest block.
-            let top = self.top_excluding(i);
-            if N - top >= extra {
+        if me.len() > 0 && self.gap_after(i) >= extra {
+            return Ok(());
+        }
+        // Room above the other blocks: the block goes there, and only its own bytes
+        // move (an empty block just takes the place).
+        let top = self.top_excluding(i);
+        if N - top >= me.len() + extra {
+            if me.start as usize != top {
+                self.arena.copy_within(me.start as usize..me.end(), top);
                 if let Some(b) = self.blocks.get_mut(i) {
                     b.start = top as u16;
                 }
-                return Ok(());
             }
-        } else if self.gap_after(i) >= extra {
             return Ok(());
         }
         self.compact();
@@ -329,6 +339,20 @@ pub trait HeapOps {
     /// Drops the request and makes the reply the request of the next layer
     /// (`zepto_convert_reply_to_request`). Invalidates parsers over the old request.
     fn convert_reply_to_request(&mut self, h: Handle) -> Result<(), Error>;
+
+    /// Makes the request bytes from `at` on the reply, leaving the first `at` bytes
+    /// as the request: a layer passes what follows its header up without copying
+    /// it. The reply must be empty ([`Error::InvalidState`]); `at` beyond the request
+    /// is [`Error::UnexpectedEnd`].
+    fn split_request(&mut self, h: Handle, at: usize) -> Result<(), Error>;
+
+    /// Makes `header` followed by the request the reply, and the request empty: a
+    /// layer passes its packet down. The reply must be empty
+    /// ([`Error::InvalidState`]). Only the header is written when the arena has
+    /// room for it just in front of the block (the bytes a layer stripped on the
+    /// way up, or a request dropped by [`HeapOps::convert_reply_to_request`]); else
+    /// the request moves. Nothing changes on error.
+    fn wrap_request(&mut self, h: Handle, header: &[u8]) -> Result<(), Error>;
 
     /// Replaces the request with `data` and drops the reply.
     fn set_request(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
@@ -531,14 +555,62 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
     }
 
     fn convert_reply_to_request(&mut self, h: Handle) -> Result<(), Error> {
-        let b = *self.block(h)?;
-        let s = b.start as usize;
-        let rs = s + b.req as usize;
-        self.arena.copy_within(rs..b.end(), s);
+        // The block now starts where its reply did: nothing moves, and the bytes of
+        // the old request are free.
         let b = self.block_mut(h)?;
+        b.start += b.req;
         b.req = b.rep;
         b.rep = 0;
         b.generation = b.generation.wrapping_add(1);
+        Ok(())
+    }
+
+    fn split_request(&mut self, h: Handle, at: usize) -> Result<(), Error> {
+        let b = self.block_mut(h)?;
+        if b.rep != 0 {
+            return Err(Error::InvalidState);
+        }
+        let at = u16::try_from(at)
+            .ok()
+            .filter(|a| *a <= b.req)
+            .ok_or(Error::UnexpectedEnd)?;
+        b.rep = b.req - at;
+        b.req = at;
+        Ok(())
+    }
+
+    fn wrap_request(&mut self, h: Handle, header: &[u8]) -> Result<(), Error> {
+        let i = h.index();
+        let me = *self.block(h)?;
+        if me.rep != 0 {
+            return Err(Error::InvalidState);
+        }
+        let n = header.len();
+        let before = self
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(j, b)| *j != i && b.used && b.len() > 0 && b.end() <= me.start as usize)
+            .map(|(_, b)| b.end())
+            .max()
+            .unwrap_or(0);
+        let at = if me.start as usize - before >= n && me.len() > 0 {
+            // Free bytes in front of the block: the header goes there.
+            me.start as usize - n
+        } else {
+            self.make_room(i, n)?;
+            let s = self.block(h)?.start as usize;
+            self.arena.copy_within(s..s + me.req as usize, s + n);
+            s
+        };
+        self.arena
+            .get_mut(at..at + n)
+            .ok_or(Error::OutOfMemory)?
+            .copy_from_slice(header);
+        let b = self.block_mut(h)?;
+        b.start = at as u16;
+        b.rep = b.req + n as u16;
+        b.req = 0;
         Ok(())
     }
 
@@ -909,6 +981,8 @@ mod tests {
         Convert(usize),
         Truncate(usize, usize),
         CopyFrom(usize, usize, bool, usize, usize),
+        Split(usize, usize),
+        Wrap(usize, Vec<u8>),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -923,6 +997,9 @@ mod tests {
             (0..5usize, 0..30usize).prop_map(|(h, n)| Op::Truncate(h, n)),
             (0..5usize, 0..5usize, any::<bool>(), 0..25usize, 0..25usize)
                 .prop_map(|(d, s, r, a, n)| Op::CopyFrom(d, s, r, a, n)),
+            (0..5usize, 0..25usize).prop_map(|(h, n)| Op::Split(h, n)),
+            (0..5usize, proptest::collection::vec(any::<u8>(), 0..12))
+                .prop_map(|(h, d)| Op::Wrap(h, d)),
         ]
     }
 
@@ -1010,6 +1087,36 @@ mod tests {
                             }
                         }
                     }
+                    Op::Split(k, at) => if let Some(i) = pick(k) {
+                        let entry = model[i].as_mut().unwrap();
+                        match heap.split_request(entry.0, at) {
+                            Ok(()) => {
+                                prop_assert!(entry.2.is_empty());
+                                entry.2 = entry.1.split_off(at);
+                            }
+                            Err(Error::InvalidState) => prop_assert!(!entry.2.is_empty()),
+                            Err(e) => {
+                                prop_assert_eq!(e, Error::UnexpectedEnd);
+                                prop_assert!(at > entry.1.len());
+                            }
+                        }
+                    },
+                    Op::Wrap(k, d) => if let Some(i) = pick(k) {
+                        let entry = model[i].as_mut().unwrap();
+                        match heap.wrap_request(entry.0, &d) {
+                            Ok(()) => {
+                                prop_assert!(entry.2.is_empty());
+                                let mut r = d.clone();
+                                r.append(&mut entry.1);
+                                entry.2 = r;
+                            }
+                            Err(Error::InvalidState) => prop_assert!(!entry.2.is_empty()),
+                            Err(e) => {
+                                prop_assert_eq!(e, Error::OutOfMemory);
+                                prop_assert!(used + d.len() > 96);
+                            }
+                        }
+                    },
                     Op::Truncate(k, n) => if let Some(i) = pick(k) {
                         let entry = model[i].as_mut().unwrap();
                         heap.truncate_reply(entry.0, n).unwrap();

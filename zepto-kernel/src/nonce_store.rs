@@ -47,10 +47,10 @@
 //! happened to pass the CRC can only raise a mark (wasting nonces), never lower it
 //! below the last complete record. Records of another key count as blank.
 
-use crate::eax::{cmac, BlockCipher128};
+use crate::cipher::{BlockCipher128, KeyInit128};
+use crate::eax::cmac;
 use crate::error::Error;
 use crate::hal::{Random, Storage};
-use aes::cipher::KeyInit;
 use crc::{Crc, CRC_16_IBM_SDLC};
 
 /// Largest nonce varying part (47 bits).
@@ -105,12 +105,15 @@ pub const LOST_STATE_MARGIN: u64 = 1 << 24;
 pub type KeyId = [u8; 4];
 
 /// The [`KeyId`] of `key` with cipher `C`.
-pub fn key_id<C: BlockCipher128 + KeyInit>(key: &[u8; 16]) -> Result<KeyId, Error> {
-    let cipher = C::new_from_slice(key).map_err(|_| Error::ValueOutOfRange)?;
-    let mac = cmac(&cipher, b"Zepto nonce records");
-    let mut id = [0u8; 4];
-    id.copy_from_slice(mac.get(..4).ok_or(Error::BufferTooSmall)?);
-    Ok(id)
+pub fn key_id<C: BlockCipher128 + KeyInit128>(key: &[u8; 16]) -> Result<KeyId, Error> {
+    Ok(key_id_of(&C::new(key)))
+}
+
+/// The [`KeyId`] of the key `cipher` was made with (no second key schedule where
+/// the expanded key exists already).
+pub fn key_id_of<C: BlockCipher128>(cipher: &C) -> KeyId {
+    let [a, b, c, d, ..] = cmac(cipher, b"Zepto nonce records");
+    [a, b, c, d]
 }
 
 /// The key ids of the valid records in the two slots at `base`: lets a port tell
@@ -211,11 +214,11 @@ impl Record {
         r
     }
 
-    /// Sequence number and CRC: what identifies a record this store wrote.
-    fn tag(&self) -> Tag {
-        let e = self.encode();
+    /// Sequence number and CRC of an encoded record: what identifies a record
+    /// this store wrote.
+    fn tag(e: &[u8; RECORD_LEN]) -> Tag {
         Tag {
-            seq: self.seq,
+            seq: u16::from_le_bytes([e[0], e[1]]),
             crc: u16::from_le_bytes([e[RECORD_LEN - 2], e[RECORD_LEN - 1]]),
         }
     }
@@ -240,6 +243,15 @@ impl Record {
     }
 }
 
+/// The mark a record write raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// NFS's: a range of nonces to send with.
+    Send,
+    /// NLW's: before a received nonce is accepted.
+    Receive,
+}
+
 /// Identifies a written record (sequence number and CRC), in 4 bytes of RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tag {
@@ -247,11 +259,19 @@ struct Tag {
     crc: u16,
 }
 
-/// What storage holds for one key: the newest valid record and its slot, and the
-/// element-wise maximum of the marks.
+/// What storage holds for one key: the slot and tag of the newest valid record,
+/// and the element-wise maximum of the marks.
 #[derive(Debug, Clone, Copy)]
 struct Stored {
-    newest: Option<(u8, Record)>,
+    newest: Option<(u8, Tag)>,
+    nfs_mark: u64,
+    nlw_mark: u64,
+}
+
+/// A record written: its tag and marks.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    tag: Tag,
     nfs_mark: u64,
     nlw_mark: u64,
 }
@@ -266,7 +286,7 @@ impl Stored {
     }
 
     fn next_seq(&self) -> u16 {
-        self.newest.map_or(0, |(_, r)| r.seq.wrapping_add(1))
+        self.newest.map_or(0, |(_, t)| t.seq.wrapping_add(1))
     }
 }
 
@@ -275,7 +295,8 @@ impl Stored {
 pub struct NonceStore {
     base: usize,
     slot: usize,
-    reserve: u64,
+    /// Nonces one write covers (at least 1).
+    reserve: u32,
     key: KeyId,
     /// Last nonce used for sending (NFS); the next one is `nfs + 1`.
     nfs: u64,
@@ -301,6 +322,29 @@ pub struct NonceStore {
 }
 
 impl NonceStore {
+    /// A store that was never opened: it hands out no nonce for sending and
+    /// accepts none ([`Error::NonceExhausted`], old nonces), until the device
+    /// replaces it with an opened one.
+    pub(crate) const fn unopened() -> Self {
+        Self {
+            base: 0,
+            slot: 0,
+            reserve: 1,
+            key: [0; 4],
+            nfs: MAX_NONCE,
+            nfs_mark: MAX_NONCE,
+            nlw: MAX_NONCE,
+            nlw_mark: MAX_NONCE,
+            last_written: None,
+            written_nfs: 0,
+            others: (0, 0),
+            started_blank: false,
+            margin_due: false,
+            spread: 0,
+            writes: 0,
+        }
+    }
+
     /// Writes a fresh pair of records for `key` (e.g. at pairing, together with a new
     /// key): NFS = `nfs`, NLW = `nlw`. Both slots are written.
     ///
@@ -348,7 +392,7 @@ impl NonceStore {
         let mut store = Self {
             base,
             slot,
-            reserve: u64::from(reserve.max(1)),
+            reserve: reserve.max(1),
             key,
             nfs: 0,
             nfs_mark: 0,
@@ -369,7 +413,7 @@ impl NonceStore {
             } else {
                 let (nfs, nlw) = blank_start(s, blank)?;
                 let seq = stored.next_seq();
-                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag());
+                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag);
                 store.written_nfs = nfs;
                 store.writes = 2;
                 store.started_blank = true;
@@ -431,27 +475,53 @@ impl NonceStore {
         if n <= self.nfs_mark {
             return Ok(n);
         }
-        let (base, slot, key, reserve) = (self.base, self.slot, self.key, self.reserve);
-        let (nlw_mark, own, margin, seen) =
-            (self.nlw_mark, self.own_max(), self.margin(), self.seen());
-        let (n, mark, rec, stored) = locked(storage, |s| {
-            let stored = read_stored(s, base, slot, key)?;
-            let lost = stored_lost(&stored, seen, own, margin);
-            // Above our own range and above every range reserved by anyone else.
-            let floor = stored.nfs_mark.max(lost.unwrap_or(0));
-            let n = n.max(floor.saturating_add(1));
-            if n > MAX_NONCE {
-                return Err(Error::NonceExhausted);
+        storage.lock()?;
+        let r = self.write_mark(storage, Mark::Send, n);
+        storage.unlock();
+        r
+    }
+
+    /// With storage locked: writes a record whose `mark` covers `n` and the
+    /// reserve above it before `n` is used. For sending, `n` goes above every range
+    /// storage shows reserved by anyone; returns the nonce the mark covers.
+    #[inline(never)]
+    fn write_mark<S: Storage + ?Sized>(
+        &mut self,
+        s: &mut S,
+        mark: Mark,
+        n: u64,
+    ) -> Result<u64, Error> {
+        let own = self.own_max();
+        let stored = read_stored(s, self.base, self.slot, self.key)?;
+        let lost = stored_lost(&stored, self.seen(), own, self.margin()).unwrap_or(0);
+        let above = |n: u64| n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
+        let (n, nfs, nlw) = match mark {
+            Mark::Send => {
+                // Above our own range and above every range reserved by anyone else.
+                let n = n.max(stored.nfs_mark.max(lost).saturating_add(1));
+                if n > MAX_NONCE {
+                    return Err(Error::NonceExhausted);
+                }
+                let nlw = stored.nlw_mark.max(self.nlw_mark).max(lost);
+                (n, above(n), nlw)
             }
-            let mark = n.saturating_add(reserve - 1).min(MAX_NONCE);
-            let nlw = stored.nlw_mark.max(nlw_mark).max(lost.unwrap_or(0));
-            let rec = write_record(s, base, slot, key, &stored, mark, nlw)?;
-            Ok((n, mark, rec, stored))
-        })?;
+            Mark::Receive => {
+                let nfs = stored.nfs_mark.max(self.nfs_mark).max(lost);
+                (n, nfs, stored.nlw_mark.max(above(n)))
+            }
+        };
+        let rec = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
         self.note_write(rec, &stored, own);
-        self.nfs_mark = mark;
-        // `n` is above the old NFS: skipping to just below it loses nothing.
-        self.nfs = n - 1;
+        match mark {
+            Mark::Send => {
+                self.nfs_mark = nfs;
+                // `n` is above the old NFS: skipping to just below it loses nothing.
+                self.nfs = n - 1;
+            }
+            // Storage covers every nonce up to its NLW mark, whoever raised it; the
+            // NFS mark stays this store's own range (others' ranges are theirs).
+            Mark::Receive => self.nlw_mark = nlw,
+        }
         Ok(n)
     }
 
@@ -496,21 +566,10 @@ impl NonceStore {
             return Ok(false);
         }
         if n > self.nlw_mark {
-            let (base, slot, key) = (self.base, self.slot, self.key);
-            let (nfs_mark, own, margin, seen) =
-                (self.nfs_mark, self.own_max(), self.margin(), self.seen());
-            let want = n.saturating_add(self.reserve - 1).min(MAX_NONCE);
-            let (rec, stored) = locked(storage, |s| {
-                let stored = read_stored(s, base, slot, key)?;
-                let lost = stored_lost(&stored, seen, own, margin).unwrap_or(0);
-                let nfs = stored.nfs_mark.max(nfs_mark).max(lost);
-                let nlw = stored.nlw_mark.max(want);
-                Ok((write_record(s, base, slot, key, &stored, nfs, nlw)?, stored))
-            })?;
-            self.note_write(rec, &stored, own);
-            // Storage covers every nonce up to its NLW mark, whoever raised it; the
-            // NFS mark stays this store's own range (others' ranges are theirs).
-            self.nlw_mark = want.max(rec.nlw_mark);
+            storage.lock()?;
+            let r = self.write_mark(storage, Mark::Receive, n);
+            storage.unlock();
+            r?;
         }
         self.nlw = n;
         Ok(true)
@@ -534,39 +593,42 @@ impl NonceStore {
         if self.nfs_mark == self.nfs && self.nlw_mark == self.nlw {
             return Ok(());
         }
-        let (base, slot, key, last) = (self.base, self.slot, self.key, self.last_written);
-        let (own, margin, seen) = (self.own_max(), self.margin(), self.seen());
+        storage.lock()?;
+        let r = self.checkpoint_locked(storage);
+        storage.unlock();
+        r
+    }
+
+    /// [`NonceStore::checkpoint`] with storage locked.
+    fn checkpoint_locked<S: Storage + ?Sized>(&mut self, s: &mut S) -> Result<(), Error> {
+        let own = self.own_max();
         // Never below what others had reserved when this store last wrote.
         let nfs = self.nfs.max(self.others.0);
         let nlw = self.nlw.max(self.others.1);
-        let done = locked(storage, |s| {
-            let stored = read_stored(s, base, slot, key)?;
-            let lost = stored_lost(&stored, seen, own, margin);
-            let (nfs, nlw) = match (lost, stored.newest, last) {
-                (Some(lost), _, _) => (lost, lost),
-                (None, Some((_, newest)), Some(mine)) if newest.tag() == mine => (nfs, nlw),
-                _ => return Ok(None),
-            };
-            let first = write_record(s, base, slot, key, &stored, nfs, nlw)?;
-            let after = Stored {
-                newest: Some((stored.target(), first)),
-                ..stored
-            };
-            let rec = write_record(s, base, slot, key, &after, nfs, nlw)?;
-            Ok(Some((rec, stored)))
-        })?;
-        if let Some((rec, stored)) = done {
-            self.note_write(rec, &stored, own);
-            self.writes = self.writes.saturating_add(1);
-            // The rest of the range is given back: the next send reserves anew.
-            self.nfs_mark = self.nfs;
-            self.nlw_mark = rec.nlw_mark.max(self.nlw);
-        }
+        let stored = read_stored(s, self.base, self.slot, self.key)?;
+        let lost = stored_lost(&stored, self.seen(), own, self.margin());
+        let (nfs, nlw) = match (lost, stored.newest, self.last_written) {
+            (Some(lost), _, _) => (lost, lost),
+            (None, Some((_, newest)), Some(mine)) if newest == mine => (nfs, nlw),
+            _ => return Ok(()),
+        };
+        let first = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
+        let after = Stored {
+            newest: Some((stored.target(), first.tag)),
+            ..stored
+        };
+        let rec = write_record(s, self.base, self.slot, self.key, &after, nfs, nlw)?;
+        self.note_write(rec, &stored, own);
+        self.writes = self.writes.saturating_add(1);
+        // The rest of the range is given back: the next send reserves anew.
+        self.nfs_mark = self.nfs;
+        self.nlw_mark = rec.nlw_mark.max(self.nlw);
         Ok(())
     }
 
     /// The highest value this store knows of: its counters, its marks, and the
     /// marks others had written.
+    #[inline(never)]
     fn own_max(&self) -> u64 {
         self.nfs
             .max(self.nfs_mark)
@@ -591,15 +653,14 @@ impl NonceStore {
     /// else wrote meanwhile: what was stored counts as theirs from now on. If the
     /// records were lost, the margin written above `own` stands for ranges others may
     /// hold: no checkpoint may go below it.
-    fn note_write(&mut self, rec: Record, found: &Stored, own: u64) {
-        let mine =
-            matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n.tag() == m);
+    fn note_write(&mut self, rec: Written, found: &Stored, own: u64) {
+        let mine = matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n == m);
         if let Some(lost) = stored_lost(found, self.seen(), own, self.margin()) {
             self.others = (lost, lost);
         } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);
         }
-        self.last_written = Some(rec.tag());
+        self.last_written = Some(rec.tag);
         self.written_nfs = rec.nfs_mark;
         self.writes = self.writes.saturating_add(1);
     }
@@ -664,34 +725,33 @@ fn read_stored<S: Storage + ?Sized>(
     slot: usize,
     key: KeyId,
 ) -> Result<Stored, Error> {
-    let mut recs = [None, None];
-    for (i, r) in recs.iter_mut().enumerate() {
-        let mut buf = [0u8; RECORD_LEN];
-        storage.read(base + i * slot, &mut buf)?;
-        *r = Record::decode(&buf).filter(|r| r.key == key);
-    }
-    let newest = match recs {
-        [Some(a), Some(b)] => {
-            if b.seq == a.seq.wrapping_add(1) {
-                Some((1, b))
-            } else {
-                Some((0, a))
-            }
-        }
-        [Some(a), None] => Some((0, a)),
-        [None, Some(b)] => Some((1, b)),
-        [None, None] => None,
+    let mut found = Stored {
+        newest: None,
+        nfs_mark: 0,
+        nlw_mark: 0,
     };
-    let max = |f: fn(&Record) -> u64| recs.iter().flatten().map(f).max().unwrap_or(0);
-    Ok(Stored {
-        newest,
-        nfs_mark: max(|r| r.nfs_mark),
-        nlw_mark: max(|r| r.nlw_mark),
-    })
+    for i in 0..2u8 {
+        let mut buf = [0u8; RECORD_LEN];
+        storage.read(base + usize::from(i) * slot, &mut buf)?;
+        let Some(r) = Record::decode(&buf).filter(|r| r.key == key) else {
+            continue;
+        };
+        let tag = Record::tag(&buf);
+        // Slot 1 holds the newest record unless slot 0's follows it.
+        found.newest = match found.newest {
+            Some((0, a)) if r.seq != a.seq.wrapping_add(1) => Some((0, a)),
+            _ => Some((i, tag)),
+        };
+        found.nfs_mark = found.nfs_mark.max(r.nfs_mark);
+        found.nlw_mark = found.nlw_mark.max(r.nlw_mark);
+    }
+    Ok(found)
 }
 
 /// Writes one record with the given marks into the slot after `stored`'s newest and
-/// makes it durable.
+/// makes it durable. (Out of line: its buffers are not part of its callers' frames
+/// while they read storage.)
+#[inline(never)]
 fn write_record<S: Storage + ?Sized>(
     storage: &mut S,
     base: usize,
@@ -700,7 +760,7 @@ fn write_record<S: Storage + ?Sized>(
     stored: &Stored,
     nfs_mark: u64,
     nlw_mark: u64,
-) -> Result<Record, Error> {
+) -> Result<Written, Error> {
     let rec = Record {
         seq: stored.next_seq(),
         nfs_mark,
@@ -708,9 +768,13 @@ fn write_record<S: Storage + ?Sized>(
         key,
     };
     let addr = base + usize::from(stored.target()) * slot;
-    write_slot(storage, addr, slot, &rec)?;
+    let tag = write_slot(storage, addr, slot, &rec)?;
     storage.flush()?;
-    Ok(rec)
+    Ok(Written {
+        tag,
+        nfs_mark,
+        nlw_mark,
+    })
 }
 
 /// Writes both slots (sequence numbers `seq`, `seq + 1`); returns the second record.
@@ -722,7 +786,7 @@ fn write_both<S: Storage + ?Sized>(
     seq: u16,
     nfs: u64,
     nlw: u64,
-) -> Result<Record, Error> {
+) -> Result<Written, Error> {
     let first = Record {
         seq,
         nfs_mark: nfs,
@@ -734,9 +798,13 @@ fn write_both<S: Storage + ?Sized>(
         seq: seq.wrapping_add(1),
         ..first
     };
-    write_slot(storage, base + slot, slot, &second)?;
+    let tag = write_slot(storage, base + slot, slot, &second)?;
     storage.flush()?;
-    Ok(second)
+    Ok(Written {
+        tag,
+        nfs_mark: nfs,
+        nlw_mark: nlw,
+    })
 }
 
 fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> Result<(), Error> {
@@ -752,23 +820,26 @@ fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> R
 const ONE_WRITE: usize = 32;
 
 /// Writes one record padded with 0xFF to the slot length (whole granules; one write
-/// call for slots up to [`ONE_WRITE`] bytes).
+/// call for slots up to [`ONE_WRITE`] bytes); returns its tag.
 fn write_slot<S: Storage + ?Sized>(
     storage: &mut S,
     addr: usize,
     slot: usize,
     rec: &Record,
-) -> Result<(), Error> {
-    let enc = rec.encode();
+) -> Result<Tag, Error> {
+    // The record, then 0xFF (up to the slot's end for slots of one write).
     let mut one = [0xffu8; ONE_WRITE];
+    let (enc, _) = one
+        .split_first_chunk_mut::<RECORD_LEN>()
+        .ok_or(Error::Storage)?;
+    *enc = rec.encode();
+    let tag = Record::tag(enc);
     if let Some(buf) = one.get_mut(..slot) {
-        buf.get_mut(..RECORD_LEN)
-            .ok_or(Error::Storage)?
-            .copy_from_slice(&enc);
-        return storage.write(addr, buf);
+        storage.write(addr, buf)?;
+        return Ok(tag);
     }
     // Larger granules: the record, then 0xFF up to the granule end.
-    storage.write(addr, &enc)?;
+    storage.write(addr, one.get(..RECORD_LEN).ok_or(Error::Storage)?)?;
     let mut at = addr + RECORD_LEN;
     let fill = [0xffu8; RECORD_LEN];
     while at < addr + slot {
@@ -776,7 +847,7 @@ fn write_slot<S: Storage + ?Sized>(
         storage.write(at, fill.get(..n).ok_or(Error::Storage)?)?;
         at += n;
     }
-    Ok(())
+    Ok(tag)
 }
 
 #[cfg(test)]

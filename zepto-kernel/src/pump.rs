@@ -20,11 +20,12 @@ use crate::hal::{BusId, Platform, WaitingFor, WakeReason};
 use crate::heap::{Handle, Heap, HeapOps};
 use crate::nonce_store::{key_id, BlankStart, NonceStore};
 use crate::plugins::{self, Bodypart};
-use crate::saccp::{Saccp, VmStatus};
+use crate::saccp::{ChecksumAes, Saccp, VmStatus};
 use crate::sagdp::{PacketId, PacketStatus, Sagdp};
 use crate::sasp::{self, Role, Sasp, SaspCipher};
 use crate::vm::insn::ReplyFlags;
 use crate::vm::{ExecFlags, Vm, VmHal, VmStep};
+use aes::Aes128;
 
 /// Everything a device port provides: the pump's facilities and the VM's.
 pub trait DeviceHal: Platform + VmHal {}
@@ -133,6 +134,19 @@ pub struct PumpStats {
     pub reinits: u32,
 }
 
+impl PumpStats {
+    /// All counters zero.
+    pub const ZERO: PumpStats = PumpStats {
+        packets_in: 0,
+        packets_out: 0,
+        programs: 0,
+        vm_exceptions: 0,
+        ignored: 0,
+        errors: 0,
+        reinits: 0,
+    };
+}
+
 /// One step of the pump, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -180,7 +194,9 @@ struct VmWait {
 /// `N` is the heap arena size, `B` its handle count; the pump uses four handles (the
 /// packet being received, the running program, SAGDP's last sent packet and SACCP's
 /// old program) plus one per PARALLEL pseudo-thread. `E` is the number of [`Event`]s
-/// kept per poll ([`Device::events`]); with 0 nothing is logged.
+/// kept per poll ([`Device::events`]); with 0 nothing is logged. `A` is the AES-128
+/// of SACCP's checksum: the software `aes` crate, or, on a board with AES in
+/// hardware, the same [`HardwareAes`](crate::hwaes::HardwareAes) as `C`.
 pub struct Device<
     't,
     'p,
@@ -189,13 +205,14 @@ pub struct Device<
     const N: usize,
     const B: usize,
     const E: usize = EVENT_LOG,
+    A: ChecksumAes = Aes128,
 > {
     heap: Heap<N, B>,
     rx: Handle,
     prog: Handle,
     sasp: Sasp<C>,
     sagdp: Sagdp,
-    saccp: Saccp,
+    saccp: Saccp<A>,
     vm: V,
     plugins: &'t mut [Bodypart<'p>],
     vm_wait: Option<VmWait>,
@@ -206,18 +223,24 @@ pub struct Device<
     events: heapless::Vec<Event, E>,
 }
 
-impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const E: usize>
-    Device<'t, 'p, V, C, N, B, E>
+impl<
+        't,
+        'p,
+        V: Execution,
+        C: SaspCipher,
+        const N: usize,
+        const B: usize,
+        const E: usize,
+        A: ChecksumAes,
+    > Device<'t, 'p, V, C, N, B, E, A>
 {
     const HANDLES: () = assert!(B >= 4, "the pump needs at least four heap handles");
 
     /// Creates a device: opens the nonce store for `key` in `hal`'s storage (blank
     /// storage starts as [`DeviceConfig::blank`] says), allocates the heap blocks and
-    /// initialises the layers and the plugins.
-    ///
-    /// Never inlined: the layers are built in this function's own stack frame, which
-    /// is gone again when the device runs.
-    #[inline(never)]
+    /// initialises the layers and the plugins. ([`Device::unkeyed`] and
+    /// [`Device::start`] do the same where the device object is to stay: the
+    /// result here is moved to the caller.)
     pub fn new<H: DeviceHal>(
         key: &[u8; 16],
         vm: V,
@@ -225,34 +248,49 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         cfg: DeviceConfig,
         hal: &mut H,
     ) -> Result<Self, Error> {
+        let mut dev = Self::unkeyed(vm, plugins, cfg);
+        dev.start(key, hal)?;
+        Ok(dev)
+    }
+
+    /// A device that does nothing yet: it has no key, its nonce store is not
+    /// opened and its heap has no blocks, so [`Device::poll`] receives no packet
+    /// and sends none. [`Device::start`] makes it work, in place. (A `const fn`:
+    /// every part is a constant but the VM, so the object is built where it is to
+    /// stay, without a copy through a temporary.)
+    #[inline(never)]
+    pub const fn unkeyed(vm: V, plugins: &'t mut [Bodypart<'p>], cfg: DeviceConfig) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::HANDLES;
-        let kid = key_id::<C>(key)?;
-        let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve, kid, cfg.blank)?;
-        let sasp = Sasp::new(key, Role::Device, nonces)?;
-        plugins::init_all(plugins, hal)?;
-        let mut heap = Heap::new();
-        let rx = heap.alloc()?;
-        let prog = heap.alloc()?;
-        let mut sagdp = Sagdp::slave();
-        sagdp.init(&mut heap)?;
-        let mut saccp = Saccp::new();
-        saccp.init(&mut heap)?;
-        Ok(Self {
-            heap,
-            rx,
-            prog,
-            sasp,
-            sagdp,
-            saccp,
+        Self {
+            heap: Heap::new(),
+            rx: Handle::NONE,
+            prog: Handle::NONE,
+            sasp: Sasp::unkeyed(Role::Device),
+            sagdp: Sagdp::slave(),
+            saccp: Saccp::with_aes(),
             vm,
             plugins,
             vm_wait: None,
             old_window_ms: 0,
             cfg,
-            stats: PumpStats::default(),
+            stats: PumpStats::ZERO,
             events: heapless::Vec::new(),
-        })
+        }
+    }
+
+    /// Starts the device in place: takes `key`, opens the nonce store for it in
+    /// `hal`'s storage (blank storage starts as [`DeviceConfig::blank`] says),
+    /// initialises the plugins and sets up the heap and the layers. On an error the
+    /// device stays without packets (its heap may have no blocks).
+    #[inline(never)]
+    pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
+        let cfg = self.cfg;
+        self.sasp.set_key(key);
+        self.sasp
+            .open_nonces(hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
+        plugins::init_all(self.plugins, hal)?;
+        self.reset_layers()
     }
 
     /// Persists the exact nonce state (before a clean shutdown or a suspend that loses
@@ -319,7 +357,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         match got {
             Ok(0) => {}
             Ok(n) => {
-                self.stats.packets_in = self.stats.packets_in.saturating_add(1);
+                crate::count(&mut self.stats.packets_in);
                 self.log(Event::Received(n as u16));
                 if let Err(e) = self.packet_up(hal) {
                     self.fail(e);
@@ -375,7 +413,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     /// block of a program that still waits is kept), so one bad packet can never
     /// leave the heap full for the next ones.
     fn fail(&mut self, e: Error) {
-        self.stats.errors = self.stats.errors.saturating_add(1);
+        crate::count(&mut self.stats.errors);
         self.log(Event::Dropped(e));
         if e == Error::InvalidState {
             self.reinit();
@@ -423,21 +461,25 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
 
     /// Re-initialises everything but SASP (whose nonces must survive) and the plugins.
     fn reinit(&mut self) {
+        crate::count(&mut self.stats.reinits);
+        self.log(Event::Reinit);
+        // A freshly reset heap always has four free handles (`B >= 4` is checked at
+        // build time) and empty blocks take no bytes, so this cannot fail.
+        let _ = self.reset_layers();
+    }
+
+    /// Aborts the program, empties the heap and sets up the pump's blocks, SAGDP
+    /// and SACCP afresh.
+    fn reset_layers(&mut self) -> Result<(), Error> {
         self.vm.abort(&mut self.heap, self.plugins);
         self.vm_wait = None;
         self.heap.reset();
         self.sagdp = Sagdp::slave();
-        self.saccp = Saccp::new();
-        self.stats.reinits = self.stats.reinits.saturating_add(1);
-        self.log(Event::Reinit);
-        // A freshly reset heap always has four free handles (`B >= 4` is checked at
-        // build time) and empty blocks take no bytes, so this cannot fail.
-        let _ = (|| -> Result<(), Error> {
-            self.rx = self.heap.alloc()?;
-            self.prog = self.heap.alloc()?;
-            self.sagdp.init(&mut self.heap)?;
-            self.saccp.init(&mut self.heap)
-        })();
+        self.saccp = Saccp::with_aes();
+        self.rx = self.heap.alloc()?;
+        self.prog = self.heap.alloc()?;
+        self.sagdp.init(&mut self.heap)?;
+        self.saccp.init(&mut self.heap)
     }
 
     fn convert(&mut self, h: Handle) -> Result<(), Error> {
@@ -489,7 +531,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
             _ => return self.ignored(),
         }
         let status = self.sagdp.received_status().ok_or(Error::InvalidState)?;
-        let out = self.saccp.receive(&mut self.heap, rx, status)?;
+        let sum = self.saccp.checksum_for(&self.heap, rx)?;
+        let out = self.saccp.receive_with(&mut self.heap, rx, status, sum)?;
         self.log(Event::Up(Layer::Saccp, out));
         match out {
             HandlerOutcome::Pass => self.convert(rx)?,
@@ -506,7 +549,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         core::mem::swap(&mut self.rx, &mut self.prog);
         self.heap.clear_reply(self.rx)?;
         self.vm_wait = None;
-        self.stats.programs = self.stats.programs.saturating_add(1);
+        crate::count(&mut self.stats.programs);
         let len = self.heap.request_len(self.prog)?;
         self.log(Event::ProgramStarted(len as u16));
         let flags = ExecFlags {
@@ -520,7 +563,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
     }
 
     fn ignored(&mut self) -> Result<(), Error> {
-        self.stats.ignored = self.stats.ignored.saturating_add(1);
+        crate::count(&mut self.stats.ignored);
         Ok(())
     }
 
@@ -546,7 +589,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
                 self.convert(p)?;
                 let status = match exception {
                     Some(e) => {
-                        self.stats.vm_exceptions = self.stats.vm_exceptions.saturating_add(1);
+                        crate::count(&mut self.stats.vm_exceptions);
                         VmStatus::Exception {
                             truncated: e.truncated,
                         }
@@ -623,7 +666,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const N: usize, const B: usize, const 
         } else {
             hal.send_in_place(bus, buf, len)?;
         }
-        self.stats.packets_out = self.stats.packets_out.saturating_add(1);
+        crate::count(&mut self.stats.packets_out);
         self.log(Event::Sent(len as u16));
         self.heap.set_request(h, &[])
     }

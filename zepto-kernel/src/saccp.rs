@@ -34,11 +34,12 @@
 //! ERROR:     type 2 | IS-EXCEPTION bit 3 = 0 | ERROR-CODE bits 4..
 //! ```
 
+use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, HeapOps, Parser, Part};
 use crate::sagdp::PacketStatus;
-use aes::cipher::KeyInit;
 use aes::Aes128;
+use core::marker::PhantomData;
 
 /// Request type (bits 0..2 of the head byte): pairing (not supported here).
 pub const REQ_PAIRING: u8 = 0;
@@ -106,7 +107,18 @@ impl ErrorCode {
 /// The SACCP Checksum: the full 16-byte OMAC (CMAC-AES128) of `data` under the key of
 /// sixteen 0xA5 bytes. The wire carries its first Checksum-Length bytes.
 pub fn checksum(data: &[u8]) -> [u8; 16] {
-    crate::eax::cmac(&Aes128::new(&CHECKSUM_KEY.into()), data)
+    checksum_with::<Aes128>(data)
+}
+
+/// An AES-128 implementation for the checksum: the software `aes` crate, or a
+/// port's hardware block through [`crate::hwaes`].
+pub trait ChecksumAes: BlockCipher128 + KeyInit128 {}
+
+impl<T: BlockCipher128 + KeyInit128> ChecksumAes for T {}
+
+/// [`checksum`] computed with the AES-128 implementation `A`.
+pub fn checksum_with<A: ChecksumAes>(data: &[u8]) -> [u8; 16] {
+    crate::eax::cmac(&A::new(&CHECKSUM_KEY), data)
 }
 
 /// The ENABLE_ZEPTOERR extra header.
@@ -183,6 +195,8 @@ enum Reject {
 }
 
 impl From<Error> for Reject {
+    // One copy of the mapping, not one at every `?` of the parser.
+    #[inline(never)]
     fn from(e: Error) -> Self {
         match e {
             Error::UnexpectedEnd
@@ -194,13 +208,15 @@ impl From<Error> for Reject {
     }
 }
 
-/// The device side of SACCP.
+/// The device side of SACCP. `A` is the AES-128 implementation of the checksum
+/// (the software `aes` crate unless the port has AES in hardware).
 #[derive(Debug, Clone)]
-pub struct Saccp {
+pub struct Saccp<A = Aes128> {
     old: Option<Handle>,
     has_old: bool,
     flags: Option<ExecFlags>,
     error_status: PacketStatus,
+    aes: PhantomData<A>,
 }
 
 impl Default for Saccp {
@@ -212,11 +228,20 @@ impl Default for Saccp {
 impl Saccp {
     /// A new instance; call [`init`](Self::init) before use.
     pub const fn new() -> Self {
+        Self::with_aes()
+    }
+}
+
+impl<A: ChecksumAes> Saccp<A> {
+    /// A new instance with the checksum's AES-128 in `A`; call
+    /// [`init`](Self::init) before use.
+    pub const fn with_aes() -> Self {
         Self {
             old: None,
             has_old: false,
             flags: None,
             error_status: PacketStatus::Terminating,
+            aes: PhantomData,
         }
     }
 
@@ -227,7 +252,7 @@ impl Saccp {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
         };
-        *self = Self::new();
+        *self = Self::with_aes();
         self.old = Some(old);
         Ok(())
     }
@@ -247,7 +272,7 @@ impl Saccp {
     /// The full SACCP Checksum of the kept program, if there is one.
     pub fn old_program_checksum(&self, heap: &dyn HeapOps) -> Result<Option<[u8; 16]>, Error> {
         match self.old {
-            Some(h) if self.has_old => Ok(Some(checksum(heap.reply(h)?))),
+            Some(h) if self.has_old => Ok(Some(checksum_with::<A>(heap.reply(h)?))),
             _ => Ok(None),
         }
     }
@@ -278,6 +303,34 @@ impl Saccp {
         h: Handle,
         status: PacketStatus,
     ) -> Result<HandlerOutcome, Error> {
+        let checksum = self.checksum_for(heap, h)?;
+        self.receive_with(heap, h, status, checksum)
+    }
+
+    /// What [`Saccp::receive_with`] needs for the command in the request of `h`:
+    /// the checksum of the kept program if the command is a REPEAT_OLD_PROGRAM or
+    /// REUSE_OLD_PROGRAM (which compare it with theirs; `None` without a kept
+    /// program or for other commands). Computed before the command is parsed, the
+    /// expanded checksum key does not sit on top of the parser's frame, which
+    /// would be the deepest stack of a device.
+    #[inline(never)]
+    pub fn checksum_for(&self, heap: &dyn HeapOps, h: Handle) -> Result<Option<[u8; 16]>, Error> {
+        match heap.request(h)?.first().map(|b| b & 0x07) {
+            Some(REQ_REPEAT_OLD_PROGRAM | REQ_REUSE_OLD_PROGRAM) => self.old_program_checksum(heap),
+            _ => Ok(None),
+        }
+    }
+
+    /// [`Saccp::receive`] with the kept program's checksum computed beforehand by
+    /// [`Saccp::checksum_for`] (on the same request).
+    #[inline(never)]
+    pub fn receive_with(
+        &mut self,
+        heap: &mut dyn HeapOps,
+        h: Handle,
+        status: PacketStatus,
+        checksum: Option<[u8; 16]>,
+    ) -> Result<HandlerOutcome, Error> {
         let old = self.old.ok_or(Error::InvalidState)?;
         let (is_first, is_last) = match status {
             PacketStatus::First => (true, false),
@@ -292,7 +345,7 @@ impl Saccp {
             PacketStatus::Terminating
         };
         heap.clear_reply(h)?;
-        match self.parse_command(heap, h, old) {
+        match self.parse_command(heap, h, old, checksum) {
             Ok((source, headers)) => {
                 // Keep the program for REPEAT / REUSE.
                 self.has_old = false;
@@ -325,6 +378,7 @@ impl Saccp {
         heap: &mut dyn HeapOps,
         h: Handle,
         old: Handle,
+        checksum: Option<[u8; 16]>,
     ) -> Result<(ProgramSource, ExtraHeaders), Reject> {
         let mut p = heap.parser(h)?;
         let head = p.u8(heap)?;
@@ -345,11 +399,13 @@ impl Saccp {
         };
         match kind {
             REQ_NEW_PROGRAM => {
-                heap.append_reply_from(h, h, Part::Request, p.position()..p.end())?;
+                // The program is the rest of the command: it becomes the reply in
+                // place (the parser reads the whole request).
+                heap.split_request(h, p.position())?;
                 Ok((ProgramSource::New, headers))
             }
             REQ_REPEAT_OLD_PROGRAM => {
-                self.check_old(heap, &mut p)?;
+                self.check_old(heap, &mut p, checksum)?;
                 if !p.is_empty() {
                     return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
                 }
@@ -357,7 +413,7 @@ impl Saccp {
                 Ok((ProgramSource::Repeat, headers))
             }
             _ => {
-                self.check_old(heap, &mut p)?;
+                self.check_old(heap, &mut p, checksum)?;
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
@@ -386,14 +442,20 @@ impl Saccp {
         }
     }
 
-    /// Reads Checksum-Length and Checksum and compares them with the kept program.
-    fn check_old(&self, heap: &dyn HeapOps, p: &mut Parser) -> Result<(), Reject> {
+    /// Reads Checksum-Length and Checksum and compares them with the kept
+    /// program's `checksum`.
+    fn check_old(
+        &self,
+        heap: &dyn HeapOps,
+        p: &mut Parser,
+        checksum: Option<[u8; 16]>,
+    ) -> Result<(), Reject> {
         let n = p.u8(heap)?;
         if !(MIN_CHECKSUM_LEN..=MAX_CHECKSUM_LEN).contains(&n) {
             return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
         }
         let got = p.bytes(heap, usize::from(n))?;
-        match self.old_program_checksum(heap)? {
+        match checksum {
             Some(sum) if sum.get(..got.len()) == Some(got) => Ok(()),
             _ => Err(Reject::Reply(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH)),
         }
@@ -402,6 +464,7 @@ impl Saccp {
     /// Wraps the VM's reply buffer (the request of `h`) into an OK or EXCEPTION reply.
     /// Data longer than the size field allows is truncated and flagged TRUNCATED.
     /// Returns [`HandlerOutcome::Pass`] (on to SAGDP send).
+    #[inline(never)]
     pub fn send(
         &mut self,
         heap: &mut dyn HeapOps,
@@ -425,8 +488,14 @@ impl Saccp {
                 )
             }
         };
-        heap.append_reply_uint(h, u64::from(field), 2)?;
-        heap.append_reply_from(h, h, Part::Request, 0..n)?;
+        if n == len {
+            // The reply buffer stays where it is, the field goes in front of it.
+            let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
+            heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
+        } else {
+            heap.append_reply_uint(h, u64::from(field), 2)?;
+            heap.append_reply_from(h, h, Part::Request, 0..n)?;
+        }
         self.flags = None;
         Ok(HandlerOutcome::Pass)
     }

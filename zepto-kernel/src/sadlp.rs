@@ -214,7 +214,7 @@ impl<const N: usize> Decoder<N> {
         }
         let len = core::mem::take(&mut self.len);
         if core::mem::take(&mut self.overflow) {
-            self.stats.oversize = self.stats.oversize.saturating_add(1);
+            crate::count(&mut self.stats.oversize);
             return None;
         }
         if len == 0 {
@@ -222,15 +222,15 @@ impl<const N: usize> Decoder<N> {
         }
         match decode_in_place(self.buf.get_mut(..len)?) {
             Ok(n) => {
-                self.stats.frames = self.stats.frames.saturating_add(1);
+                crate::count(&mut self.stats.frames);
                 self.buf.get(..n)
             }
             Err(Error::AuthenticationFailed) => {
-                self.stats.bad_crc = self.stats.bad_crc.saturating_add(1);
+                crate::count(&mut self.stats.bad_crc);
                 None
             }
             Err(_) => {
-                self.stats.malformed = self.stats.malformed.saturating_add(1);
+                crate::count(&mut self.stats.malformed);
                 None
             }
         }

@@ -24,7 +24,8 @@
 //! [`Sagdp::receive`].
 
 use crate::error::{Error, HandlerOutcome};
-use crate::heap::{Handle, HeapOps, Part};
+use crate::heap::{Handle, HeapOps};
+use core::num::NonZeroU64;
 use crc::{Crc, NoTable, CRC_32_ISO_HDLC};
 
 const CRC32: Crc<u32, NoTable> = Crc::<u32, NoTable>::new(&CRC_32_ISO_HDLC);
@@ -52,25 +53,36 @@ pub const FLAGS_RESERVED: u8 = 0xF8;
 pub const HEADER_LEN: usize = 7;
 
 /// A 48-bit packet ID (SASP nonce), "PID" in the spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct PacketId(u64);
+///
+/// Kept as the value plus one in a `NonZeroU64`, so that the `Option<PacketId>`
+/// fields of [`Sagdp`] take 8 bytes each instead of 16.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PacketId(NonZeroU64);
 
 impl PacketId {
     /// Largest packet ID (2^48 - 1).
     pub const MAX: u64 = (1 << 48) - 1;
+
+    /// The packet ID of a value known to be at most [`PacketId::MAX`].
+    const fn of(value: u64) -> Self {
+        match NonZeroU64::new((value & Self::MAX) + 1) {
+            Some(v) => Self(v),
+            None => Self(NonZeroU64::MIN),
+        }
+    }
 
     /// A packet ID from its numeric value; [`Error::ValueOutOfRange`] above 48 bits.
     pub const fn new(value: u64) -> Result<Self, Error> {
         if value > Self::MAX {
             Err(Error::ValueOutOfRange)
         } else {
-            Ok(Self(value))
+            Ok(Self::of(value))
         }
     }
 
     /// The packet ID stored as 6 little-endian bytes `b0..b5`.
     pub const fn from_bytes(b: [u8; 6]) -> Self {
-        Self(
+        Self::of(
             b[0] as u64
                 | (b[1] as u64) << 8
                 | (b[2] as u64) << 16
@@ -82,7 +94,7 @@ impl PacketId {
 
     /// The 6 little-endian bytes of this packet ID.
     pub const fn to_bytes(self) -> [u8; 6] {
-        let v = self.0;
+        let v = self.value();
         [
             v as u8,
             (v >> 8) as u8,
@@ -95,7 +107,20 @@ impl PacketId {
 
     /// The numeric value.
     pub const fn value(self) -> u64 {
-        self.0
+        self.0.get() - 1
+    }
+}
+
+impl Default for PacketId {
+    /// Packet ID 0.
+    fn default() -> Self {
+        Self::of(0)
+    }
+}
+
+impl core::fmt::Debug for PacketId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("PacketId").field(&self.value()).finish()
     }
 }
 
@@ -391,6 +416,7 @@ impl Sagdp {
     ///
     /// A packet shorter than the header or with reserved bits set is
     /// [`Error::UnexpectedEnd`] / [`Error::Malformed`] and changes nothing.
+    #[inline(never)]
     pub fn receive(
         &mut self,
         heap: &mut dyn HeapOps,
@@ -463,6 +489,7 @@ impl Sagdp {
     /// Error Message as reply; a master returns to `Idle` and reports
     /// [`Error::InvalidState`]. Sending an Error Message this way is
     /// [`Error::InvalidState`] and changes nothing.
+    #[inline(never)]
     pub fn send(
         &mut self,
         heap: &mut dyn HeapOps,
@@ -499,9 +526,7 @@ impl Sagdp {
             id_field: id_field.unwrap_or(pid),
         };
         heap.clear_reply(h)?;
-        let len = heap.request_len(h)?;
-        heap.append_reply_from(h, h, Part::Request, 0..len)?;
-        heap.prepend_reply(h, &hdr.to_bytes())?;
+        heap.wrap_request(h, &hdr.to_bytes())?;
         // Keep the LSP for resends.
         let lsp = self.lsp.ok_or(Error::InvalidState)?;
         self.lsp_valid = false;
@@ -610,15 +635,13 @@ impl Sagdp {
         hdr: Header,
         next: State,
     ) -> Result<HandlerOutcome, Error> {
-        let len = heap.request_len(h)?;
-        if let Err(e) = heap.append_reply_from(h, h, Part::Request, HEADER_LEN..len) {
-            heap.clear_reply(h)?;
-            return Err(e);
-        }
+        let d = digest(heap.request(h)?);
+        // The payload after the header becomes the reply in place.
+        heap.split_request(h, HEADER_LEN)?;
         if hdr.status == PacketStatus::First {
             self.lrcid = Some(hdr.id_field);
         }
-        self.lr_digest = digest(heap.request(h)?);
+        self.lr_digest = d;
         self.lrpid = Some(pid);
         self.state = next;
         self.deadline_ms = None;

@@ -30,14 +30,14 @@
 //! [`Sasp::send`] reads a payload as the request and writes the SASP packet as the
 //! reply ([`HandlerOutcome::Pass`]).
 
+use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::eax::Eax;
 use crate::encoding;
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
 use crate::heap::{Handle, HeapOps};
 use crate::nonce_store::{NonceStore, MAX_NONCE};
-use aes::cipher::consts::U16;
-use aes::cipher::{BlockCipherEncrypt, BlockSizeUser, KeyInit};
+use core::num::NonZeroU64;
 
 /// Header bytes (nonce VP and destination flag).
 pub const HEADER_LEN: usize = 6;
@@ -59,13 +59,10 @@ pub const OLD_NONCE_MSG_LEN: usize = 7;
 /// 4 nonces a second, not one per packet.
 pub const OLD_NONCE_ANSWER_GAP_MS: u64 = 250;
 
-/// A 128-bit block cipher SASP can run EAX over.
-pub trait SaspCipher:
-    BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt + Clone + KeyInit
-{
-}
+/// A 128-bit block cipher with a 128-bit key that SASP can run EAX over.
+pub trait SaspCipher: BlockCipher128 + KeyInit128 + Clone {}
 
-impl<T: BlockSizeUser<BlockSize = U16> + BlockCipherEncrypt + Clone + KeyInit> SaspCipher for T {}
+impl<T: BlockCipher128 + KeyInit128 + Clone> SaspCipher for T {}
 
 /// The cipher of the build: AES-128, or Speck-128/128 with the `speck` feature.
 #[cfg(not(feature = "speck"))]
@@ -115,6 +112,18 @@ pub struct SaspStats {
     pub old_nonce_received: u32,
     /// "Old nonce" messages that raised NFS.
     pub resyncs: u32,
+}
+
+impl SaspStats {
+    /// All counters zero.
+    pub const ZERO: SaspStats = SaspStats {
+        auth_failures: 0,
+        malformed: 0,
+        old_nonce_replies: 0,
+        old_nonce_unanswered: 0,
+        old_nonce_received: 0,
+        resyncs: 0,
+    };
 }
 
 /// The 6-byte header for nonce `vp` and destination flag `to_sasp`.
@@ -215,12 +224,15 @@ enum Source<'a> {
 /// One end of an SASP link: key, role, nonces and counters.
 #[derive(Debug, Clone)]
 pub struct Sasp<C: SaspCipher = DefaultCipher> {
-    aead: Eax<C>,
+    /// The key (none before [`Sasp::start`] for a device built in place).
+    aead: Option<Eax<C>>,
     role: Role,
     nonces: NonceStore,
     stats: SaspStats,
-    last_received: Option<u64>,
-    last_sent: Option<u64>,
+    /// Nonces of the last packet passed up and of the last sent (never 0: a
+    /// nonce is above NLW or NFS, which start at 0 or above; 8 bytes each).
+    last_received: Option<NonZeroU64>,
+    last_sent: Option<NonZeroU64>,
     refused: bool,
     /// Highest old nonce answered so far (0: none; no sender uses nonce 0).
     old_answered: u64,
@@ -233,7 +245,7 @@ impl<C: SaspCipher> Sasp<C> {
     pub fn new(key: &[u8; 16], role: Role, nonces: NonceStore) -> Result<Self, Error> {
         let aead = Eax::<C>::new_from_slice(key)?;
         Ok(Self {
-            aead,
+            aead: Some(aead),
             role,
             nonces,
             stats: SaspStats::default(),
@@ -243,6 +255,49 @@ impl<C: SaspCipher> Sasp<C> {
             old_answered: 0,
             old_window: true,
         })
+    }
+
+    /// An end with no key and a nonce store not opened: it sends nothing and
+    /// accepts nothing until [`Sasp::start`].
+    pub(crate) const fn unkeyed(role: Role) -> Self {
+        Self {
+            aead: None,
+            role,
+            nonces: NonceStore::unopened(),
+            stats: SaspStats::ZERO,
+            last_received: None,
+            last_sent: None,
+            refused: false,
+            old_answered: 0,
+            old_window: true,
+        }
+    }
+
+    /// Takes `key` in place (the expanded key is not copied through the
+    /// caller's frame); the nonce store must be opened for it next
+    /// ([`Sasp::open_nonces`]).
+    pub(crate) fn set_key(&mut self, key: &[u8; 16]) {
+        Eax::set_key_in(&mut self.aead, key);
+    }
+
+    /// Opens the nonce store for the key (its id comes from the expanded key): what
+    /// [`NonceStore::open`] does, in place.
+    #[inline(never)]
+    pub(crate) fn open_nonces<H: Storage + Random + ?Sized>(
+        &mut self,
+        hal: &mut H,
+        base: usize,
+        reserve: u32,
+        blank: crate::nonce_store::BlankStart,
+    ) -> Result<(), Error> {
+        let kid = crate::nonce_store::key_id_of(self.aead()?.cipher());
+        self.nonces = NonceStore::open(hal, base, reserve, kid, blank)?;
+        Ok(())
+    }
+
+    /// The key, or [`Error::InvalidState`] before there is one.
+    fn aead(&self) -> Result<&Eax<C>, Error> {
+        self.aead.as_ref().ok_or(Error::InvalidState)
     }
 
     /// This end's role.
@@ -273,13 +328,13 @@ impl<C: SaspCipher> Sasp<C> {
 
     /// Nonce VP of the last packet passed up by [`Sasp::receive`].
     pub const fn last_received_nonce(&self) -> Option<u64> {
-        self.last_received
+        nonce_value(self.last_received)
     }
 
     /// Nonce VP of the last packet built by [`Sasp::send`] or as an "old nonce"
     /// message.
     pub const fn last_sent_nonce(&self) -> Option<u64> {
-        self.last_sent
+        nonce_value(self.last_sent)
     }
 
     /// True if the last [`Sasp::receive`] was an "old nonce" message that refused
@@ -339,13 +394,14 @@ impl<C: SaspCipher> Sasp<C> {
 
     /// Packet ID of the last packet passed up (peer's flag in it).
     pub fn last_received_pid(&self) -> Option<[u8; 6]> {
-        self.last_received
+        self.last_received_nonce()
             .map(|vp| packet_id(vp, self.role.other_flag()))
     }
 
     /// Handles a packet from the bus (request of `h`). See the module documentation
     /// for the outcomes. Errors are storage or heap failures; the packet must then
     /// be dropped (no nonce state changed).
+    #[inline(never)]
     pub fn receive<H: Storage + Random + ?Sized>(
         &mut self,
         heap: &mut dyn HeapOps,
@@ -356,41 +412,37 @@ impl<C: SaspCipher> Sasp<C> {
         self.refused = false;
         let len = heap.request_len(h)?;
         if len <= OVERHEAD {
-            self.stats.malformed = self.stats.malformed.saturating_add(1);
+            crate::count(&mut self.stats.malformed);
             return Ok(HandlerOutcome::IgnorePacket);
         }
-        append_zeros(heap, h, len - OVERHEAD)?;
-        let (vp, to_sasp) = {
-            let (req, rep) = heap.split_mut(h)?;
-            let hdr: [u8; HEADER_LEN] = req
-                .get(..HEADER_LEN)
-                .and_then(|s| s.try_into().ok())
+        // Decrypted in place: the payload then becomes the reply without a copy.
+        let (vp, to_sasp, payload) = {
+            let (req, _) = heap.split_mut(h)?;
+            let (hdr, rest) = req
+                .split_at_mut_checked(HEADER_LEN)
                 .ok_or(Error::Malformed)?;
-            let tag = req.get(HEADER_LEN..OVERHEAD).ok_or(Error::Malformed)?;
-            let ct = req.get(OVERHEAD..).ok_or(Error::Malformed)?;
-            if ct.len() != rep.len() {
-                return Err(Error::Malformed);
-            }
-            rep.copy_from_slice(ct);
+            let hdr: [u8; HEADER_LEN] = (&*hdr).try_into().map_err(|_| Error::Malformed)?;
+            let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
-            if eax_open(&self.aead, &nonce, &[], rep, tag).is_err() {
-                self.stats.auth_failures = self.stats.auth_failures.saturating_add(1);
-                heap.clear_reply(h)?;
+            if eax_open(self.aead()?, &nonce, &[], data, tag).is_err() {
+                crate::count(&mut self.stats.auth_failures);
                 return Ok(HandlerOutcome::IgnorePacket);
             }
-            parse_header(&hdr)
+            let (vp, to_sasp) = parse_header(&hdr);
+            (vp, to_sasp, unpad(data))
         };
-        if unpad_reply(heap, h).is_err() {
-            self.stats.malformed = self.stats.malformed.saturating_add(1);
-            heap.clear_reply(h)?;
+        let Ok((at, n)) = payload else {
+            crate::count(&mut self.stats.malformed);
             return Ok(HandlerOutcome::IgnorePacket);
-        }
+        };
+        heap.split_request(h, OVERHEAD + at)?;
+        heap.truncate_reply(h, n)?;
         if to_sasp {
             return self.receive_sasp_message(heap, h);
         }
         match self.nonces.accept_received(hal, vp) {
             Ok(true) => {
-                self.last_received = Some(vp);
+                self.last_received = NonZeroU64::new(vp);
                 return Ok(HandlerOutcome::Pass);
             }
             Ok(false) => {}
@@ -404,7 +456,7 @@ impl<C: SaspCipher> Sasp<C> {
         // this is an old nonce again (a replay, most likely) and the window is shut.
         if !self.old_window && vp <= self.old_answered {
             heap.clear_reply(h)?;
-            self.stats.old_nonce_unanswered = self.stats.old_nonce_unanswered.saturating_add(1);
+            crate::count(&mut self.stats.old_nonce_unanswered);
             return Ok(HandlerOutcome::IgnorePacket);
         }
         let mut msg = [0u8; OLD_NONCE_MSG_LEN];
@@ -417,7 +469,7 @@ impl<C: SaspCipher> Sasp<C> {
             heap.clear_reply(h)?;
             return Err(e);
         }
-        self.stats.old_nonce_replies = self.stats.old_nonce_replies.saturating_add(1);
+        crate::count(&mut self.stats.old_nonce_replies);
         self.old_answered = self.old_answered.max(vp);
         Ok(HandlerOutcome::ReplyDown)
     }
@@ -437,15 +489,15 @@ impl<C: SaspCipher> Sasp<C> {
             }
         };
         heap.clear_reply(h)?;
-        self.refused = matches!((value, self.last_sent), (Some(v), Some(l)) if v >= l);
+        self.refused = matches!((value, self.last_sent), (Some(v), Some(l)) if v >= l.get());
         match value.map(|v| self.nonces.raise_nfs(v)) {
             Some(Ok(raised)) => {
-                self.stats.old_nonce_received = self.stats.old_nonce_received.saturating_add(1);
+                crate::count(&mut self.stats.old_nonce_received);
                 if raised {
-                    self.stats.resyncs = self.stats.resyncs.saturating_add(1);
+                    crate::count(&mut self.stats.resyncs);
                 }
             }
-            _ => self.stats.malformed = self.stats.malformed.saturating_add(1),
+            _ => crate::count(&mut self.stats.malformed),
         }
         Ok(HandlerOutcome::IgnorePacket)
     }
@@ -501,6 +553,7 @@ impl<C: SaspCipher> Sasp<C> {
                     _ => return Err(Error::ValueOutOfRange),
                 }
             }
+            Source::Bytes([]) => return Err(Error::ValueOutOfRange),
             Source::Bytes(b) => b.len(),
         };
         let q = pad_to.unwrap_or(p);
@@ -517,54 +570,80 @@ impl<C: SaspCipher> Sasp<C> {
         if clen > c {
             return Err(Error::ValueOutOfRange);
         }
-        append_zeros(heap, h, OVERHEAD + total)?;
+        // The packet is built in the reply: header, tag and size field in front of
+        // the payload's bytes (in place, after the request, for a payload in the
+        // request), then the padding.
+        let first = match src {
+            Source::Request => {
+                let room = [0u8; OVERHEAD + encoding::MAX_ENCODED_LEN];
+                heap.wrap_request(h, room.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?)?;
+                append_zeros(heap, h, c - clen)?;
+                None
+            }
+            Source::Bytes(b) => {
+                append_zeros(heap, h, OVERHEAD + total)?;
+                b.split_first()
+            }
+        };
         let vp = self.nonces.next_send(hal)?;
         let hdr = header(vp, to_sasp);
-        let (req, rep) = heap.split_mut(h)?;
-        let payload: &[u8] = match src {
-            Source::Request => req,
-            Source::Bytes(b) => b,
-        };
-        let (first, rest) = payload.split_first().ok_or(Error::ValueOutOfRange)?;
-        let (head, due) = rep.split_at_mut(OVERHEAD);
+        let (_, rep) = heap.split_mut(h)?;
+        let (head, due) = rep
+            .split_at_mut_checked(OVERHEAD)
+            .ok_or(Error::BufferTooSmall)?;
         let (hslot, tslot) = head.split_at_mut(HEADER_LEN);
         hslot.copy_from_slice(&hdr);
-        let (d_first, d_rest) = due.split_first_mut().ok_or(Error::BufferTooSmall)?;
+        let (d_head, d_rest) = due
+            .split_at_mut_checked(1 + clen)
+            .ok_or(Error::BufferTooSmall)?;
+        // With the payload in place, its first byte is the last of `d_head`.
+        let (first, rest) = match first {
+            Some((f, r)) => (*f, Some(r)),
+            None => (*d_head.last().ok_or(Error::BufferTooSmall)?, None),
+        };
+        let (d_first, d_size) = d_head.split_first_mut().ok_or(Error::BufferTooSmall)?;
         *d_first = first | if c > 0 { 0x80 } else { 0 };
-        let (d_size, d_rest) = d_rest.split_at_mut(clen);
         d_size.copy_from_slice(cbuf.get(..clen).ok_or(Error::BufferTooSmall)?);
-        let (d_bytes, d_pad) = d_rest.split_at_mut(rest.len());
-        d_bytes.copy_from_slice(rest);
+        let (d_bytes, d_pad) = d_rest
+            .split_at_mut_checked(p - 1)
+            .ok_or(Error::BufferTooSmall)?;
+        if let Some(r) = rest {
+            d_bytes.copy_from_slice(r);
+        }
         hal.fill_random(d_pad)?;
         let nonce = eax_nonce(&hdr, self.role.peer_flag());
-        let tag = eax_seal(&self.aead, &nonce, &[], due)?;
+        let tag = eax_seal(self.aead()?, &nonce, &[], due)?;
         tslot.copy_from_slice(&tag);
-        self.last_sent = Some(vp);
+        self.last_sent = NonZeroU64::new(vp);
         Ok(())
     }
 }
 
-/// Removes the size field and padding from the decrypted data in the reply of `h`,
-/// leaving `[first byte & 0x7f, bytes...]`.
-fn unpad_reply(heap: &mut dyn HeapOps, h: Handle) -> Result<(), Error> {
-    let (first, len, c, clen) = {
-        let rep = heap.reply(h)?;
-        let (first, rest) = rep.split_first().ok_or(Error::Malformed)?;
-        if first & 0x80 == 0 {
-            return Ok(());
-        }
-        let (c, clen) = encoding::decode_uint(rest, 2)?;
-        (*first, rep.len(), c as usize, clen)
-    };
+/// The value of a kept nonce.
+const fn nonce_value(n: Option<NonZeroU64>) -> Option<u64> {
+    match n {
+        Some(v) => Some(v.get()),
+        None => None,
+    }
+}
+
+/// Where the payload lies in decrypted data: `(offset, length)`, after its first
+/// byte was moved (flag cleared) to just before its other bytes, over the size
+/// field. The layout is `| first byte | (opt) size | bytes | padding |`.
+fn unpad(data: &mut [u8]) -> Result<(usize, usize), Error> {
+    let len = data.len();
+    let (first, rest) = data.split_first().ok_or(Error::Malformed)?;
+    let first = *first;
+    if first & 0x80 == 0 {
+        return Ok((0, len));
+    }
+    let (c, clen) = encoding::decode_uint(rest, 2)?;
+    let c = c as usize;
     if c < clen || c > len - 1 {
         return Err(Error::Malformed);
     }
-    heap.truncate_reply(h, len - (c - clen))?;
-    {
-        let (_, rep) = heap.split_mut(h)?;
-        *rep.get_mut(clen).ok_or(Error::Malformed)? = first & 0x7f;
-    }
-    heap.drop_reply_front(h, clen)
+    *data.get_mut(clen).ok_or(Error::Malformed)? = first & 0x7f;
+    Ok((clen, len - c))
 }
 
 #[cfg(test)]

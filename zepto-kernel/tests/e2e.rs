@@ -775,6 +775,46 @@ fn a_client_that_lost_its_state_gets_its_own_reply() {
     assert_eq!(dev.stats().programs, 2);
 }
 
+/// A device built with `unkeyed` takes no packet and sends none; `start` makes it
+/// the device `new` would have made, in place: the packet that waited is answered.
+#[test]
+fn an_unkeyed_device_waits_for_start() {
+    let mut table: [Bodypart<'_>; 0] = [];
+    let (mut dhal, mut chal) = fresh_hals(9);
+    let mut dev = Dev::unkeyed(
+        Vm::new(VmConfig::default()),
+        &mut table,
+        DeviceConfig::default(),
+    );
+    let mut client: Client<DefaultCipher, 1024, 4> =
+        Client::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+    let p = client
+        .send_program(&mut chal, &push_reply(&[0xcc]))
+        .unwrap()
+        .to_vec();
+    dhal.push_rx(&p).unwrap();
+    for _ in 0..3 {
+        dev.poll(&mut dhal);
+    }
+    assert_eq!(dhal.pop_tx(), None, "an unkeyed device sends nothing");
+    assert_eq!(dev.stats().packets_in, 0);
+    assert_eq!(dev.stats().packets_out, 0);
+    dev.start(&KEY, &mut dhal).unwrap();
+    assert!(
+        !dev.nonces().started_blank(),
+        "the provisioned records were found"
+    );
+    dev.poll(&mut dhal);
+    let mut got = None;
+    while let Some(out) = dhal.pop_tx() {
+        if client.receive(&mut chal, &out).unwrap() == ClientEvent::Reply {
+            got = Some(client.reply().to_vec());
+        }
+    }
+    assert_eq!(ok_body(&got.expect("a reply after start")), [0xcc]);
+    assert_eq!(dev.stats().reinits, 0);
+}
+
 /// Only an authentic packet with a fresh nonce names the peer; garbage changes
 /// nothing and a replay gets its "old nonce" answer sent back to where it came from.
 #[test]

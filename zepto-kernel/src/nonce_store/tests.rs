@@ -54,9 +54,9 @@ fn record_layout_is_byte_exact() {
 #[test]
 fn key_id_is_a_cmac_of_a_fixed_text() {
     use aes::Aes128;
-    use cmac::{Cmac, Mac};
+    use cmac::{Cmac, KeyInit, Mac};
     let key = [0x2b; 16];
-    let mut m = <Cmac<Aes128> as KeyInit>::new_from_slice(&key).unwrap();
+    let mut m = <Cmac<aes09::Aes128> as KeyInit>::new_from_slice(&key).unwrap();
     m.update(b"Zepto nonce records");
     let want = m.finalize().into_bytes();
     assert_eq!(key_id::<Aes128>(&key).unwrap(), want[..4]);
@@ -275,6 +275,26 @@ fn large_granularity_aligns_slots() {
     let mut again = hal.rebooted();
     let r = NonceStore::open(&mut again, 32, RES, K, BlankStart::Refuse).unwrap();
     assert_eq!(r.nfs(), 7 + RES as u64);
+}
+
+/// Slots longer than one write call (64-byte granules): each record is followed by
+/// 0xFF up to its slot's end, and a reboot finds the marks.
+#[test]
+fn granules_longer_than_one_write() {
+    let mut hal = TestHal::<256>::new(3);
+    hal.granularity = 64;
+    hal.storage.fill(0);
+    NonceStore::provision(&mut hal, 0, K, 7, 3).unwrap();
+    let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Refuse).unwrap();
+    assert_eq!(s.next_send(&mut hal), Ok(8));
+    for slot in [0..64, 64..128] {
+        let bytes = &hal.storage[slot];
+        assert!(Record::decode(bytes[..RECORD_LEN].try_into().unwrap()).is_some());
+        assert!(bytes[RECORD_LEN..].iter().all(|b| *b == 0xff), "{bytes:?}");
+    }
+    let mut again = hal.rebooted();
+    let r = NonceStore::open(&mut again, 0, RES, K, BlankStart::Refuse).unwrap();
+    assert_eq!(r.nfs(), 8 + RES as u64 - 1);
 }
 
 /// One step of the power-cut scenario.

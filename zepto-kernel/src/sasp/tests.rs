@@ -64,8 +64,8 @@ fn raw_open(packet: &[u8], sender_flag: u8) -> Vec<u8> {
     use ::eax::aead::AeadInOut;
     use ::eax::aead::KeyInit;
     use ::eax::{Nonce, Tag};
-    use aes::cipher::consts::U16;
-    let aead = ::eax::Eax::<Aes128>::new_from_slice(&KEY).unwrap();
+    use aes09::cipher::consts::U16;
+    let aead = ::eax::Eax::<aes09::Aes128>::new_from_slice(&KEY).unwrap();
     let mut nonce = [0u8; 16];
     nonce[..6].copy_from_slice(&packet[..6]);
     nonce[6] = sender_flag;

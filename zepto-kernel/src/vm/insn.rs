@@ -1,10 +1,11 @@
 //! Zepto VM instructions as values: decoding from bytes, encoding back, and a
 //! readable one-line assembly form ([`core::fmt::Display`]).
 //!
-//! Used by the VM itself (every instruction is decoded and validated by
-//! [`Instruction::decode`] before it runs) and by clients building programs. Variable
-//! parts (plugin data, FIELD-SEQUENCEs, SWITCH tables, PARALLEL bodies) borrow the
-//! program bytes, so nothing here allocates.
+//! Used by clients building, reading and printing programs. The VM executes straight
+//! from the program bytes with the same byte cursor (`Rd`) and operand readers, so
+//! it accepts and rejects exactly what [`Instruction::decode`] does. Variable parts
+//! (plugin data, FIELD-SEQUENCEs, SWITCH tables, PARALLEL bodies) borrow the program
+//! bytes, so nothing here allocates.
 
 use super::{ExceptionCode, Level};
 use crate::encoding;
@@ -79,7 +80,7 @@ pub enum Cmp {
 }
 
 impl Cmp {
-    const fn from_index(i: u8) -> Cmp {
+    pub(crate) const fn from_index(i: u8) -> Cmp {
         match i & 3 {
             0 => Cmp::Lt,
             1 => Cmp::Gt,
@@ -638,17 +639,18 @@ fn enc_err(e: crate::Error) -> ExceptionCode {
     }
 }
 
-/// Byte cursor used by the decoder. A read that fails records its exception
-/// (the first one is kept) and returns a default value, so a decoder makes its
-/// reads one after another and checks [`Rd::err`] once, at the end.
-struct Rd<'a> {
+/// Byte cursor used by the decoder and by the VM, which executes straight from the
+/// program bytes. A read that fails records its exception (the first one is kept)
+/// and returns a default value, so a decoder makes its reads one after another and
+/// checks [`Rd::end`] once, at the end.
+pub(crate) struct Rd<'a> {
     b: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
     err: Option<ExceptionCode>,
 }
 
 impl<'a> Rd<'a> {
-    const fn new(b: &'a [u8]) -> Self {
+    pub(crate) const fn new(b: &'a [u8]) -> Self {
         Rd {
             b,
             pos: 0,
@@ -662,13 +664,24 @@ impl<'a> Rd<'a> {
         }
     }
     /// The first exception: an earlier read's, else `e`.
-    fn bail(&self, e: ExceptionCode) -> ExceptionCode {
+    pub(crate) fn bail(&self, e: ExceptionCode) -> ExceptionCode {
         self.err.unwrap_or(e)
     }
-    fn rest(&self) -> &'a [u8] {
+    /// The number of bytes read, or the first failed read's exception.
+    pub(crate) fn end(&self) -> Result<usize, ExceptionCode> {
+        match self.err {
+            Some(e) => Err(e),
+            None => Ok(self.pos),
+        }
+    }
+    /// True once a read failed.
+    pub(crate) const fn failed(&self) -> bool {
+        self.err.is_some()
+    }
+    pub(crate) fn rest(&self) -> &'a [u8] {
         self.b.get(self.pos..).unwrap_or(&[])
     }
-    fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         match self.rest().first() {
             Some(&v) => {
                 self.pos += 1;
@@ -680,7 +693,7 @@ impl<'a> Rd<'a> {
             }
         }
     }
-    fn bytes(&mut self, n: usize) -> &'a [u8] {
+    pub(crate) fn bytes(&mut self, n: usize) -> &'a [u8] {
         match self.rest().get(..n) {
             Some(v) => {
                 self.pos += n;
@@ -692,7 +705,7 @@ impl<'a> Rd<'a> {
             }
         }
     }
-    fn uint(&mut self, max: u8) -> u64 {
+    pub(crate) fn uint(&mut self, max: u8) -> u64 {
         match encoding::decode_uint(self.rest(), max) {
             Ok((v, n)) => {
                 self.pos += n;
@@ -704,10 +717,10 @@ impl<'a> Rd<'a> {
             }
         }
     }
-    fn uint2(&mut self) -> u16 {
+    pub(crate) fn uint2(&mut self) -> u16 {
         self.uint(2) as u16
     }
-    fn sint2(&mut self) -> i16 {
+    pub(crate) fn sint2(&mut self) -> i16 {
         match encoding::decode_sint(self.rest(), 2) {
             Ok((v, n)) => {
                 self.pos += n;
@@ -719,7 +732,7 @@ impl<'a> Rd<'a> {
             }
         }
     }
-    fn half(&mut self) -> f16 {
+    pub(crate) fn half(&mut self) -> f16 {
         match encoding::decode_half(self.rest()) {
             Ok(v) => {
                 self.pos += 2;
@@ -731,7 +744,7 @@ impl<'a> Rd<'a> {
             }
         }
     }
-    fn fields(&mut self) -> &'a [u8] {
+    pub(crate) fn fields(&mut self) -> &'a [u8] {
         let start = self.pos;
         loop {
             let c = self.u8();
@@ -752,7 +765,7 @@ impl<'a> Rd<'a> {
         }
         seq
     }
-    fn operand(&mut self) -> Operand {
+    pub(crate) fn operand(&mut self) -> Operand {
         let v = self.sint2();
         let (pop, offset) = (v & 1 != 0, v >> 1);
         if offset == 0 {
@@ -763,7 +776,7 @@ impl<'a> Rd<'a> {
         }
         Operand::Stack { offset, pop }
     }
-    fn target(&mut self) -> Target {
+    pub(crate) fn target(&mut self) -> Target {
         let v = self.sint2();
         let (push, offset) = (v & 1 != 0, v >> 1);
         match (push, offset) {
@@ -776,14 +789,14 @@ impl<'a> Rd<'a> {
             (false, o) => Target::Replace(o),
         }
     }
-    fn unop(&mut self) -> UnOp {
+    pub(crate) fn unop(&mut self) -> UnOp {
         let c = self.u8();
         UnOp::from_code(c).unwrap_or_else(|| {
             self.fail(ExceptionCode::InvalidParameter);
             UnOp::Pop
         })
     }
-    fn binop(&mut self) -> BinOp {
+    pub(crate) fn binop(&mut self) -> BinOp {
         let c = self.u8();
         BinOp::from_code(c).unwrap_or_else(|| {
             self.fail(ExceptionCode::InvalidParameter);
