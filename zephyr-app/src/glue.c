@@ -164,7 +164,8 @@ void zepto_wake_give(void)
 /* Waits for a wake-up: 0, or -EAGAIN at the timeout (ms < 0 waits forever). */
 int zepto_wake_take(int32_t ms)
 {
-	return k_sem_take(&zepto_wake_sem, ms < 0 ? K_FOREVER : K_MSEC(ms));
+	/* 32-bit conversion: no 64-bit division routine where ticks divide 1000 ms. */
+	return k_sem_take(&zepto_wake_sem, ms < 0 ? K_FOREVER : K_TICKS(k_ms_to_ticks_ceil32(ms)));
 }
 
 /*

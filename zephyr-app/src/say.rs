@@ -12,6 +12,17 @@ use zepto_kernel::Error;
 /// Bytes gathered before they go to the console (a longer line goes out in parts).
 const CHUNK: usize = 80;
 
+/// 10^19 down to 10^0: the place values of a `u64` in decimal.
+const POWERS_OF_TEN: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut i = 19;
+    while i > 0 {
+        i -= 1;
+        p[i] = p[i + 1] * 10;
+    }
+    p
+};
+
 /// A console line being written.
 pub struct Line {
     buf: [u8; CHUNK],
@@ -47,20 +58,22 @@ impl Line {
         }
     }
 
-    /// Appends `v` in decimal.
+    /// Appends `v` in decimal. Digits come from subtracting powers of ten, so no
+    /// 64-bit division routine (700 B of `__udivmoddi4` on a Cortex-M3) is linked.
     #[inline(never)]
     pub fn unsigned(&mut self, mut v: u64) {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        for slot in digits.iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            start -= 1;
-            v /= 10;
-            if v == 0 {
-                break;
+        let mut started = false;
+        for &power in POWERS_OF_TEN.iter() {
+            let mut digit = b'0';
+            while v >= power {
+                v -= power;
+                digit += 1;
+            }
+            started |= digit != b'0' || power == 1;
+            if started {
+                self.bytes(&[digit]);
             }
         }
-        self.bytes(digits.get(start..).unwrap_or_default());
     }
 
     /// Appends `v` in decimal, with a sign when negative.
