@@ -77,24 +77,32 @@ pub(crate) fn key() -> Option<[u8; 16]> {
     Some(key)
 }
 
-/// Opens the network device: its nonces must be in persistent storage. Blank records
-/// (a new or wiped device, damaged records, another key's) start as this build's
-/// [`blank::Start`] says; a refused start says why and what to do.
-fn open_device<'t, 'p>(
-    key: &[u8; 16],
-    table: &'t mut [Bodypart<'p>],
-    hal: &mut ZephyrHal,
-    start: &blank::Start,
-) -> Result<Device<'t, 'p, AppVm, DefaultCipher, HEAP, HANDLES>, Error> {
-    let cfg = DeviceConfig {
+/// The network device's configuration: this build's MTU and blank start.
+fn device_config(start: &blank::Start) -> DeviceConfig {
+    DeviceConfig {
         mtu: MAX_PACKET as u16,
         blank: start.blank,
         ..DeviceConfig::default()
-    };
+    }
+}
+
+/// The network device as the pump thread holds it.
+type AppDevice<'t, 'p> = Device<'t, 'p, AppVm, DefaultCipher, HEAP, HANDLES>;
+
+/// Starts the network device in place: its nonces must be in persistent storage.
+/// Blank records (a new or wiped device, damaged records, another key's) start as
+/// this build's [`blank::Start`] says; a refused start says why and what to do.
+#[inline(never)]
+fn start_device(
+    dev: &mut AppDevice<'_, '_>,
+    key: &[u8; 16],
+    hal: &mut ZephyrHal,
+    start: &blank::Start,
+) -> Result<(), Error> {
     if hal.storage_kind() == StorageKind::None {
         return Err(Error::Unsupported);
     }
-    let dev = Device::new(key, AppVm::new(vm_config()), table, cfg, hal)?;
+    dev.start(key, hal)?;
     let (nfs, nlw) = (dev.nonces().nfs(), dev.nonces().nlw());
     if !dev.nonces().started_blank() {
         say!("zepto: nonce records found (NFS ", nfs, ", NLW ", nlw, ")");
@@ -111,7 +119,7 @@ fn open_device<'t, 'p>(
     } else {
         say!("zepto: blank nonce records: random high start (NFS ", nfs, ", NLW ", nlw, ")");
     }
-    Ok(dev)
+    Ok(())
 }
 
 /// Says why blank records kept the network device off, and what to do.
@@ -223,48 +231,51 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
     ];
 
     let start = blank::choose();
+    // The device and the service are built where they stay, in this frame: each is
+    // about a kilobyte, and a copy through a temporary would cost its size again in
+    // stack.
+    let mut dev = Device::unkeyed(AppVm::new(vm_config()), &mut table, device_config(&start));
     // A clock floor start sends nothing until the clock's second has turned.
     let mut hold = None;
-    let mut device = match key() {
+    let on = match key() {
         None => {
             say!("zepto: CONFIG_ZEPTO_KEY is not 32 hex digits: network device off");
-            None
+            false
         }
-        Some(k) => {
-            match open_device(&k, &mut table, hal, &start) {
-                Ok(d) => {
-                    hold = start.hold_until.filter(|_| d.nonces().started_blank());
-                    if hold.is_none() {
-                        announce(hal);
-                    }
-                    Some(d)
+        Some(k) => match start_device(&mut dev, &k, hal, &start) {
+            Ok(()) => {
+                hold = start.hold_until.filter(|_| dev.nonces().started_blank());
+                if hold.is_none() {
+                    announce(hal);
                 }
-                Err(Error::Unsupported) => {
-                    say!("zepto: no persistent nonce storage: network device off (local service only)");
-                    None
-                }
-                Err(Error::NotProvisioned) => {
-                    explain_refusal(start.refusal);
-                    None
-                }
-                Err(e) => {
-                    say!("zepto: device start failed (", e, "): network device off");
-                    None
-                }
+                true
             }
-        }
+            Err(Error::Unsupported) => {
+                say!("zepto: no persistent nonce storage: network device off (local service only)");
+                false
+            }
+            Err(Error::NotProvisioned) => {
+                explain_refusal(start.refusal);
+                false
+            }
+            Err(e) => {
+                say!("zepto: device start failed (", e, "): network device off");
+                false
+            }
+        },
     };
     let (hold_since, mut hold_noted) = (hal.now_ms(), false);
-    let mut local = match Service::new(AppVm::new(vm_config()), &mut stable, hal) {
+    let mut svc = Service::new(AppVm::new(vm_config()), &mut stable, hal);
+    let mut local = match svc.as_mut() {
         Ok(s) => Some(LocalService::new(s)),
         Err(e) => {
-            say!("zepto: local service start failed (", e, ")");
+            say!("zepto: local service start failed (", *e, ")");
             None
         }
     };
     pm::init();
 
-    let mut checkpoints = device.as_ref().map(pm::Checkpoints::new);
+    let mut checkpoints = on.then(|| pm::Checkpoints::new(&dev));
     loop {
         pm::hold(true);
         let mut wait = WaitingFor::default();
@@ -287,10 +298,10 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
                 wait = WaitingFor::time(HOLD_POLL_MS);
             }
         }
-        if let Some(dev) = device.as_mut().filter(|_| hold.is_none()) {
+        if on && hold.is_none() {
             if pm::checkpoint_requested() {
                 if let Some(c) = checkpoints.as_mut() {
-                    c.update(dev, hal);
+                    c.update(&mut dev, hal);
                 }
             }
             wait = dev.poll(hal);
@@ -301,7 +312,7 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
                 wait = wait.merge(&w);
             }
         }
-        if device.is_none() || hold.is_some() {
+        if !on || hold.is_some() {
             // No device reads the link (off, or waiting for the clock): what arrives
             // is dropped, so it cannot keep the pump awake.
             hal.discard_input();
@@ -319,8 +330,8 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
             // The SoC may suspend (and lose RAM) once the lock goes: make the nonces
             // exact in storage first if they moved, so the next start needs no
             // resynchronisation.
-            if let (Some(dev), Some(c)) = (device.as_mut(), checkpoints.as_mut()) {
-                c.update(dev, hal);
+            if let Some(c) = checkpoints.as_mut() {
+                c.update(&mut dev, hal);
             }
         }
         pm::hold(false);

@@ -56,18 +56,19 @@ struct CReply {
     full_len: u16,
 }
 
-/// The service the pump thread runs, with what it owes its clients.
-pub struct LocalService<'t, 'p, V: Execution> {
-    svc: Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>,
+/// The service the pump thread runs (held where it was built: it is about a
+/// kilobyte), with what it owes its clients.
+pub struct LocalService<'s, 't, 'p, V: Execution> {
+    svc: &'s mut Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>,
     /// Sequence number of each slot's request whose reply is still owed (pending).
     owed: [Option<u32>; SLOTS],
     /// Round trips answered.
     pub answered: u32,
 }
 
-impl<'t, 'p, V: Execution> LocalService<'t, 'p, V> {
+impl<'s, 't, 'p, V: Execution> LocalService<'s, 't, 'p, V> {
     /// Wraps a kernel service.
-    pub fn new(svc: Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>) -> Self {
+    pub fn new(svc: &'s mut Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>) -> Self {
         LocalService {
             svc,
             owed: [None; SLOTS],
