@@ -34,6 +34,30 @@
 #include <zephyr/pm/policy.h>
 #endif
 
+/*
+ * The pump thread (zephyr-app/src/lib.rs, zepto_pump_entry): defined here rather
+ * than through the zephyr crate's thread support, whose thread pool and start-up
+ * code cost flash and stack; created at boot, started by rust_main after its first
+ * console line.
+ */
+void zepto_pump_entry(void);
+
+static void zepto_pump_thread(void *p1, void *p2, void *p3)
+{
+	ARG_UNUSED(p1);
+	ARG_UNUSED(p2);
+	ARG_UNUSED(p3);
+	zepto_pump_entry();
+}
+
+K_THREAD_DEFINE(zepto_pump, CONFIG_ZEPTO_PUMP_STACK_SIZE, zepto_pump_thread, NULL, NULL, NULL,
+		CONFIG_ZEPTO_PUMP_PRIORITY, 0, SYS_FOREVER_MS);
+
+void zepto_pump_start(void)
+{
+	k_thread_start(zepto_pump);
+}
+
 #if defined(CONFIG_ZEPTO_TRANSPORT_UART)
 #if !DT_HAS_CHOSEN(zepto_uart)
 #error "Choose the UART that carries Zepto packets: chosen { zepto,uart = &uartN; } in a board overlay"

@@ -33,14 +33,15 @@ pub mod uart;
 #[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
 pub mod udp;
 
-use core::ffi::c_int;
-
 use zephyr::kconfig;
 
-/// Stack of the pump thread (`CONFIG_ZEPTO_PUMP_STACK_SIZE`).
-const PUMP_STACK_SIZE: usize = kconfig::CONFIG_ZEPTO_PUMP_STACK_SIZE as usize;
+extern "C" {
+    fn zepto_pump_start();
+}
 
-/// Entry point called by Zephyr's `main()`: announces the build and starts the pump.
+/// Entry point called by Zephyr's `main()`: announces the build and starts the pump
+/// thread (`zepto_pump` in glue.c: `CONFIG_ZEPTO_PUMP_STACK_SIZE`,
+/// `CONFIG_ZEPTO_PUMP_PRIORITY`).
 #[no_mangle]
 extern "C" fn rust_main() {
     say!(
@@ -54,14 +55,14 @@ extern "C" fn rust_main() {
         kconfig::CONFIG_ZEPTO_MAX_PACKET_SIZE,
         " B)"
     );
-    let thread = pump_thread();
-    thread.set_priority(kconfig::CONFIG_ZEPTO_PUMP_PRIORITY as c_int);
-    thread.start();
+    // SAFETY: plain call into glue.c, once.
+    unsafe { zepto_pump_start() };
 }
 
-/// The pump thread: opens the packet link and the HAL, then runs the pump forever.
-#[zephyr::thread(stack_size = PUMP_STACK_SIZE)]
-fn pump_thread() {
+/// The pump thread's body: opens the packet link and the HAL, then runs the pump
+/// forever.
+#[no_mangle]
+pub extern "C" fn zepto_pump_entry() {
     let Some(link) = hal::Link::open() else {
         say!("zepto: packet link not ready (UART chosen as zepto,uart, or UDP socket); pump not started");
         return;
