@@ -117,7 +117,13 @@ fn start_device(
             "); sending from the next second"
         );
     } else {
-        say!("zepto: blank nonce records: random high start (NFS ", nfs, ", NLW ", nlw, ")");
+        say!(
+            "zepto: blank nonce records: random high start (NFS ",
+            nfs,
+            ", NLW ",
+            nlw,
+            ")"
+        );
     }
     Ok(())
 }
@@ -196,13 +202,21 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
         " ms, random source: ",
         ZephyrHal::random_source(),
         ", watchdog: ",
-        if hal.watchdog_armed() { "armed" } else { "none" },
+        if hal.watchdog_armed() {
+            "armed"
+        } else {
+            "none"
+        },
         ", nonce storage: ",
         hal.storage_kind().name(),
         ", pins: ",
         hal.pin_count(),
         ", PM hooks: ",
-        if pm::enabled() { "on" } else { "off (no CONFIG_PM)" },
+        if pm::enabled() {
+            "on"
+        } else {
+            "off (no CONFIG_PM)"
+        },
         ")"
     );
     if !hal.storage_path().is_empty() {
