@@ -31,7 +31,7 @@ static void show(const char *what, int rc, const struct zepto_reply *r, const ui
 	int64_t ms = k_uptime_get() - t0;
 
 	if (rc != 0) {
-		printk("client: %-25s -> error %d after %lld ms\n", what, rc, ms);
+		printk("client: %-25s -> error %d after %d ms\n", what, rc, (int)ms);
 		return;
 	}
 	printk("client: %-25s -> status %u detail %u, %u data bytes:", what, r->status,
@@ -39,7 +39,7 @@ static void show(const char *what, int rc, const struct zepto_reply *r, const ui
 	for (uint16_t i = 0; i < r->len; i++) {
 		printk(" %02x", data[i]);
 	}
-	printk(" (%lld ms)\n", ms);
+	printk(" (%d ms)\n", (int)ms);
 }
 
 static void client_main(void *a, void *b, void *c)

@@ -26,13 +26,37 @@
 #include <zephyr/fs/nvs.h>
 #include <zephyr/storage/flash_map.h>
 #endif
-#if defined(CONFIG_ZEPTO_STORAGE_SEMIHOST)
+#if defined(CONFIG_SEMIHOST)
 #include <zephyr/arch/common/semihost.h>
 #endif
 #if defined(CONFIG_PM)
 #include <zephyr/pm/pm.h>
 #include <zephyr/pm/policy.h>
 #endif
+
+/*
+ * The pump thread (zephyr-app/src/lib.rs, zepto_pump_entry): defined here rather
+ * than through the zephyr crate's thread support, whose thread pool and start-up
+ * code cost flash and stack; created at boot, started by rust_main after its first
+ * console line.
+ */
+void zepto_pump_entry(void);
+
+static void zepto_pump_thread(void *p1, void *p2, void *p3)
+{
+	ARG_UNUSED(p1);
+	ARG_UNUSED(p2);
+	ARG_UNUSED(p3);
+	zepto_pump_entry();
+}
+
+K_THREAD_DEFINE(zepto_pump, CONFIG_ZEPTO_PUMP_STACK_SIZE, zepto_pump_thread, NULL, NULL, NULL,
+		CONFIG_ZEPTO_PUMP_PRIORITY, 0, SYS_FOREVER_MS);
+
+void zepto_pump_start(void)
+{
+	k_thread_start(zepto_pump);
+}
 
 #if defined(CONFIG_ZEPTO_TRANSPORT_UART)
 #if !DT_HAS_CHOSEN(zepto_uart)
@@ -73,6 +97,34 @@ int zepto_random_fill(uint8_t *buf, size_t len)
 #else
 	ARG_UNUSED(buf);
 	ARG_UNUSED(len);
+	return -ENOTSUP;
+#endif
+}
+
+/* The random source: 2 = entropy driver, 1 = Zephyr's test generator, 0 = none. */
+int zepto_random_kind(void)
+{
+#if defined(CONFIG_TEST_RANDOM_GENERATOR)
+	return 1;
+#elif defined(CONFIG_ENTROPY_HAS_DRIVER)
+	return 2;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * The wall clock the blank-start policy trusts (CONFIG_ZEPTO_BLANK_START_HOST_CLOCK):
+ * the host's, through ARM semihosting SYS_TIME (seconds since 1970, 32 bits unsigned,
+ * so it reads right until 2106). 0 with *secs set, or -ENOTSUP.
+ */
+int zepto_wall_clock_s(uint64_t *secs)
+{
+#if defined(CONFIG_ZEPTO_BLANK_START_HOST_CLOCK)
+	*secs = (uint32_t)semihost_exec(SEMIHOST_TIME, NULL);
+	return 0;
+#else
+	ARG_UNUSED(secs);
 	return -ENOTSUP;
 #endif
 }
@@ -136,7 +188,8 @@ void zepto_wake_give(void)
 /* Waits for a wake-up: 0, or -EAGAIN at the timeout (ms < 0 waits forever). */
 int zepto_wake_take(int32_t ms)
 {
-	return k_sem_take(&zepto_wake_sem, ms < 0 ? K_FOREVER : K_MSEC(ms));
+	/* 32-bit conversion: no 64-bit division routine where ticks divide 1000 ms. */
+	return k_sem_take(&zepto_wake_sem, ms < 0 ? K_FOREVER : K_TICKS(k_ms_to_ticks_ceil32(ms)));
 }
 
 /*
@@ -501,11 +554,6 @@ bool zepto_pm_checkpoint_requested(void)
 	return atomic_clear(&zepto_checkpoint_req) != 0;
 }
 
-bool zepto_pm_enabled(void)
-{
-	return true;
-}
-
 /* Low-power state entries seen by the notifier since start. */
 uint32_t zepto_pm_entries(void)
 {
@@ -537,8 +585,4 @@ bool zepto_pm_checkpoint_requested(void)
 	return false;
 }
 
-bool zepto_pm_enabled(void)
-{
-	return false;
-}
 #endif

@@ -12,7 +12,7 @@
 //! | [`Transceiver`] | accepted and recorded: a UART has no receiver or transmitter to switch |
 //! | [`McuSleep`] | `k_sleep` (the idle thread and the PM subsystem do the sleeping) |
 
-use core::ffi::c_int;
+use core::ffi::{c_int, CStr};
 
 use zephyr::kconfig;
 use zepto_kernel::hal::{
@@ -33,6 +33,7 @@ pub type Link = crate::udp::UdpLink;
 
 extern "C" {
     fn zepto_random_fill(buf: *mut u8, len: usize) -> c_int;
+    fn zepto_random_kind() -> c_int;
     fn zepto_watchdog_start(timeout_ms: u32) -> c_int;
     fn zepto_watchdog_feed();
     fn zepto_wake_take(ms: i32) -> c_int;
@@ -115,10 +116,9 @@ impl ZephyrHal {
     }
 
     /// Host path of the records file (semihosting), else "".
-    pub fn storage_path(&self) -> &'static str {
+    pub fn storage_path(&self) -> &'static CStr {
         // SAFETY: glue.c returns a pointer to a NUL-terminated string literal.
-        let path = unsafe { core::ffi::CStr::from_ptr(zepto_storage_path()) };
-        path.to_str().unwrap_or("?")
+        unsafe { CStr::from_ptr(zepto_storage_path()) }
     }
 
     /// Number of Zepto pins (GPIOs from the devicetree).
@@ -144,6 +144,24 @@ impl ZephyrHal {
     /// Forgets a half-received frame whose rest did not come (the line went quiet).
     pub fn abandon_partial_frame(&mut self) {
         self.link.abandon_partial_frame();
+    }
+
+    /// Drops everything the link has received (while no device reads it).
+    pub fn discard_input(&mut self) {
+        let mut buf = [0u8; MAX_PACKET];
+        // Each call consumes a frame, a datagram, or the bytes received so far.
+        while !matches!(self.link.receive(&mut buf), Ok(None)) {}
+        self.link.abandon_partial_frame();
+    }
+
+    /// The board's random source, for the start-up line.
+    pub fn random_source() -> &'static str {
+        // SAFETY: plain call into glue.c.
+        match unsafe { zepto_random_kind() } {
+            2 => "entropy driver",
+            1 => "test generator (not random)",
+            _ => "none",
+        }
     }
 
     /// Fills `buf` from the board's random source (see [`Random`]).

@@ -6,6 +6,7 @@
 //!   transmit, SADLP framing;
 //! * `udp` (UDP transport): datagrams through Zephyr's sockets, replies to the
 //!   authenticated peer;
+//! * [`blank`]: where blank nonce records start (random, the host's clock, or not);
 //! * [`hal`]: zepto-kernel's HAL traits on Zephyr (clock, waiter, SADLP packet bus,
 //!   nonce storage, pins, random, watchdog, transceiver, MCU sleep);
 //! * [`pump`]: the pump thread's body, [`pump::zepto_main_pump`]: the network device
@@ -18,6 +19,9 @@
 // Zephyr's Kconfig options appear as `cfg(CONFIG_...)`; which exist depends on the build.
 #![allow(unexpected_cfgs)]
 
+#[macro_use]
+pub mod say;
+pub mod blank;
 pub mod hal;
 pub mod pm;
 #[cfg(CONFIG_ZEPTO_PM_TEST_HOOKS)]
@@ -29,34 +33,38 @@ pub mod uart;
 #[cfg(CONFIG_ZEPTO_TRANSPORT_UDP)]
 pub mod udp;
 
-use core::ffi::c_int;
-
 use zephyr::kconfig;
-use zephyr::printkln;
 
-/// Stack of the pump thread (`CONFIG_ZEPTO_PUMP_STACK_SIZE`).
-const PUMP_STACK_SIZE: usize = kconfig::CONFIG_ZEPTO_PUMP_STACK_SIZE as usize;
-
-/// Entry point called by Zephyr's `main()`: announces the build and starts the pump.
-#[no_mangle]
-extern "C" fn rust_main() {
-    printkln!(
-        "zepto: Zepto OS on {} (VM level {}, heap {} B, max packet {} B)",
-        kconfig::CONFIG_BOARD,
-        kconfig::CONFIG_ZEPTO_VM_LEVEL,
-        kconfig::CONFIG_ZEPTO_HEAP_SIZE,
-        kconfig::CONFIG_ZEPTO_MAX_PACKET_SIZE,
-    );
-    let thread = pump_thread();
-    thread.set_priority(kconfig::CONFIG_ZEPTO_PUMP_PRIORITY as c_int);
-    thread.start();
+extern "C" {
+    fn zepto_pump_start();
 }
 
-/// The pump thread: opens the packet link and the HAL, then runs the pump forever.
-#[zephyr::thread(stack_size = PUMP_STACK_SIZE)]
-fn pump_thread() {
+/// Entry point called by Zephyr's `main()`: announces the build and starts the pump
+/// thread (`zepto_pump` in glue.c: `CONFIG_ZEPTO_PUMP_STACK_SIZE`,
+/// `CONFIG_ZEPTO_PUMP_PRIORITY`).
+#[no_mangle]
+extern "C" fn rust_main() {
+    say!(
+        "zepto: Zepto OS on ",
+        kconfig::CONFIG_BOARD,
+        " (VM level ",
+        kconfig::CONFIG_ZEPTO_VM_LEVEL,
+        ", heap ",
+        kconfig::CONFIG_ZEPTO_HEAP_SIZE,
+        " B, max packet ",
+        kconfig::CONFIG_ZEPTO_MAX_PACKET_SIZE,
+        " B)"
+    );
+    // SAFETY: plain call into glue.c, once.
+    unsafe { zepto_pump_start() };
+}
+
+/// The pump thread's body: opens the packet link and the HAL, then runs the pump
+/// forever.
+#[no_mangle]
+pub extern "C" fn zepto_pump_entry() {
     let Some(link) = hal::Link::open() else {
-        printkln!("zepto: packet link not ready (UART chosen as zepto,uart, or UDP socket); pump not started");
+        say!("zepto: packet link not ready (UART chosen as zepto,uart, or UDP socket); pump not started");
         return;
     };
     let mut hal = hal::ZephyrHal::new(link);

@@ -5,11 +5,11 @@
 //! sleeps; before releasing it, it checkpoints the nonces if they moved
 //! ([`Checkpoints`]). A notifier (`pm_notifier_register`) counts low-power entries and
 //! wakes the pump only when the stored nonces are not exact (a checkpoint failed).
-//! Without `CONFIG_PM` the C functions are empty and [`enabled`] is false.
+//! Without `CONFIG_PM` the C functions are empty and [`enabled`] is false, so the
+//! checkpoint code is not built in.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use zephyr::printkln;
 use zepto_kernel::pump::{Device, Execution};
 use zepto_kernel::sasp::SaspCipher;
 
@@ -20,7 +20,6 @@ extern "C" {
     fn zepto_pm_init();
     fn zepto_pm_checkpoint_requested() -> bool;
     fn zepto_pm_set_dirty(dirty: bool);
-    fn zepto_pm_enabled() -> bool;
 }
 
 /// Nonce checkpoints written so far (read by the PM test hooks).
@@ -32,10 +31,10 @@ pub extern "C" fn zepto_pm_checkpoints() -> u32 {
     CHECKPOINTS.load(Ordering::Relaxed)
 }
 
-/// True if the build has `CONFIG_PM` (the hooks do something).
-pub fn enabled() -> bool {
-    // SAFETY: plain call into glue.c.
-    unsafe { zepto_pm_enabled() }
+/// True if the build has `CONFIG_PM` (the hooks do something). A constant, so that
+/// builds without PM leave the checkpoint code out.
+pub const fn enabled() -> bool {
+    cfg!(CONFIG_PM)
 }
 
 /// Registers the PM notifier.
@@ -55,7 +54,7 @@ pub fn hold(hold: bool) {
 /// were not exact.
 pub fn checkpoint_requested() -> bool {
     // SAFETY: plain call into glue.c.
-    unsafe { zepto_pm_checkpoint_requested() }
+    enabled() && unsafe { zepto_pm_checkpoint_requested() }
 }
 
 /// The nonce state of the last checkpoint, to checkpoint (and log) only when the
@@ -93,16 +92,18 @@ impl Checkpoints {
                     self.saved = now;
                     self.failed = None;
                     CHECKPOINTS.fetch_add(1, Ordering::Relaxed);
-                    printkln!(
-                        "zepto: nonces checkpointed before low power (NFS {}, NLW {})",
+                    say!(
+                        "zepto: nonces checkpointed before low power (NFS ",
                         now.0,
-                        now.1
+                        ", NLW ",
+                        now.1,
+                        ")"
                     );
                     true
                 }
                 Err(e) => {
                     if self.failed != Some(now) {
-                        printkln!("zepto: nonce checkpoint failed ({:?})", e);
+                        say!("zepto: nonce checkpoint failed (", e, ")");
                         self.failed = Some(now);
                     }
                     false

@@ -23,10 +23,13 @@ pub const SLOTS: usize = kconfig::CONFIG_ZEPTO_SERVICE_SLOTS as usize;
 pub const PROGRAM: usize = kconfig::CONFIG_ZEPTO_SERVICE_PROGRAM_SIZE as usize;
 /// Mailbox size (`CONFIG_ZEPTO_SERVICE_BUFFER_SIZE`).
 pub const BUFFER: usize = kconfig::CONFIG_ZEPTO_SERVICE_BUFFER_SIZE as usize;
-/// Heap of the service's VM.
-pub const HEAP: usize = 256;
-/// Heap handles of the service's VM (the program, plus PARALLEL pseudo-threads).
-pub const HANDLES: usize = 4;
+/// Heap of the service's VM: the network device's size (`CONFIG_ZEPTO_HEAP_SIZE`),
+/// so that both use one copy of the heap's code (a smaller service heap costs 2.5 KB
+/// of flash for a second copy and saves 256 B of RAM).
+pub const HEAP: usize = crate::pump::HEAP;
+/// Heap handles of the service's VM: the network device's count, for the same
+/// reason.
+pub const HANDLES: usize = crate::pump::HANDLES;
 
 extern "C" {
     fn zepto_box_take(slot: u32, buf: *mut u8, cap: usize, seq: *mut u32) -> c_int;
@@ -53,18 +56,19 @@ struct CReply {
     full_len: u16,
 }
 
-/// The service the pump thread runs, with what it owes its clients.
-pub struct LocalService<'t, 'p, V: Execution> {
-    svc: Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>,
+/// The service the pump thread runs (held where it was built: it is about a
+/// kilobyte), with what it owes its clients.
+pub struct LocalService<'s, 't, 'p, V: Execution> {
+    svc: &'s mut Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>,
     /// Sequence number of each slot's request whose reply is still owed (pending).
     owed: [Option<u32>; SLOTS],
     /// Round trips answered.
     pub answered: u32,
 }
 
-impl<'t, 'p, V: Execution> LocalService<'t, 'p, V> {
+impl<'s, 't, 'p, V: Execution> LocalService<'s, 't, 'p, V> {
     /// Wraps a kernel service.
-    pub fn new(svc: Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>) -> Self {
+    pub fn new(svc: &'s mut Service<'t, 'p, V, SLOTS, PROGRAM, HEAP, HANDLES>) -> Self {
         LocalService {
             svc,
             owed: [None; SLOTS],

@@ -53,7 +53,7 @@ impl UdpLink {
         // SAFETY: plain call into udp.c.
         let rc = unsafe { zepto_udp_open(port) };
         if rc != 0 {
-            zephyr::printkln!("zepto: UDP port {} could not be opened ({})", port, rc);
+            say!("zepto: UDP port ", port, " could not be opened (", rc, ")");
             return None;
         }
         Some(UdpLink {
@@ -130,7 +130,7 @@ impl UdpLink {
         if self.peer.accept() {
             if let Some(p) = self.peer.peer() {
                 let [a, b, c, d] = p.addr;
-                zephyr::printkln!("zepto: peer {}.{}.{}.{}:{}", a, b, c, d, p.port);
+                say!("zepto: peer ", a, ".", b, ".", c, ".", d, ":", p.port);
             }
         }
     }

@@ -52,9 +52,11 @@ pub enum Error {
     KeyInUse,
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
+impl Error {
+    /// What went wrong, in a few words (also the `Display` text); for ports that
+    /// print without `core::fmt`.
+    pub const fn message(self) -> &'static str {
+        match self {
             Error::OutOfMemory => "out of Zepto Heap memory",
             Error::NoFreeHandle => "no free Zepto Heap handle",
             Error::InvalidHandle => "invalid Zepto Heap handle",
@@ -73,8 +75,13 @@ impl fmt::Display for Error {
             Error::NonceExhausted => "nonce space exhausted",
             Error::NotProvisioned => "no nonce records for this key (not provisioned)",
             Error::KeyInUse => "nonce records for this key exist already",
-        };
-        f.write_str(s)
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
     }
 }
 

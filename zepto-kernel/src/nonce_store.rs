@@ -69,6 +69,27 @@ pub const RANDOM_START: u64 = 1 << 46;
 /// RANDOM_START + RANDOM_SPAN)`, which leaves at least 2^45 nonces above any start.
 pub const RANDOM_SPAN: u64 = 1 << 45;
 
+/// The wall-clock floor's epoch: 2024-01-01T00:00:00Z, in milliseconds since 1970.
+pub const FLOOR_EPOCH_MS: u64 = 1_704_067_200_000;
+
+/// The clock floor advances 2^5 = 32 nonces per millisecond.
+pub const FLOOR_SHIFT: u32 = 5;
+
+/// The [`BlankStart::Floor`] value for a wall clock that reads `unix_ms`
+/// milliseconds since 1970: milliseconds since [`FLOOR_EPOCH_MS`] times 32. It
+/// passes every nonce used under the key before, as long as the clock is right and
+/// fewer than 32,000 nonces a second were used on average since that state started;
+/// it reaches [`RANDOM_START`] (where random high starts begin) in 2093
+/// (`docs/security.md` has the arithmetic). `None` for a clock that reads before
+/// 2024 or past that end: every start would be the same value there, so a port
+/// must not clamp it.
+pub fn clock_floor(unix_ms: u64) -> Option<u64> {
+    unix_ms
+        .checked_sub(FLOOR_EPOCH_MS)
+        .and_then(|d| d.checked_mul(1 << FLOOR_SHIFT))
+        .filter(|f| *f < RANDOM_START)
+}
+
 /// How far at least past a peer's "old nonce" value a store that started blank
 /// moves NFS ([`NonceStore::raise_nfs`]), and how far at least above its own marks
 /// a store rewrites records it found gone: the nonces it may have sent (or another

@@ -317,17 +317,13 @@ pub fn state_dir() -> PathBuf {
     PathBuf::from(home).join(".local/state/zepto")
 }
 
-/// The wall-clock floor's epoch: 2024-01-01T00:00:00Z, in milliseconds since 1970.
-pub const FLOOR_EPOCH_MS: u64 = 1_704_067_200_000;
-
-/// The floor advances 2^5 = 32 nonces per millisecond.
-pub const FLOOR_SHIFT: u32 = 5;
+pub use zepto_kernel::nonce_store::{FLOOR_EPOCH_MS, FLOOR_SHIFT};
 
 /// Where a new or lost nonce state starts: milliseconds since [`FLOOR_EPOCH_MS`]
-/// times 32. It passes every nonce used under the key before, as long as the clock
-/// is right and fewer than 32,000 nonces a second were used on average since that
-/// state started; it reaches `RANDOM_START` (2^46, where devices with blank records
-/// start) in 2093 (`docs/security.md` has the arithmetic).
+/// times 32 ([`nonce_store::clock_floor`]). It passes every nonce used under the key
+/// before, as long as the clock is right and fewer than 32,000 nonces a second were
+/// used on average since that state started; it reaches `RANDOM_START` (2^46, where
+/// devices with blank records start) in 2093 (`docs/security.md` has the arithmetic).
 pub fn clock_floor() -> Result<u64, CliError> {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -340,10 +336,7 @@ pub fn clock_floor() -> Result<u64, CliError> {
 /// past the floor's end (2093, when it would reach `RANDOM_START`) is refused: every
 /// start would be the same value there.
 pub fn floor_at(ms: u64) -> Result<u64, CliError> {
-    let floor = ms
-        .checked_sub(FLOOR_EPOCH_MS)
-        .and_then(|d| d.checked_mul(1 << FLOOR_SHIFT))
-        .filter(|f| *f < nonce_store::RANDOM_START);
+    let floor = nonce_store::clock_floor(ms);
     floor.ok_or_else(|| {
         CliError::other(
             "the system clock reads a date before 2024 or after 2093: a new nonce state \

@@ -756,3 +756,36 @@ proptest! {
         prop_assert_eq!(hal.unlocked_writes, 0);
     }
 }
+
+#[test]
+fn clock_floor_counts_32_per_millisecond_from_2024_and_refuses_outside() {
+    // 2024-01-01T00:00:00Z is 0; one millisecond later, 32.
+    assert_eq!(clock_floor(FLOOR_EPOCH_MS), Some(0));
+    assert_eq!(clock_floor(FLOOR_EPOCH_MS + 1), Some(32));
+    // 2026-12-01T00:00:00Z read in whole seconds (ARM semihosting SYS_TIME).
+    let secs: u64 = 1_796_083_200;
+    assert_eq!(
+        clock_floor(secs * 1000),
+        Some((secs * 1000 - FLOOR_EPOCH_MS) * 32)
+    );
+    // 2093-09-01 is still below the random region; 2094-01-01 is refused, as are a
+    // clock before 2024 and one that overflows.
+    assert!(clock_floor(3_902_601_600_000).is_some_and(|f| f < RANDOM_START));
+    assert_eq!(clock_floor(3_913_142_400_000), None);
+    assert_eq!(clock_floor(FLOOR_EPOCH_MS - 1), None);
+    assert_eq!(clock_floor(0), None);
+    assert_eq!(clock_floor(u64::MAX), None);
+    // The last floor below RANDOM_START is accepted, the first one at it is not.
+    let last = FLOOR_EPOCH_MS + (RANDOM_START >> FLOOR_SHIFT) - 1;
+    assert_eq!(clock_floor(last), Some(RANDOM_START - 32));
+    assert_eq!(clock_floor(last + 1), None);
+}
+
+#[test]
+fn a_floor_start_begins_both_counters_at_the_floor() {
+    let mut hal = TestHal::<64>::new(1);
+    let f = clock_floor(1_796_083_200_000).unwrap();
+    let s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(f)).unwrap();
+    assert!(s.started_blank());
+    assert_eq!((s.nfs(), s.nlw()), (f, f));
+}
