@@ -41,14 +41,15 @@ const SLOT: usize = 32;
 /// Record copies one page holds before it is erased.
 const ENTRIES: usize = PAGE / SLOT;
 
-/// The board and the SADLP receive state.
+/// The board and the SADLP receive state (no frame counters: nothing on the board
+/// reads them).
 pub struct Board {
     uart: UART0,
     timer: TIMER0,
     gpio: GPIO,
     nvmc: NVMC,
     rng: RNG,
-    rx: sadlp::Decoder<{ sadlp::decoder_buffer_len(MTU) }>,
+    rx: sadlp::Decoder<{ sadlp::decoder_buffer_len(MTU) }, ()>,
     last_ticks: Cell<u32>,
     frac_us: Cell<u32>,
     ms: Cell<u64>,
@@ -88,7 +89,7 @@ impl Board {
             gpio,
             nvmc,
             rng,
-            rx: sadlp::Decoder::new(),
+            rx: sadlp::Decoder::uncounted(),
             last_ticks: Cell::new(0),
             frac_us: Cell::new(0),
             ms: Cell::new(0),

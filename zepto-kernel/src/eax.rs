@@ -30,6 +30,7 @@
 
 pub use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::error::Error;
+use core::marker::PhantomData;
 
 /// Block and tag bytes.
 pub const BLOCK: usize = 16;
@@ -157,8 +158,9 @@ fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed) -> Blk {
     x
 }
 
-/// Encrypts `buf` in place; returns the tag. (Out of line, as [`open`]: its blocks
-/// are on the stack only while it runs, not in its caller's frame.)
+/// Encrypts `buf` in place and writes the tag into `tag`. (Out of line, as
+/// [`open`]: its blocks are on the stack only while it runs, not in its caller's
+/// frame; the tag goes straight to where the caller keeps it.)
 #[inline(never)]
 fn seal<C: BlockCipher128 + ?Sized>(
     c: &C,
@@ -166,17 +168,18 @@ fn seal<C: BlockCipher128 + ?Sized>(
     nonce: &[u8],
     aad: &[u8],
     buf: &mut [u8],
-) -> Blk {
+    tag: &mut Blk,
+) {
     // `x` starts as E([0; 15] || 2) and chains OMAC^2 over the ciphertext.
     let (e0, mut x) = starts(c);
     let mut n = omac_input(c, k, 0, e0, nonce);
-    let mut tag = header_input(c, k, aad);
+    *tag = header_input(c, k, aad);
     // N = OMAC^0(nonce) and H = OMAC^1(aad) together.
-    c.encrypt2(&mut n, &mut tag);
-    xor_into(&mut tag, &n);
+    c.encrypt2(&mut n, tag);
+    xor_into(tag, &n);
     if buf.is_empty() {
-        xor_into(&mut tag, &empty_mac(c, k));
-        return tag;
+        xor_into(tag, &empty_mac(c, k));
+        return;
     }
     // `n` counts from N on; keystream block i+1 and the OMAC^2 step over
     // ciphertext block i go together.
@@ -195,8 +198,7 @@ fn seal<C: BlockCipher128 + ?Sized>(
             c.encrypt2(&mut x, &mut ks);
         }
     }
-    xor_into(&mut tag, &x);
-    tag
+    xor_into(tag, &x);
 }
 
 /// XORs `buf`'s CTR keystream from counter `n` into it.
@@ -316,23 +318,6 @@ impl<C: BlockCipher128 + KeyInit128> Eax<C> {
         self.cipher = C::new(key);
         self.keys = Keyed::new(&self.cipher);
     }
-
-    /// Puts EAX with `key` into `slot`, building it there (the per-key values are
-    /// computed in place, only the cipher passes through this function's stack).
-    #[inline(never)]
-    pub(crate) fn set_key_in(slot: &mut Option<Self>, key: &[u8; 16]) {
-        let eax = match slot {
-            Some(eax) => {
-                eax.cipher = C::new(key);
-                eax
-            }
-            none => none.insert(Self {
-                cipher: C::new(key),
-                keys: Keyed::default(),
-            }),
-        };
-        eax.keys = Keyed::new(&eax.cipher);
-    }
 }
 
 impl<C: BlockCipher128> Eax<C> {
@@ -349,7 +334,15 @@ impl<C: BlockCipher128> Eax<C> {
 
     /// Encrypts `buf` in place; returns the 16-byte tag.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> [u8; BLOCK] {
-        seal(&self.cipher, &self.keys, nonce, aad, buf)
+        let mut tag = [0; BLOCK];
+        seal(&self.cipher, &self.keys, nonce, aad, buf, &mut tag);
+        tag
+    }
+
+    /// Encrypts `buf` in place and writes the 16-byte tag into `tag` (no copy of
+    /// it through the caller's stack).
+    pub fn seal_to(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &mut [u8; BLOCK]) {
+        seal(&self.cipher, &self.keys, nonce, aad, buf, tag);
     }
 
     /// Checks `tag` and decrypts `buf` in place. On a wrong tag (or a tag that is
@@ -360,6 +353,86 @@ impl<C: BlockCipher128> Eax<C> {
             return Err(Error::AuthenticationFailed);
         };
         if open(&self.cipher, &self.keys, nonce, aad, buf, &tag) {
+            Ok(())
+        } else {
+            Err(Error::AuthenticationFailed)
+        }
+    }
+}
+
+/// [`seal`] with the cipher expanded from `key` in this function's frame (out of
+/// line: the round keys exist only while a message is sealed).
+#[inline(never)]
+fn seal_key<C: BlockCipher128 + KeyInit128>(
+    key: &Blk,
+    k: &Keyed,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &mut Blk,
+) {
+    seal(&C::new(key), k, nonce, aad, buf, tag);
+}
+
+/// [`open`] with the cipher expanded from `key` in this function's frame.
+#[inline(never)]
+fn open_key<C: BlockCipher128 + KeyInit128>(
+    key: &Blk,
+    k: &Keyed,
+    nonce: &[u8],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &Blk,
+) -> bool {
+    open(&C::new(key), k, nonce, aad, buf, tag)
+}
+
+/// EAX that keeps its key and `B`, not the expanded cipher: each seal and open
+/// expands the key in a frame of its own, which exists only while the message is
+/// encrypted. (For the `aes` crate's AES-128 that takes its 352 bytes of round keys
+/// out of the long-lived state, where they sat under every call path of a device,
+/// for one key expansion per message; `docs/decisions.md`.)
+#[derive(Clone)]
+pub struct EaxKey<C> {
+    key: [u8; BLOCK],
+    keys: Keyed,
+    cipher: PhantomData<C>,
+}
+
+impl<C> core::fmt::Debug for EaxKey<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("EaxKey { .. }")
+    }
+}
+
+impl<C: BlockCipher128 + KeyInit128> EaxKey<C> {
+    /// EAX with `key`: computes `B` once (the cipher expanded in this function's
+    /// frame only), keeps the key.
+    #[inline(never)]
+    pub fn new(key: &[u8; BLOCK]) -> Self {
+        Self {
+            key: *key,
+            keys: Keyed::new(&C::new(key)),
+            cipher: PhantomData,
+        }
+    }
+
+    /// The block cipher, expanded from the key.
+    pub fn cipher(&self) -> C {
+        C::new(&self.key)
+    }
+
+    /// As [`Eax::seal_to`], with the cipher expanded for this message.
+    pub fn seal_to(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &mut [u8; BLOCK]) {
+        seal_key::<C>(&self.key, &self.keys, nonce, aad, buf, tag);
+    }
+
+    /// As [`Eax::open`], with the cipher expanded for this message.
+    pub fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
+        let Ok(tag) = <[u8; BLOCK]>::try_from(tag) else {
+            return Err(Error::AuthenticationFailed);
+        };
+        if open_key::<C>(&self.key, &self.keys, nonce, aad, buf, &tag) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)

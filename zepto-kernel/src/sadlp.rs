@@ -156,14 +156,49 @@ pub struct DecoderStats {
     pub bad_crc: u32,
 }
 
+/// Where a [`Decoder`] counts what it delivered and dropped: [`DecoderStats`], or
+/// `()` for a port that reads no counters (16 bytes less).
+pub trait FrameCounters {
+    /// A frame was delivered.
+    fn frame(&mut self);
+    /// A frame was longer than the buffer.
+    fn oversize(&mut self);
+    /// A frame was not valid COBS or too short for a CRC and one byte.
+    fn malformed(&mut self);
+    /// A frame's CRC did not match.
+    fn bad_crc(&mut self);
+}
+
+impl FrameCounters for DecoderStats {
+    fn frame(&mut self) {
+        crate::count(&mut self.frames);
+    }
+    fn oversize(&mut self) {
+        crate::count(&mut self.oversize);
+    }
+    fn malformed(&mut self) {
+        crate::count(&mut self.malformed);
+    }
+    fn bad_crc(&mut self) {
+        crate::count(&mut self.bad_crc);
+    }
+}
+
+impl FrameCounters for () {
+    fn frame(&mut self) {}
+    fn oversize(&mut self) {}
+    fn malformed(&mut self) {}
+    fn bad_crc(&mut self) {}
+}
+
 /// Streaming SADLP decoder with an `N`-byte buffer for the encoded frame
-/// (use [`decoder_buffer_len`] of the largest packet).
+/// (use [`decoder_buffer_len`] of the largest packet), counting frames in `S`.
 #[derive(Debug, Clone)]
-pub struct Decoder<const N: usize> {
+pub struct Decoder<const N: usize, S = DecoderStats> {
     buf: [u8; N],
     len: usize,
     overflow: bool,
-    stats: DecoderStats,
+    stats: S,
 }
 
 impl<const N: usize> Default for Decoder<N> {
@@ -175,24 +210,40 @@ impl<const N: usize> Default for Decoder<N> {
 impl<const N: usize> Decoder<N> {
     /// An empty decoder.
     pub const fn new() -> Self {
+        Self::with_counters(DecoderStats {
+            frames: 0,
+            oversize: 0,
+            malformed: 0,
+            bad_crc: 0,
+        })
+    }
+}
+
+impl<const N: usize> Decoder<N, ()> {
+    /// An empty decoder that counts nothing.
+    pub const fn uncounted() -> Self {
+        Self::with_counters(())
+    }
+}
+
+impl<const N: usize, S> Decoder<N, S> {
+    /// An empty decoder counting in `stats`.
+    pub const fn with_counters(stats: S) -> Self {
         Self {
             buf: [0; N],
             len: 0,
             overflow: false,
-            stats: DecoderStats {
-                frames: 0,
-                oversize: 0,
-                malformed: 0,
-                bad_crc: 0,
-            },
+            stats,
         }
     }
 
     /// Counters of delivered and dropped frames.
-    pub const fn stats(&self) -> &DecoderStats {
+    pub const fn stats(&self) -> &S {
         &self.stats
     }
+}
 
+impl<const N: usize, S: FrameCounters> Decoder<N, S> {
     /// Forgets a partly received frame (e.g. after a link reset).
     pub fn reset(&mut self) {
         self.len = 0;
@@ -214,7 +265,7 @@ impl<const N: usize> Decoder<N> {
         }
         let len = core::mem::take(&mut self.len);
         if core::mem::take(&mut self.overflow) {
-            crate::count(&mut self.stats.oversize);
+            self.stats.oversize();
             return None;
         }
         if len == 0 {
@@ -222,15 +273,15 @@ impl<const N: usize> Decoder<N> {
         }
         match decode_in_place(self.buf.get_mut(..len)?) {
             Ok(n) => {
-                crate::count(&mut self.stats.frames);
+                self.stats.frame();
                 self.buf.get(..n)
             }
             Err(Error::AuthenticationFailed) => {
-                crate::count(&mut self.stats.bad_crc);
+                self.stats.bad_crc();
                 None
             }
             Err(_) => {
-                crate::count(&mut self.stats.malformed);
+                self.stats.malformed();
                 None
             }
         }

@@ -31,7 +31,7 @@
 //! reply ([`HandlerOutcome::Pass`]).
 
 use crate::cipher::{BlockCipher128, KeyInit128};
-use crate::eax::Eax;
+use crate::eax::{Eax, EaxKey};
 use crate::encoding;
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
@@ -203,12 +203,16 @@ pub const fn packet_len(len: usize) -> usize {
     OVERHEAD + due_len(len)
 }
 
+/// Zero bytes in flash, for room and padding taken in the heap (no zeroed buffer on
+/// the stack of the send path).
+static ZEROS: [u8; OVERHEAD + encoding::MAX_ENCODED_LEN] =
+    [0; OVERHEAD + encoding::MAX_ENCODED_LEN];
+
 /// Appends `n` zero bytes to the reply of `h`.
 fn append_zeros(heap: &mut dyn HeapOps, h: Handle, mut n: usize) -> Result<(), Error> {
-    const Z: [u8; 32] = [0; 32];
     while n > 0 {
-        let k = n.min(Z.len());
-        heap.append_reply(h, Z.get(..k).ok_or(Error::BufferTooSmall)?)?;
+        let k = n.min(ZEROS.len());
+        heap.append_reply(h, ZEROS.get(..k).ok_or(Error::BufferTooSmall)?)?;
         n -= k;
     }
     Ok(())
@@ -225,7 +229,7 @@ enum Source<'a> {
 #[derive(Debug, Clone)]
 pub struct Sasp<C: SaspCipher = DefaultCipher> {
     /// The key (none before [`Sasp::start`] for a device built in place).
-    aead: Option<Eax<C>>,
+    aead: Option<EaxKey<C>>,
     role: Role,
     nonces: NonceStore,
     stats: SaspStats,
@@ -243,7 +247,7 @@ pub struct Sasp<C: SaspCipher = DefaultCipher> {
 impl<C: SaspCipher> Sasp<C> {
     /// An SASP end with a 128-bit `key`, its `role` and its opened nonce store.
     pub fn new(key: &[u8; 16], role: Role, nonces: NonceStore) -> Result<Self, Error> {
-        let aead = Eax::<C>::new_from_slice(key)?;
+        let aead = EaxKey::<C>::new(key);
         Ok(Self {
             aead: Some(aead),
             role,
@@ -279,7 +283,7 @@ impl<C: SaspCipher> Sasp<C> {
     /// sent or accepted.
     pub(crate) fn set_key(&mut self, key: &[u8; 16]) {
         self.nonces.close();
-        Eax::set_key_in(&mut self.aead, key);
+        self.aead = Some(EaxKey::new(key));
     }
 
     /// Opens the nonce store for the key (its id comes from the expanded key): what
@@ -292,13 +296,20 @@ impl<C: SaspCipher> Sasp<C> {
         reserve: u32,
         blank: crate::nonce_store::BlankStart,
     ) -> Result<(), Error> {
-        let kid = crate::nonce_store::key_id_of(self.aead()?.cipher());
+        let kid = self.key_id()?;
         self.nonces = NonceStore::open(hal, base, reserve, kid, blank)?;
         Ok(())
     }
 
+    /// The key's id for the nonce records (the cipher expanded in this function's
+    /// frame only, not under the nonce store's storage calls).
+    #[inline(never)]
+    fn key_id(&self) -> Result<crate::nonce_store::KeyId, Error> {
+        Ok(crate::nonce_store::key_id_of(&self.aead()?.cipher()))
+    }
+
     /// The key, or [`Error::InvalidState`] before there is one.
-    fn aead(&self) -> Result<&Eax<C>, Error> {
+    fn aead(&self) -> Result<&EaxKey<C>, Error> {
         self.aead.as_ref().ok_or(Error::InvalidState)
     }
 
@@ -426,7 +437,7 @@ impl<C: SaspCipher> Sasp<C> {
             let hdr: [u8; HEADER_LEN] = (&*hdr).try_into().map_err(|_| Error::Malformed)?;
             let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
-            if eax_open(self.aead()?, &nonce, &[], data, tag).is_err() {
+            if self.aead()?.open(&nonce, &[], data, tag).is_err() {
                 crate::count(&mut self.stats.auth_failures);
                 return Ok(HandlerOutcome::IgnorePacket);
             }
@@ -538,6 +549,8 @@ impl<C: SaspCipher> Sasp<C> {
     }
 
     /// Builds a packet in the reply of `h` (which must be empty).
+    // Inlined into its two callers: one frame less on the send path.
+    #[inline(always)]
     fn build<H: Storage + Random + ?Sized>(
         &mut self,
         heap: &mut dyn HeapOps,
@@ -564,10 +577,15 @@ impl<C: SaspCipher> Sasp<C> {
         }
         let total = due_len(q);
         let c = total - p;
-        let (cbuf, clen) = if c > 0 {
-            encoding::uint_to_array(c as u64, 2)?
+        // The size field (Encoded-Unsigned-Int<max=2>) of `c` padding bytes, if any:
+        // its length now, its bytes once the packet's room is taken.
+        if c as u64 > encoding::max_uint_value(2) {
+            return Err(Error::ValueOutOfRange);
+        }
+        let clen = if c > 0 {
+            encoding::uint_len(c as u64)
         } else {
-            ([0u8; encoding::MAX_ENCODED_LEN], 0)
+            0
         };
         if clen > c {
             return Err(Error::ValueOutOfRange);
@@ -577,8 +595,10 @@ impl<C: SaspCipher> Sasp<C> {
         // request), then the padding.
         let first = match src {
             Source::Request => {
-                let room = [0u8; OVERHEAD + encoding::MAX_ENCODED_LEN];
-                heap.wrap_request(h, room.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?)?;
+                heap.wrap_request(
+                    h,
+                    ZEROS.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?,
+                )?;
                 append_zeros(heap, h, c - clen)?;
                 None
             }
@@ -605,7 +625,9 @@ impl<C: SaspCipher> Sasp<C> {
         };
         let (d_first, d_size) = d_head.split_first_mut().ok_or(Error::BufferTooSmall)?;
         *d_first = first | if c > 0 { 0x80 } else { 0 };
-        d_size.copy_from_slice(cbuf.get(..clen).ok_or(Error::BufferTooSmall)?);
+        if c > 0 {
+            encoding::encode_uint(c as u64, 2, d_size)?;
+        }
         let (d_bytes, d_pad) = d_rest
             .split_at_mut_checked(p - 1)
             .ok_or(Error::BufferTooSmall)?;
@@ -614,8 +636,8 @@ impl<C: SaspCipher> Sasp<C> {
         }
         hal.fill_random(d_pad)?;
         let nonce = eax_nonce(&hdr, self.role.peer_flag());
-        let tag = eax_seal(self.aead()?, &nonce, &[], due)?;
-        tslot.copy_from_slice(&tag);
+        let tslot: &mut [u8; TAG_LEN] = tslot.try_into().map_err(|_| Error::BufferTooSmall)?;
+        self.aead()?.seal_to(&nonce, &[], due, tslot);
         self.last_sent = NonZeroU64::new(vp);
         Ok(())
     }

@@ -384,7 +384,6 @@ fn all_three_program_forms() {
         client.decoded_reply().unwrap(),
         Reply::Error(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH)
     );
-    drop(dev);
     assert_eq!(counter.n, 3);
 }
 
@@ -982,7 +981,6 @@ fn a_wiped_device_starts_high_and_refuses_old_packets() {
         assert_eq!(ok_body(&r), i.to_le_bytes());
         recorded.push(p);
     }
-    drop(dev);
     // Wiped: the storage is erased, the key stays.
     dhal.storage = [0xff; 256];
     let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
@@ -1011,7 +1009,6 @@ fn a_wiped_device_starts_high_and_refuses_old_packets() {
         .unwrap()
         .to_vec();
     let r = until_reply(&mut dev, &mut dhal, &mut client, &mut chal, &p);
-    drop(dev);
     assert_eq!(ok_body(&r), 4u16.to_le_bytes());
 }
 
