@@ -7,13 +7,13 @@
 //! * `ZEPTO_VOLATILE_NONCES=1` allows the network side on a board without
 //!   persistent nonce storage (random start in RAM; see README, "Nonces");
 //! * the stack size: `ZEPTO_SERVICE_STACK` bytes (the Makefile passes its
-//!   `SERVICE_STACK`, which it also gives to elf2tab), 6656 when unset.
+//!   `SERVICE_STACK`, which it also gives to elf2tab), 6144 when unset.
 use std::{env, fs, path::PathBuf};
 
 include!("../scripts/stack_layout.rs");
 
 /// Stack size when `ZEPTO_SERVICE_STACK` is unset (the Makefile's default).
-const DEFAULT_STACK: usize = 6656;
+const DEFAULT_STACK: usize = 6144;
 
 fn main() {
     libtock_build_scripts::auto_layout();

@@ -259,7 +259,7 @@ fn start(end: &ServiceEnd<'_>) -> Result<(), ErrorCode> {
         Bodypart::new(2, &mut echo),
         Bodypart::new(3, &mut sensor),
     ];
-    // The device (about 1.7 KB) is built straight into this frame and
+    // The device (about 1.3 KB) is built straight into this frame and
     // started in place, and the service (about 1.2 KB) is built in `serve`'s:
     // neither is ever moved, so no second copy of either is on the stack.
     // (With `Dev::new` this frame held the device twice, as `new`'s result
