@@ -297,8 +297,19 @@ enum Relation {
 
 /// The resend deadline when no timer runs: a time no millisecond clock reaches (584
 /// million years), so it needs no `Option` (8 bytes less in every device). A
-/// deadline computed to land there (saturated) is the same: never.
+/// running timer never lands there ([`deadline_after`]).
 const NO_DEADLINE: u64 = u64::MAX;
+
+/// The deadline `interval_ms` after `now_ms`: saturated one below [`NO_DEADLINE`],
+/// so that a clock near its end still has a timer that fires, not none.
+const fn deadline_after(now_ms: u64, interval_ms: u32) -> u64 {
+    let d = now_ms.saturating_add(interval_ms as u64);
+    if d == NO_DEADLINE {
+        NO_DEADLINE - 1
+    } else {
+        d
+    }
+}
 
 /// The SAGDP state machine (fixed-size state plus one heap handle holding the LSP).
 #[derive(Debug, Clone)]
@@ -550,7 +561,7 @@ impl Sagdp {
             self.deadline_ms = NO_DEADLINE;
         } else {
             self.state = State::WaitRemote;
-            self.deadline_ms = now_ms.saturating_add(u64::from(self.interval_ms));
+            self.deadline_ms = deadline_after(now_ms, self.interval_ms);
         }
         Ok(HandlerOutcome::Pass)
     }
@@ -585,7 +596,7 @@ impl Sagdp {
             .interval_ms
             .saturating_mul(2)
             .min(self.config.max_timeout_ms);
-        self.deadline_ms = now_ms.saturating_add(u64::from(self.interval_ms));
+        self.deadline_ms = deadline_after(now_ms, self.interval_ms);
         Ok(out)
     }
 
@@ -711,7 +722,7 @@ impl Sagdp {
         }
         self.last_sent_pid = Some(pid);
         if self.state == State::WaitRemote {
-            self.deadline_ms = now_ms.saturating_add(u64::from(self.interval_ms));
+            self.deadline_ms = deadline_after(now_ms, self.interval_ms);
         }
         Ok(HandlerOutcome::ReplyDown)
     }
@@ -1088,6 +1099,48 @@ mod tests {
             HandlerOutcome::ReplyDown
         );
         assert_eq!(r.reply(), [0x04, 102, 0, 0, 0, 0, 0, b'r', b'3']);
+    }
+
+    /// A clock whose `now + interval` passes its last value: every resend timer
+    /// still runs and fires (a deadline that saturated to `u64::MAX` once meant
+    /// "no timer", and the reply was never resent).
+    #[test]
+    fn a_clock_at_its_end_still_resends() {
+        let end = u64::MAX;
+        let mut r = Rig::new(Role::Slave);
+        // A timer started by a send.
+        assert_eq!(
+            r.recv(&up(0x01, 100, b"go"), 100, end - 500),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(
+            r.send(b"r1", PacketStatus::Intermediate, end - 500),
+            HandlerOutcome::Pass
+        );
+        assert!(r.s.next_timeout_ms(end - 500).is_some_and(|t| t <= 500));
+        assert_eq!(r.timeout(end - 501), Ok(HandlerOutcome::IgnorePacket));
+        // It fires, and the timer restarted by the resend runs too.
+        assert_eq!(r.timeout(end), Ok(HandlerOutcome::ReplyDown));
+        assert_eq!(r.reply(), [0x00, 100, 0, 0, 0, 0, 0, b'r', b'1']);
+        assert_eq!(r.s.next_timeout_ms(end), Some(0));
+        assert_eq!(r.timeout(end), Ok(HandlerOutcome::ReplyDown));
+        // A timer restarted by answering a repeat.
+        assert_eq!(
+            r.recv(&up(0x00, 201, b"i2"), 102, end - 100),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(
+            r.send(b"r3", PacketStatus::Intermediate, end - 100),
+            HandlerOutcome::Pass
+        );
+        assert_eq!(
+            r.recv(&up(0x00, 201, b"i2"), 103, end - 50),
+            HandlerOutcome::ReplyDown
+        );
+        assert_eq!(r.s.state(), State::WaitRemote);
+        assert!(r.s.next_timeout_ms(end - 50).is_some_and(|t| t <= 50));
+        assert_eq!(r.timeout(end), Ok(HandlerOutcome::ReplyDown));
+        assert_eq!(r.reply(), [0x00, 102, 0, 0, 0, 0, 0, b'r', b'3']);
     }
 
     #[test]

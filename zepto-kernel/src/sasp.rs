@@ -165,7 +165,8 @@ pub fn eax_nonce(header: &[u8; HEADER_LEN], sender_flag: u8) -> [u8; 16] {
     n
 }
 
-/// EAX encryption in place (the path SASP uses): returns the 16-byte tag.
+/// EAX encryption in place with a key expanded once ([`Eax`]; [`Sasp`] itself
+/// keeps an [`EaxKey`]): returns the 16-byte tag.
 pub fn eax_seal<C: SaspCipher>(
     aead: &Eax<C>,
     nonce: &[u8; 16],
@@ -277,10 +278,9 @@ impl<C: SaspCipher> Sasp<C> {
         }
     }
 
-    /// Takes `key` in place (the expanded key is not copied through the
-    /// caller's frame) and closes the nonce store, which belonged to the key
-    /// before: until it is opened for this key ([`Sasp::open_nonces`]) no nonce is
-    /// sent or accepted.
+    /// Takes `key` (kept with EAX's `B`; each seal and open expands it) and closes
+    /// the nonce store, which belonged to the key before: until it is opened for
+    /// this key ([`Sasp::open_nonces`]) no nonce is sent or accepted.
     pub(crate) fn set_key(&mut self, key: &[u8; 16]) {
         self.nonces.close();
         self.aead = Some(EaxKey::new(key));

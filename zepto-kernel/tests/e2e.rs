@@ -1131,3 +1131,45 @@ fn a_replay_flood_at_a_client_gets_few_answers() {
     );
     assert!(client.nonces().nfs() - nfs <= 2 * most);
 }
+
+/// The event log of a poll: what happened, in order, up to its size (the first
+/// events kept), and nothing from an earlier poll.
+#[test]
+fn the_event_log_holds_this_polls_first_events() {
+    fn events_of<const E: usize>() -> (Vec<Event>, Vec<Event>) {
+        let mut counter = Counter::default();
+        let mut table = [Bodypart::new(COUNTER_ID, &mut counter)];
+        let (mut dhal, mut chal) = fresh_hals(9);
+        let mut dev = Device::<'_, '_, Vm, DefaultCipher, 1024, 8, E>::new(
+            &KEY,
+            Vm::new(VmConfig::default()),
+            &mut table,
+            DeviceConfig::default(),
+            &mut dhal,
+        )
+        .unwrap();
+        let mut client =
+            Client::<DefaultCipher, 1024, 4>::new(&KEY, &mut chal, client_cfg(0, 256)).unwrap();
+        let p = client
+            .send_program(&mut chal, &counter_program())
+            .unwrap()
+            .to_vec();
+        dhal.push_rx(&p).unwrap();
+        dev.poll(&mut dhal);
+        let busy = dev.events().to_vec();
+        let r = dhal.pop_tx().unwrap();
+        assert_eq!(client.receive(&mut chal, &r).unwrap(), ClientEvent::Reply);
+        dev.poll(&mut dhal);
+        (busy, dev.events().to_vec())
+    }
+    let (all, idle) = events_of::<{ pump::EVENT_LOG }>();
+    assert_eq!(all.first(), Some(&Event::Received(38)));
+    assert!(matches!(all.last(), Some(Event::Sent(_))), "{all:?}");
+    assert!(!all.contains(&Event::Reinit), "{all:?}");
+    assert!(all.len() > 2 && all.len() < pump::EVENT_LOG, "{all:?}");
+    assert_eq!(idle, []);
+    let (two, idle) = events_of::<2>();
+    assert_eq!(two, all[..2]);
+    assert_eq!(idle, []);
+    assert_eq!(events_of::<0>(), (vec![], vec![]));
+}

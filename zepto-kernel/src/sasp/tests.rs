@@ -111,7 +111,8 @@ fn header_layout_is_byte_exact() {
 }
 
 /// The AES-128 test vectors of the EAX paper (Bellare, Rogaway, Wagner, Appendix),
-/// run through `eax_seal` / `eax_open`, the functions SASP encrypts with.
+/// run through `eax_seal` / `eax_open` (`Eax`, which the host's decoder uses) and
+/// through `EaxKey`, what SASP encrypts with.
 #[test]
 fn eax_paper_vectors() {
     let vectors = [
@@ -205,6 +206,24 @@ fn eax_paper_vectors() {
             Err(Error::AuthenticationFailed)
         );
         assert_eq!(buf2, ct, "a failed open leaves the buffer unchanged");
+        // The same through `EaxKey`, which SASP keeps (the key expanded per message).
+        let k = crate::eax::EaxKey::<Aes128>::new(&key.clone().try_into().unwrap());
+        let mut buf = msg.clone();
+        let mut tag = [0u8; 16];
+        k.seal_to(&nonce, &aad, &mut buf, &mut tag);
+        assert_eq!((buf.as_slice(), tag.as_slice()), (ct, expected_tag));
+        assert_eq!(
+            k.open(&nonce, &aad, &mut buf2, &bad),
+            Err(Error::AuthenticationFailed)
+        );
+        assert_eq!(buf2, ct);
+        assert_eq!(
+            k.open(&nonce, &aad, &mut buf, &tag[..15]),
+            Err(Error::AuthenticationFailed)
+        );
+        assert_eq!(buf, ct);
+        assert_eq!(k.open(&nonce, &aad, &mut buf, &tag), Ok(()));
+        assert_eq!(buf, msg);
     }
 }
 
@@ -239,6 +258,35 @@ fn sent_packet_is_byte_exact() {
     let pkt = send(&mut cli, &mut chal, &[0x7f]);
     assert_eq!(&pkt[..6], &[1, 0, 0, 0, 0, 0]);
     assert_eq!(&raw_open(&pkt, 1)[..2], &[0xff, 15]);
+}
+
+/// SASP padding is random (sasp.rst 5.2), not the zero bytes the packet's room
+/// is taken with: in a payload's packet, in an enforced-padded one and in an "old
+/// nonce" message.
+#[test]
+fn padding_bytes_are_random() {
+    let (mut dev, mut hal) = end::<Aes128>(Role::Device, 0, 0);
+    let pads: Vec<Vec<u8>> = (0..2)
+        .map(|_| raw_open(&send(&mut dev, &mut hal, &[0x05, 0xaa, 0xbb]), 0)[4..].to_vec())
+        .collect();
+    assert_eq!(pads[0].len(), 12);
+    assert_ne!(pads[0], pads[1]);
+    assert!(pads
+        .iter()
+        .all(|p| p.iter().filter(|b| **b == 0).count() < 4));
+    // Enforced padding: 2-byte size field, 205 padding bytes.
+    let due = raw_open(&send_padded(&mut dev, &mut hal, &[1], Some(200)), 0);
+    assert_eq!(due.len(), 208);
+    assert!(due[3..].iter().filter(|b| **b == 0).count() < 8);
+    // The "old nonce" message (built from bytes, not from a request).
+    let (mut cli, mut chal) = end::<Aes128>(Role::Client, 0, 0);
+    let p = send(&mut cli, &mut chal, &[0x11, 1]);
+    assert_eq!(recv(&mut dev, &mut hal, &p).0, HandlerOutcome::Pass);
+    let (out, msg) = recv(&mut dev, &mut hal, &p);
+    assert_eq!(out, HandlerOutcome::ReplyDown);
+    let due = raw_open(&msg, 0);
+    assert_eq!(&due[..2], &[0x81, 9]);
+    assert!(due[8..].iter().filter(|b| **b == 0).count() < 3);
 }
 
 #[test]
