@@ -291,7 +291,7 @@ impl Stored {
 }
 
 /// NFS and NLW of one SASP peer pair, kept in RAM and bounded in storage by marks.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NonceStore {
     base: usize,
     slot: usize,

@@ -227,7 +227,7 @@ enum Source<'a> {
 }
 
 /// One end of an SASP link: key, role, nonces and counters.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Sasp<C: SaspCipher = DefaultCipher> {
     /// The key (none before [`Sasp::start`] for a device built in place).
     aead: Option<EaxKey<C>>,

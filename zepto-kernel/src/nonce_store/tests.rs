@@ -268,7 +268,7 @@ fn a_closed_store_sends_accepts_and_writes_nothing() {
     assert_eq!(s.next_send(&mut hal), Ok(1));
     assert_eq!(s.accept_received(&mut hal, 5), Ok(true));
     let (before, writes) = (hal.storage, hal.storage_writes);
-    for mut s in [s.clone(), NonceStore::unopened()] {
+    for mut s in [s, NonceStore::unopened()] {
         s.close();
         assert_eq!(s.next_send(&mut hal), Err(Error::NonceExhausted));
         assert_eq!(s.reserve_next(&mut hal), Err(Error::NonceExhausted));
