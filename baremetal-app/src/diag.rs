@@ -9,7 +9,7 @@
 //! (all protocol, VM and heap state; it lives in `main`'s stack frame, so the peak
 //! stack includes it).
 
-use zepto_kernel::heap::{Handle, HeapOps, Parser};
+use zepto_kernel::heap::{Handle, Heap, Parser};
 use zepto_kernel::plugins::PluginFault;
 use zepto_kernel::plugins::{Plugin, PluginStep};
 use zepto_kernel::vm::VmHal;
@@ -58,7 +58,7 @@ impl Plugin for Diag {
     fn handle(
         &mut self,
         _command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {

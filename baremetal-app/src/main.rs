@@ -82,7 +82,7 @@ type Dev<'t, 'p> = zepto_kernel::pump::Device<
 const STATE_BYTES: usize = core::mem::size_of::<Dev<'static, 'static>>();
 #[cfg(feature = "vm-only")]
 const STATE_BYTES: usize = core::mem::size_of::<config::Vm>()
-    + core::mem::size_of::<zepto_kernel::heap::Heap<{ config::HEAP }, 2>>();
+    + core::mem::size_of::<zepto_kernel::heap::HeapMem<{ config::HEAP }, 2>>();
 
 #[entry]
 fn main() -> ! {
@@ -144,10 +144,11 @@ fn unkeyed<'t, 'p>(table: &'t mut [Bodypart<'p>]) -> Dev<'t, 'p> {
 #[cfg(feature = "vm-only")]
 fn run(board: &mut Board, table: &mut [Bodypart<'_>]) -> ! {
     use zepto_kernel::hal::{PacketBus, Waiter};
-    use zepto_kernel::heap::{Heap, HeapOps};
+    use zepto_kernel::heap::HeapMem;
     use zepto_kernel::vm::{ExecFlags, VmStep};
 
-    let mut heap = Heap::<{ config::HEAP }, 2>::new();
+    let mut mem = HeapMem::<{ config::HEAP }, 2>::new();
+    let mut heap = mem.heap();
     let h = heap.alloc().unwrap_or_else(|_| halt());
     let mut vm = config::Vm::new(VM_CONFIG);
     let flags = ExecFlags {

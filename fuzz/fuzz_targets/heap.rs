@@ -2,10 +2,11 @@
 //! accounting must stay consistent.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zepto_kernel::{Handle, Heap, HeapOps};
+use zepto_kernel::{Handle, Heap, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
-    let mut heap = Heap::<128, 4>::new();
+    let mut heap_mem = HeapMem::<128, 4>::new();
+    let mut heap = heap_mem.heap();
     let mut handles: [Option<Handle>; 4] = [None; 4];
     for chunk in data.chunks(3) {
         let (op, a, b) = match chunk {
@@ -24,9 +25,10 @@ fuzz_target!(|data: &[u8]| {
             (2, Some(h)) => drop(heap.append_reply(h, &payload[..n])),
             (3, Some(h)) => drop(heap.prepend_reply(h, &payload[..n])),
             (4, Some(h)) => drop(heap.set_request(h, &payload[..n])),
-            (5, Some(h)) => heap
-                .convert_reply_to_request(h)
-                .expect("live handle converts"),
+            (5, Some(h)) => drop(
+                heap.convert_reply_to_request(h)
+                    .expect("live handle converts"),
+            ),
             (6, Some(h)) => heap.truncate_reply(h, n).expect("live handle truncates"),
             (7, Some(h)) => {
                 if let Some(other) = handles[usize::from(b % 4)] {

@@ -3,13 +3,14 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zepto_kernel::encoding;
-use zepto_kernel::{Heap, HeapOps};
+use zepto_kernel::{Heap, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    let mut heap = Heap::<512, 4>::new();
+    let mut heap_mem = HeapMem::<512, 4>::new();
+    let mut heap = heap_mem.heap();
     let Ok(h) = heap.alloc() else { return };
     if heap.set_request(h, body).is_err() {
         return;

@@ -6,10 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use zepto_kernel::saccp::client::{decode_reply, Reply};
 use zepto_kernel::saccp::Saccp;
 use zepto_kernel::sagdp::PacketStatus;
-use zepto_kernel::{HandlerOutcome, Heap, HeapOps};
+use zepto_kernel::{HandlerOutcome, Heap, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
-    let mut heap = Heap::<1024, 4>::new();
+    let mut heap_mem = HeapMem::<1024, 4>::new();
+    let mut heap = heap_mem.heap();
     let mut c = Saccp::new();
     c.init(&mut heap).expect("fresh heap");
     let h = heap.alloc().expect("fresh heap");

@@ -4,13 +4,14 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zepto_kernel::sagdp::{PacketId, PacketStatus, Sagdp, State};
-use zepto_kernel::{Error, HandlerOutcome, Heap, HeapOps};
+use zepto_kernel::{Error, HandlerOutcome, Heap, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, mut rest)) = data.split_first() else {
         return;
     };
-    let mut heap = Heap::<512, 4>::new();
+    let mut heap_mem = HeapMem::<512, 4>::new();
+    let mut heap = heap_mem.heap();
     let mut s = if sel & 1 == 0 {
         Sagdp::slave()
     } else {

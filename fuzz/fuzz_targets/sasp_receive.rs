@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use zepto_kernel::nonce_store::{BlankStart, NonceStore};
 use zepto_kernel::sasp::{Role, Sasp};
 use zepto_kernel::testhal::TestHal;
-use zepto_kernel::{HandlerOutcome, Heap, HeapOps};
+use zepto_kernel::{HandlerOutcome, Heap, HeapMem};
 
 const KEY: [u8; 16] = *b"zepto-fuzz-key!!";
 
@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
     let mut hal = TestHal::<64>::new(1);
     let store = NonceStore::open(&mut hal, 0, 16, [0; 4], BlankStart::Floor(0)).expect("open");
     let mut me: Sasp = Sasp::new(&KEY, role, store).expect("key");
-    let mut heap = Heap::<1024, 4>::new();
+    let mut heap_mem = HeapMem::<1024, 4>::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().expect("handle");
     let mut genuine = false;
     let packet: Vec<u8> = if mode & 2 == 0 {

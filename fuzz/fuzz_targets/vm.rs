@@ -8,7 +8,7 @@ use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::reply::decode_exception;
 use zepto_kernel::vm::{ExecFlags, Vm, VmConfig, VmMedium, VmOne, VmSmall, VmStep, VmTiny};
-use zepto_kernel::{Heap, HeapOps};
+use zepto_kernel::{Heap, HeapMem};
 
 fn cfg() -> VmConfig {
     VmConfig {
@@ -23,7 +23,8 @@ fn run<const L: u8, const RS: usize, const ES: usize, const PT: usize>(
     program: &[u8],
     flags: ExecFlags,
 ) {
-    let mut heap = Heap::<1024, 8>::new();
+    let mut heap_mem = HeapMem::<1024, 8>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let (mut ping, mut echo, mut pin) = (Ping, Echo, DigitalPin { pin: 1 });
     let mut sensor = SimSensor::new(7, 9, 15);

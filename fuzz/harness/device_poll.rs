@@ -8,14 +8,13 @@
 //! Nothing may panic, and the pump keeps serving a well-formed command afterwards.
 
 use zepto_kernel::client::{Client, ClientConfig};
-use zepto_kernel::heap::HeapOps;
 use zepto_kernel::nonce_store::{BlankStart, NonceStore};
 use zepto_kernel::plugins::{Bodypart, Echo, Ping};
 use zepto_kernel::pump::{self, Device, DeviceConfig};
 use zepto_kernel::sasp::{DefaultCipher, Role, Sasp};
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::{VmConfig, VmMedium};
-use zepto_kernel::Heap;
+use zepto_kernel::HeapMem;
 
 const KEY: [u8; 16] = [7; 16];
 
@@ -44,7 +43,8 @@ pub fn device_poll(data: &[u8]) {
         let mut h = TestHal::<64>::new(2);
         let nonces = NonceStore::open(&mut h, 0, 16, [0; 4], BlankStart::Floor(1000)).unwrap();
         let mut s = Sasp::<DefaultCipher>::new(&KEY, Role::Client, nonces).unwrap();
-        let mut heap = Heap::<1024, 2>::new();
+        let mut heap_mem = HeapMem::<1024, 2>::new();
+        let mut heap = heap_mem.heap();
         let hd = heap.alloc().unwrap();
         if heap.set_request(hd, body).is_err() || s.send(&mut heap, hd, &mut h).is_err() {
             return;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use zepto_host::link::{Link, StreamLink};
 use zepto_kernel::client::{Client, ClientConfig, ClientEvent};
-use zepto_kernel::heap::{Handle, HeapOps};
+use zepto_kernel::heap::{Handle, Heap};
 use zepto_kernel::nonce_store::BlankStart;
 use zepto_kernel::saccp::client::{self as saccp_client, Reply};
 use zepto_kernel::saccp::{ErrorCode, ExtraHeaders};
@@ -66,7 +66,7 @@ impl Session {
     /// Sends the SACCP command `build` writes and waits for the device's reply.
     fn command_with(
         &mut self,
-        build: impl FnOnce(&mut dyn HeapOps, Handle) -> Result<(), zepto_kernel::Error>,
+        build: impl FnOnce(&mut Heap<'_>, Handle) -> Result<(), zepto_kernel::Error>,
     ) -> Vec<u8> {
         self.hal.now_ms = self.start.elapsed().as_millis() as u64;
         let p = self
@@ -290,7 +290,7 @@ fn microbit_firmware_in_qemu() {
     // another program is refused and runs nothing.
     let repeat = |old: &[u8]| {
         let old = old.to_vec();
-        move |heap: &mut dyn HeapOps, h: Handle| {
+        move |heap: &mut Heap<'_>, h: Handle| {
             saccp_client::build_repeat_old_program(heap, h, &ExtraHeaders::default(), &old, 16)
         }
     };

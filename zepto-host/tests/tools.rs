@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use zepto_kernel::client::{Client, ClientConfig};
-use zepto_kernel::heap::{Heap, HeapOps};
+use zepto_kernel::heap::HeapMem;
 use zepto_kernel::nonce_store::{BlankStart, NonceStore};
 use zepto_kernel::sasp::{self, Role, Sasp};
 use zepto_kernel::testhal::TestHal;
@@ -359,7 +359,8 @@ fn device_packet(payload: &[u8]) -> Vec<u8> {
     let mut hal = TestHal::<256>::default();
     let ns = NonceStore::open(&mut hal, 0, 16, [0; 4], BlankStart::Floor(4)).unwrap();
     let mut s: Sasp = Sasp::new(&KEY_BYTES, Role::Device, ns).unwrap();
-    let mut heap = Heap::<512, 2>::new();
+    let mut heap_mem = HeapMem::<512, 2>::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, payload).unwrap();
     s.send(&mut heap, h, &mut hal).unwrap();

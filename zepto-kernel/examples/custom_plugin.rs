@@ -4,7 +4,7 @@
 
 use zepto_kernel::hal::Waiter;
 use zepto_kernel::hal::WaitingFor;
-use zepto_kernel::heap::{Handle, HeapOps, Parser};
+use zepto_kernel::heap::{Handle, Heap, Parser};
 use zepto_kernel::plugins::{
     Bodypart, Ping, Plugin, PluginException, PluginFault, PluginStep, USER_EXCEPTION,
 };
@@ -12,7 +12,7 @@ use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::insn::Instruction;
 use zepto_kernel::vm::reply::frames;
 use zepto_kernel::vm::{ExecFlags, VmConfig, VmHal, VmSmall, VmStep};
-use zepto_kernel::Heap;
+use zepto_kernel::HeapMem;
 
 /// Blinks a LED `n` times; the command is `n` as Encoded-Unsigned-Int<max=1>, the
 /// reply is the number of blinks done (one byte).
@@ -47,7 +47,7 @@ impl Plugin for Blinker {
     fn handle(
         &mut self,
         command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -83,7 +83,8 @@ impl Plugin for Blinker {
 }
 
 pub fn main() {
-    let mut heap = Heap::<512, 4>::new();
+    let mut heap_mem = HeapMem::<512, 4>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let mut vm = VmSmall::<4, 8>::new(VmConfig::default());
 

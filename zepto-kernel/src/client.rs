@@ -9,7 +9,7 @@
 
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Clock, Random, Storage};
-use crate::heap::{Handle, Heap, HeapOps};
+use crate::heap::{Handle, Heap, HeapMem};
 use crate::nonce_store::{key_id, BlankStart, NonceStore};
 use crate::saccp::client::{self as saccp_client, Reply};
 use crate::saccp::ExtraHeaders;
@@ -67,7 +67,7 @@ pub enum ClientEvent {
 /// The client end of a device link. `N` and `B` size its heap (the largest command or
 /// reply plus headers must fit twice).
 pub struct Client<C: SaspCipher = DefaultCipher, const N: usize = 1024, const B: usize = 4> {
-    heap: Heap<N, B>,
+    mem: HeapMem<N, B>,
     h: Handle,
     sasp: Sasp<C>,
     sagdp: Sagdp,
@@ -87,12 +87,12 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         let kid = key_id::<C>(key)?;
         let nonces = NonceStore::open(hal, cfg.nonce_base, cfg.nonce_reserve, kid, cfg.blank)?;
         let sasp = Sasp::new(key, Role::Client, nonces)?;
-        let mut heap = Heap::new();
-        let h = heap.alloc()?;
+        let mut mem = HeapMem::new();
+        let h = mem.heap().alloc()?;
         let mut sagdp = Sagdp::new(SagdpRole::Master, cfg.timing);
-        sagdp.init(&mut heap)?;
+        sagdp.init(&mut mem.heap())?;
         Ok(Self {
-            heap,
+            mem,
             h,
             sasp,
             sagdp,
@@ -119,14 +119,14 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
     /// The packet to transmit after [`Client::send_program`], [`Client::poll`] or a
     /// [`ClientEvent::Send`].
     pub fn outgoing(&self) -> &[u8] {
-        self.heap.request(self.h).unwrap_or(&[])
+        self.mem.request(self.h).unwrap_or(&[])
     }
 
     /// The SACCP reply after [`ClientEvent::Reply`] (decode it with
     /// [`Client::decoded_reply`]).
     pub fn reply(&self) -> &[u8] {
         if self.has_reply {
-            self.heap.request(self.h).unwrap_or(&[])
+            self.mem.request(self.h).unwrap_or(&[])
         } else {
             &[]
         }
@@ -160,10 +160,10 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self
             .sagdp
-            .request_resend(&mut self.heap, h, now, &mut ids)?
+            .request_resend(&mut self.mem.heap(), h, now, &mut ids)?
         {
             HandlerOutcome::ReplyDown => {
-                self.heap.convert_reply_to_request(h)?;
+                self.mem.heap().convert_reply_to_request(h)?;
                 self.seal(hal)?;
                 Ok(Some(self.outgoing()))
             }
@@ -193,22 +193,22 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
     pub fn send_command<H: ClientHal + ?Sized>(
         &mut self,
         hal: &mut H,
-        build: impl FnOnce(&mut dyn HeapOps, Handle) -> Result<(), Error>,
+        build: impl FnOnce(&mut Heap<'_>, Handle) -> Result<(), Error>,
     ) -> Result<&[u8], Error> {
         if self.busy() {
             return Err(Error::InvalidState);
         }
         let h = self.h;
         self.has_reply = false;
-        self.heap.set_request(h, &[])?;
-        build(&mut self.heap, h)?;
-        self.heap.convert_reply_to_request(h)?;
+        self.mem.heap().set_request(h, &[])?;
+        build(&mut self.mem.heap(), h)?;
+        self.mem.heap().convert_reply_to_request(h)?;
         let now = hal.now_ms();
         let sasp = &mut self.sasp;
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         self.sagdp
-            .send(&mut self.heap, h, PacketStatus::First, now, &mut ids)?;
-        self.heap.convert_reply_to_request(h)?;
+            .send(&mut self.mem.heap(), h, PacketStatus::First, now, &mut ids)?;
+        self.mem.heap().convert_reply_to_request(h)?;
         self.seal(hal)?;
         Ok(self.outgoing())
     }
@@ -216,8 +216,9 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
     /// Encrypts the SAGDP packet in the request into the outgoing packet.
     fn seal<H: ClientHal + ?Sized>(&mut self, hal: &mut H) -> Result<(), Error> {
         let h = self.h;
-        self.sasp.send_announced(&mut self.heap, h, hal, None)?;
-        self.heap.convert_reply_to_request(h)
+        self.sasp
+            .send_announced(&mut self.mem.heap(), h, hal, None)?;
+        self.mem.heap().convert_reply_to_request(h).map(drop)
     }
 
     /// Handles a packet from the device.
@@ -229,15 +230,17 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         let h = self.h;
         // The outgoing packet is no longer needed: SAGDP keeps its own copy.
         self.has_reply = false;
-        self.heap.set_request(h, packet)?;
+        self.mem.heap().set_request(h, packet)?;
         let now = hal.now_ms();
         // Replayed device packets get few answers (see `sasp::OLD_NONCE_ANSWER_GAP_MS`).
         self.sasp.open_old_nonce_window(now >= self.old_window_ms);
-        match self.sasp.receive(&mut self.heap, h, hal)? {
-            HandlerOutcome::Pass => self.heap.convert_reply_to_request(h)?,
+        match self.sasp.receive(&mut self.mem.heap(), h, hal)? {
+            HandlerOutcome::Pass => {
+                self.mem.heap().convert_reply_to_request(h)?;
+            }
             HandlerOutcome::ReplyDown => {
                 self.old_window_ms = now.saturating_add(sasp::OLD_NONCE_ANSWER_GAP_MS);
-                self.heap.convert_reply_to_request(h)?;
+                self.mem.heap().convert_reply_to_request(h)?;
                 return Ok(ClientEvent::Resync);
             }
             _ if self.sasp.last_sent_refused() => {
@@ -254,14 +257,17 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         let now = hal.now_ms();
         let sasp = &mut self.sasp;
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
-        match self.sagdp.receive(&mut self.heap, h, pid, now, &mut ids)? {
+        match self
+            .sagdp
+            .receive(&mut self.mem.heap(), h, pid, now, &mut ids)?
+        {
             HandlerOutcome::Pass => {
-                self.heap.convert_reply_to_request(h)?;
+                self.mem.heap().convert_reply_to_request(h)?;
                 self.has_reply = true;
                 Ok(ClientEvent::Reply)
             }
             HandlerOutcome::ReplyDown => {
-                self.heap.convert_reply_to_request(h)?;
+                self.mem.heap().convert_reply_to_request(h)?;
                 self.seal(hal)?;
                 Ok(ClientEvent::Send)
             }
@@ -279,9 +285,12 @@ impl<C: SaspCipher, const N: usize, const B: usize> Client<C, N, B> {
         let h = self.h;
         let sasp = &mut self.sasp;
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
-        match self.sagdp.on_timeout(&mut self.heap, h, now, &mut ids)? {
+        match self
+            .sagdp
+            .on_timeout(&mut self.mem.heap(), h, now, &mut ids)?
+        {
             HandlerOutcome::ReplyDown => {
-                self.heap.convert_reply_to_request(h)?;
+                self.mem.heap().convert_reply_to_request(h)?;
                 self.seal(hal)?;
                 Ok(Some(self.outgoing()))
             }

@@ -66,6 +66,17 @@ fn inc(c: &mut Blk) {
     }
 }
 
+/// Counts a big-endian counter block down by one (the inverse of [`inc`]).
+fn dec(c: &mut Blk) {
+    for b in c.iter_mut().rev() {
+        let was = *b;
+        *b = was.wrapping_sub(1);
+        if was != 0 {
+            break;
+        }
+    }
+}
+
 /// The block `[0; 15] || t` that starts `OMAC^t`.
 fn omac_prefix(t: u8) -> Blk {
     let mut p = [0; BLOCK];
@@ -244,11 +255,12 @@ fn open<C: BlockCipher128 + ?Sized>(
             }
         }
         c.encrypt2(&mut n, &mut x);
-        let mut ctr = n;
+        // `n` counts the keystream blocks and is counted back to N afterwards
+        // (one block less in this frame, which is on the deepest stack path).
         let mut i = 1;
         while let Some(chunk) = cur {
             let next = chunks.next();
-            let mut ks = ctr;
+            let mut ks = n;
             match next.as_deref() {
                 Some(nx) => {
                     xor_into(&mut x, nx);
@@ -261,16 +273,18 @@ fn open<C: BlockCipher128 + ?Sized>(
                 None => c.encrypt2(&mut ks, &mut h),
             }
             xor_into(chunk, &ks);
-            inc(&mut ctr);
+            inc(&mut n);
             cur = next;
+        }
+        for _ in 0..m {
+            dec(&mut n);
         }
         x
     };
-    let mut t = h;
-    xor_into(&mut t, &n);
-    xor_into(&mut t, &x);
+    xor_into(&mut h, &n);
+    xor_into(&mut h, &x);
     // Compare without an early exit.
-    let diff = t
+    let diff = h
         .iter()
         .zip(tag.iter())
         .fold(0u8, |acc, (a, b)| acc | (a ^ b));
@@ -349,10 +363,10 @@ impl<C: BlockCipher128> Eax<C> {
     /// not 16 bytes) `buf` is unchanged and the result is
     /// [`Error::AuthenticationFailed`].
     pub fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
-        let Ok(tag) = <[u8; BLOCK]>::try_from(tag) else {
+        let Ok(tag) = <&[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if open(&self.cipher, &self.keys, nonce, aad, buf, &tag) {
+        if open(&self.cipher, &self.keys, nonce, aad, buf, tag) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)
@@ -429,10 +443,12 @@ impl<C: BlockCipher128 + KeyInit128> EaxKey<C> {
 
     /// As [`Eax::open`], with the cipher expanded for this message.
     pub fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
-        let Ok(tag) = <[u8; BLOCK]>::try_from(tag) else {
+        // The tag is read where it is (a copy would take 16 bytes in the frame of
+        // the caller, on the way to the cipher).
+        let Ok(tag) = <&[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if open_key::<C>(&self.key, &self.keys, nonce, aad, buf, &tag) {
+        if open_key::<C>(&self.key, &self.keys, nonce, aad, buf, tag) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)

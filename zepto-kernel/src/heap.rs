@@ -1,15 +1,17 @@
 //! Zepto Heap: movable blocks behind handles
 //! (`reference-implementation/zepto-os.rst`, "Memory Architecture").
 //!
-//! One arena of `N` bytes holds at most `B` blocks (`ZEPTO_MAX_HEAP_BLOCKS`). Each
+//! One arena of `N` bytes holds at most `B` blocks (`ZEPTO_MAX_HEAP_BLOCKS`): a
+//! [`HeapMem`] owns them, and lends them as one [`Heap`], a type without size
+//! parameters that the layers, the VM and the plugins take. Each
 //! block is owned by a [`Handle`] and holds a *request* part followed by a *reply*
 //! part. When an append or prepend needs room that is not free right after the block,
 //! the heap moves the growing block above the others if the room is there, else it
 //! compacts all blocks and opens a gap after the growing one; so byte positions
 //! change between calls. Passing a packet from layer to layer moves no bytes: a
-//! layer splits off its header on the way up ([`HeapOps::split_request`]) and puts
-//! it in front on the way down ([`HeapOps::wrap_request`]), and
-//! [`HeapOps::convert_reply_to_request`] only moves the block's start.
+//! layer splits off its header on the way up ([`Heap::split_request`]) and puts
+//! it in front on the way down ([`Heap::wrap_request`]), and
+//! [`Heap::convert_reply_to_request`] only moves the block's start.
 //!
 //! In C the rule "re-read pointers from handles after each call" is a convention; here
 //! it is enforced by the borrow checker: the slices [`Heap::request`] and
@@ -69,26 +71,27 @@ impl Block {
     }
 }
 
-/// The Zepto Heap: an arena of `N` bytes with at most `B` blocks.
+/// The memory of a Zepto Heap: an arena of `N` bytes and a table of at most `B`
+/// blocks. It is used through [`HeapMem::heap`], which lends it as a [`Heap`].
 ///
 /// `N` must be at most 65535 (block offsets are 16-bit, as on the MCUs this targets);
 /// `B` at most 255.
 #[derive(Debug, Clone)]
-pub struct Heap<const N: usize, const B: usize> {
+pub struct HeapMem<const N: usize, const B: usize> {
     arena: [u8; N],
     blocks: [Block; B],
 }
 
-impl<const N: usize, const B: usize> Default for Heap<N, B> {
+impl<const N: usize, const B: usize> Default for HeapMem<N, B> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const N: usize, const B: usize> Heap<N, B> {
+impl<const N: usize, const B: usize> HeapMem<N, B> {
     const CHECK: () = assert!(N <= u16::MAX as usize && B <= u8::MAX as usize);
 
-    /// Creates an empty heap.
+    /// Creates the memory of an empty heap.
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
@@ -104,9 +107,63 @@ impl<const N: usize, const B: usize> Heap<N, B> {
         }
     }
 
+    /// The heap in this memory. Blocks and their bytes stay here between borrows.
+    pub fn heap(&mut self) -> Heap<'_> {
+        Heap {
+            arena: &mut self.arena,
+            blocks: &mut self.blocks,
+        }
+    }
+
     /// Arena size in bytes.
     pub const fn capacity(&self) -> usize {
         N
+    }
+
+    /// Number of allocated handles.
+    pub fn handles_in_use(&self) -> usize {
+        self.blocks.iter().filter(|b| b.used).count()
+    }
+
+    /// The request bytes of a block, read without borrowing the heap mutably.
+    pub fn request(&self, h: Handle) -> Result<&[u8], Error> {
+        self.part(h, false)
+    }
+
+    /// The reply bytes of a block, read without borrowing the heap mutably.
+    pub fn reply(&self, h: Handle) -> Result<&[u8], Error> {
+        self.part(h, true)
+    }
+
+    fn part(&self, h: Handle, reply: bool) -> Result<&[u8], Error> {
+        let b = self
+            .blocks
+            .get(h.index())
+            .filter(|b| b.used)
+            .ok_or(Error::InvalidHandle)?;
+        let (s, n) = if reply {
+            (b.start as usize + b.req as usize, b.rep as usize)
+        } else {
+            (b.start as usize, b.req as usize)
+        };
+        self.arena.get(s..s + n).ok_or(Error::InvalidHandle)
+    }
+}
+
+/// The Zepto Heap: an arena with a table of blocks, borrowed from a [`HeapMem`].
+///
+/// One concrete type whatever the sizes: every layer, the VM and every plugin take
+/// `&mut Heap<'_>`, so the heap's code is built once and its small calls inline.
+#[derive(Debug)]
+pub struct Heap<'a> {
+    arena: &'a mut [u8],
+    blocks: &'a mut [Block],
+}
+
+impl Heap<'_> {
+    /// Arena size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.arena.len()
     }
 
     /// Bytes held by all blocks (requests plus replies).
@@ -140,7 +197,7 @@ impl<const N: usize, const B: usize> Heap<N, B> {
         }
         let me = *self.blocks.get(i).ok_or(Error::InvalidHandle)?;
         let new_len = me.len().checked_add(extra).ok_or(Error::OutOfMemory)?;
-        if new_len > u16::MAX as usize || self.used_bytes() + extra > N {
+        if new_len > u16::MAX as usize || self.used_bytes() + extra > self.arena.len() {
             return Err(Error::OutOfMemory);
         }
         if me.len() > 0 && self.gap_after(i) >= extra {
@@ -149,7 +206,7 @@ impl<const N: usize, const B: usize> Heap<N, B> {
         // Room above the other blocks: the block goes there, and only its own bytes
         // move (an empty block just takes the place).
         let top = self.top_excluding(i);
-        if N - top >= me.len() + extra {
+        if self.arena.len() - top >= me.len() + extra {
             if me.start as usize != top {
                 self.arena.copy_within(me.start as usize..me.end(), top);
                 if let Some(b) = self.blocks.get_mut(i) {
@@ -199,7 +256,7 @@ impl<const N: usize, const B: usize> Heap<N, B> {
             .filter(|(j, b)| *j != i && b.used && b.len() > 0 && b.start as usize >= end)
             .map(|(_, b)| b.start as usize)
             .min()
-            .unwrap_or(N);
+            .unwrap_or(self.arena.len());
         next.saturating_sub(end)
     }
 
@@ -268,152 +325,14 @@ impl<const N: usize, const B: usize> Heap<N, B> {
         self.block_mut(h)?.req = n as u16;
         Ok(n)
     }
-}
 
-/// The Zepto Heap operations, usable through `&mut dyn HeapOps` (plugins receive the
-/// heap this way, whatever its size parameters).
-pub trait HeapOps {
     /// Generation of a block: changes whenever its request is replaced.
-    fn generation(&self, h: Handle) -> Result<u8, Error>;
-
-    /// Allocates an empty block.
-    fn alloc(&mut self) -> Result<Handle, Error>;
-
-    /// Frees a block; its handle becomes invalid.
-    fn free(&mut self, h: Handle) -> Result<(), Error>;
-
-    /// Frees every block.
-    fn reset(&mut self);
-
-    /// The request bytes of a block.
-    fn request(&self, h: Handle) -> Result<&[u8], Error>;
-
-    /// The reply bytes of a block.
-    fn reply(&self, h: Handle) -> Result<&[u8], Error>;
-
-    /// The request and the reply of a block, both mutable (e.g. to encrypt in place).
-    fn split_mut(&mut self, h: Handle) -> Result<(&mut [u8], &mut [u8]), Error>;
-
-    /// Request length in bytes.
-    fn request_len(&self, h: Handle) -> Result<usize, Error>;
-
-    /// Reply length in bytes.
-    fn reply_len(&self, h: Handle) -> Result<usize, Error>;
-
-    /// Appends bytes to the reply.
-    fn append_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
-
-    /// Prepends bytes to the reply (lower layers add their headers this way).
-    fn prepend_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
-
-    /// Appends bytes `range` of the request or reply (`part`) of `src` to the reply of
-    /// `dst`, inside the arena (no intermediate buffer). `src` may be `dst`. A range
-    /// outside the part is [`Error::UnexpectedEnd`]; nothing changes on error.
-    fn append_reply_from(
-        &mut self,
-        dst: Handle,
-        src: Handle,
-        part: Part,
-        range: Range<usize>,
-    ) -> Result<(), Error>;
-
-    /// Free bytes left in the arena for appends.
-    fn free_bytes(&self) -> usize;
-
-    /// Appends the whole reply of `src` to the reply of `dst` (`src` is unchanged;
-    /// `dst == src` is [`Error::InvalidHandle`]).
-    fn append_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error> {
-        if dst == src {
-            return Err(Error::InvalidHandle);
-        }
-        let n = self.reply_len(src)?;
-        self.append_reply_from(dst, src, Part::Reply, 0..n)
-    }
-
-    /// Shortens the reply to `len` bytes (no effect if it is already shorter).
-    fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error>;
-
-    /// Removes `n` bytes from the front of the reply.
-    fn drop_reply_front(&mut self, h: Handle, n: usize) -> Result<(), Error>;
-
-    /// Drops the request and makes the reply the request of the next layer
-    /// (`zepto_convert_reply_to_request`). Invalidates parsers over the old request.
-    fn convert_reply_to_request(&mut self, h: Handle) -> Result<(), Error>;
-
-    /// Makes the request bytes from `at` on the reply, leaving the first `at` bytes
-    /// as the request: a layer passes what follows its header up without copying
-    /// it. The reply must be empty ([`Error::InvalidState`]); `at` beyond the request
-    /// is [`Error::UnexpectedEnd`].
-    fn split_request(&mut self, h: Handle, at: usize) -> Result<(), Error>;
-
-    /// Makes `header` followed by the request the reply, and the request empty: a
-    /// layer passes its packet down. The reply must be empty
-    /// ([`Error::InvalidState`]). Only the header is written when the arena has
-    /// room for it just in front of the block (the bytes a layer stripped on the
-    /// way up, or a request dropped by [`HeapOps::convert_reply_to_request`]); else
-    /// the request moves. Nothing changes on error.
-    fn wrap_request(&mut self, h: Handle, header: &[u8]) -> Result<(), Error>;
-
-    /// Replaces the request with `data` and drops the reply.
-    fn set_request(&mut self, h: Handle, data: &[u8]) -> Result<(), Error>;
-
-    /// Creates a parser over the whole request of `h` (`zepto_create_parser`).
-    fn parser(&self, h: Handle) -> Result<Parser, Error>;
-
-    /// Drops the reply and returns the request followed by `room` free bytes as one
-    /// mutable slice (moving blocks if needed). The request keeps its length; the
-    /// `room` bytes do not belong to the block and their contents are unspecified,
-    /// so a link driver can frame the request in place there (see
-    /// [`sadlp::encode_in_place`](crate::sadlp::encode_in_place)) until the next
-    /// heap call.
-    fn request_and_room_mut(&mut self, h: Handle, room: usize) -> Result<&mut [u8], Error>;
-
-    /// Appends one byte to the reply.
-    fn append_reply_u8(&mut self, h: Handle, v: u8) -> Result<(), Error> {
-        self.append_reply(h, &[v])
-    }
-
-    /// Appends a little-endian `u16` to the reply.
-    fn append_reply_u16(&mut self, h: Handle, v: u16) -> Result<(), Error> {
-        self.append_reply(h, &v.to_le_bytes())
-    }
-
-    /// Appends an Encoded-Unsigned-Int<max=`max`> to the reply.
-    fn append_reply_uint(&mut self, h: Handle, v: u64, max: u8) -> Result<(), Error> {
-        let (buf, n) = encoding::uint_to_array(v, max)?;
-        self.append_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
-    }
-
-    /// Prepends an Encoded-Unsigned-Int<max=`max`> to the reply.
-    fn prepend_reply_uint(&mut self, h: Handle, v: u64, max: u8) -> Result<(), Error> {
-        let (buf, n) = encoding::uint_to_array(v, max)?;
-        self.prepend_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
-    }
-
-    /// Appends an Encoded-Signed-Int<max=`max`> to the reply.
-    fn append_reply_sint(&mut self, h: Handle, v: i64, max: u8) -> Result<(), Error> {
-        let mut buf = [0u8; encoding::MAX_ENCODED_LEN];
-        let n = encoding::encode_sint(v, max, &mut buf)?;
-        self.append_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
-    }
-
-    /// Appends a SmartAnthill Half-Float to the reply.
-    fn append_reply_half(&mut self, h: Handle, v: f16) -> Result<(), Error> {
-        self.append_reply(h, &encoding::encode_half(v))
-    }
-
-    /// Drops the reply.
-    fn clear_reply(&mut self, h: Handle) -> Result<(), Error> {
-        self.truncate_reply(h, 0)
-    }
-}
-
-impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
-    fn generation(&self, h: Handle) -> Result<u8, Error> {
+    pub fn generation(&self, h: Handle) -> Result<u8, Error> {
         Ok(self.block(h)?.generation)
     }
 
-    fn alloc(&mut self) -> Result<Handle, Error> {
+    /// Allocates an empty block.
+    pub fn alloc(&mut self) -> Result<Handle, Error> {
         let (i, b) = self
             .blocks
             .iter_mut()
@@ -428,7 +347,8 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(Handle(i as u8))
     }
 
-    fn free(&mut self, h: Handle) -> Result<(), Error> {
+    /// Frees a block; its handle becomes invalid.
+    pub fn free(&mut self, h: Handle) -> Result<(), Error> {
         let b = self.block_mut(h)?;
         b.used = false;
         b.req = 0;
@@ -437,7 +357,8 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn reset(&mut self) {
+    /// Frees every block.
+    pub fn reset(&mut self) {
         for b in self.blocks.iter_mut() {
             b.used = false;
             b.req = 0;
@@ -446,7 +367,8 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         }
     }
 
-    fn request(&self, h: Handle) -> Result<&[u8], Error> {
+    /// The request bytes of a block.
+    pub fn request(&self, h: Handle) -> Result<&[u8], Error> {
         let b = self.block(h)?;
         let s = b.start as usize;
         self.arena
@@ -454,7 +376,8 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
             .ok_or(Error::InvalidHandle)
     }
 
-    fn reply(&self, h: Handle) -> Result<&[u8], Error> {
+    /// The reply bytes of a block.
+    pub fn reply(&self, h: Handle) -> Result<&[u8], Error> {
         let b = self.block(h)?;
         let s = b.start as usize + b.req as usize;
         self.arena
@@ -462,25 +385,38 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
             .ok_or(Error::InvalidHandle)
     }
 
-    fn split_mut(&mut self, h: Handle) -> Result<(&mut [u8], &mut [u8]), Error> {
-        let b = *self.block(h)?;
-        let s = b.start as usize;
-        let whole = self
-            .arena
-            .get_mut(s..s + b.len())
-            .ok_or(Error::InvalidHandle)?;
-        Ok(whole.split_at_mut(b.req as usize))
+    /// The request bytes of a block, mutable (e.g. to decrypt in place).
+    pub fn request_mut(&mut self, h: Handle) -> Result<&mut [u8], Error> {
+        self.part_mut(h, Part::Request)
     }
 
-    fn request_len(&self, h: Handle) -> Result<usize, Error> {
+    /// The reply bytes of a block, mutable (e.g. to encrypt in place).
+    pub fn reply_mut(&mut self, h: Handle) -> Result<&mut [u8], Error> {
+        self.part_mut(h, Part::Reply)
+    }
+
+    /// One part of a block, mutable.
+    fn part_mut(&mut self, h: Handle, part: Part) -> Result<&mut [u8], Error> {
+        let b = *self.block(h)?;
+        let (s, n) = match part {
+            Part::Request => (b.start as usize, b.req as usize),
+            Part::Reply => (b.start as usize + b.req as usize, b.rep as usize),
+        };
+        self.arena.get_mut(s..s + n).ok_or(Error::InvalidHandle)
+    }
+
+    /// Request length in bytes.
+    pub fn request_len(&self, h: Handle) -> Result<usize, Error> {
         Ok(self.block(h)?.req as usize)
     }
 
-    fn reply_len(&self, h: Handle) -> Result<usize, Error> {
+    /// Reply length in bytes.
+    pub fn reply_len(&self, h: Handle) -> Result<usize, Error> {
         Ok(self.block(h)?.rep as usize)
     }
 
-    fn append_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
+    /// Appends bytes to the reply.
+    pub fn append_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
         self.block(h)?;
         self.make_room(h.index(), data.len())?;
         let b = self.block_mut(h)?;
@@ -493,7 +429,8 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn prepend_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
+    /// Prepends bytes to the reply (lower layers add their headers this way).
+    pub fn prepend_reply(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
         self.block(h)?;
         self.make_room(h.index(), data.len())?;
         let b = self.block_mut(h)?;
@@ -508,7 +445,10 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn append_reply_from(
+    /// Appends bytes `range` of the request or reply (`part`) of `src` to the reply of
+    /// `dst`, inside the arena (no intermediate buffer). `src` may be `dst`. A range
+    /// outside the part is [`Error::UnexpectedEnd`]; nothing changes on error.
+    pub fn append_reply_from(
         &mut self,
         dst: Handle,
         src: Handle,
@@ -535,17 +475,31 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn free_bytes(&self) -> usize {
-        N - self.used_bytes()
+    /// Free bytes left in the arena for appends.
+    pub fn free_bytes(&self) -> usize {
+        self.arena.len() - self.used_bytes()
     }
 
-    fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error> {
+    /// Appends the whole reply of `src` to the reply of `dst` (`src` is unchanged;
+    /// `dst == src` is [`Error::InvalidHandle`]).
+    pub fn append_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error> {
+        if dst == src {
+            return Err(Error::InvalidHandle);
+        }
+        let n = self.reply_len(src)?;
+        self.append_reply_from(dst, src, Part::Reply, 0..n)
+    }
+
+    /// Shortens the reply to `len` bytes (no effect if it is already shorter).
+    #[inline(never)]
+    pub fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error> {
         let b = self.block_mut(h)?;
         b.rep = b.rep.min(len as u16);
         Ok(())
     }
 
-    fn drop_reply_front(&mut self, h: Handle, n: usize) -> Result<(), Error> {
+    /// Removes `n` bytes from the front of the reply.
+    pub fn drop_reply_front(&mut self, h: Handle, n: usize) -> Result<(), Error> {
         let b = *self.block(h)?;
         let n = n.min(b.rep as usize);
         let rs = b.start as usize + b.req as usize;
@@ -554,7 +508,10 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn convert_reply_to_request(&mut self, h: Handle) -> Result<(), Error> {
+    /// Drops the request and makes the reply the request of the next layer
+    /// (`zepto_convert_reply_to_request`); returns the new request's length.
+    /// Invalidates parsers over the old request.
+    pub fn convert_reply_to_request(&mut self, h: Handle) -> Result<usize, Error> {
         // The block now starts where its reply did: nothing moves, and the bytes of
         // the old request are free.
         let b = self.block_mut(h)?;
@@ -562,10 +519,14 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         b.req = b.rep;
         b.rep = 0;
         b.generation = b.generation.wrapping_add(1);
-        Ok(())
+        Ok(usize::from(b.req))
     }
 
-    fn split_request(&mut self, h: Handle, at: usize) -> Result<(), Error> {
+    /// Makes the request bytes from `at` on the reply, leaving the first `at` bytes
+    /// as the request: a layer passes what follows its header up without copying
+    /// it. The reply must be empty ([`Error::InvalidState`]); `at` beyond the request
+    /// is [`Error::UnexpectedEnd`].
+    pub fn split_request(&mut self, h: Handle, at: usize) -> Result<(), Error> {
         let b = self.block_mut(h)?;
         if b.rep != 0 {
             return Err(Error::InvalidState);
@@ -579,7 +540,13 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn wrap_request(&mut self, h: Handle, header: &[u8]) -> Result<(), Error> {
+    /// Makes `header` followed by the request the reply, and the request empty: a
+    /// layer passes its packet down. The reply must be empty
+    /// ([`Error::InvalidState`]). Only the header is written when the arena has
+    /// room for it just in front of the block (the bytes a layer stripped on the
+    /// way up, or a request dropped by [`Heap::convert_reply_to_request`]); else
+    /// the request moves. Nothing changes on error.
+    pub fn wrap_request(&mut self, h: Handle, header: &[u8]) -> Result<(), Error> {
         let i = h.index();
         let me = *self.block(h)?;
         if me.rep != 0 {
@@ -614,7 +581,8 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         Ok(())
     }
 
-    fn set_request(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
+    /// Replaces the request with `data` and drops the reply.
+    pub fn set_request(&mut self, h: Handle, data: &[u8]) -> Result<(), Error> {
         self.fill_request(h, data.len(), |buf| {
             buf.copy_from_slice(data);
             Ok(data.len())
@@ -622,20 +590,8 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
         .map(|_| ())
     }
 
-    fn request_and_room_mut(&mut self, h: Handle, room: usize) -> Result<&mut [u8], Error> {
-        self.block_mut(h)?.rep = 0;
-        self.make_room(h.index(), room)?;
-        let b = *self.block(h)?;
-        let s = b.start as usize;
-        let end = b
-            .end()
-            .checked_add(room)
-            .filter(|e| *e <= N)
-            .ok_or(Error::OutOfMemory)?;
-        self.arena.get_mut(s..end).ok_or(Error::OutOfMemory)
-    }
-
-    fn parser(&self, h: Handle) -> Result<Parser, Error> {
+    /// Creates a parser over the whole request of `h` (`zepto_create_parser`).
+    pub fn parser(&self, h: Handle) -> Result<Parser, Error> {
         let b = self.block(h)?;
         Ok(Parser {
             handle: h,
@@ -643,6 +599,64 @@ impl<const N: usize, const B: usize> HeapOps for Heap<N, B> {
             pos: 0,
             end: b.req,
         })
+    }
+
+    /// Drops the reply and returns the request followed by `room` free bytes as one
+    /// mutable slice (moving blocks if needed). The request keeps its length; the
+    /// `room` bytes do not belong to the block and their contents are unspecified,
+    /// so a link driver can frame the request in place there (see
+    /// [`sadlp::encode_in_place`](crate::sadlp::encode_in_place)) until the next
+    /// heap call.
+    pub fn request_and_room_mut(&mut self, h: Handle, room: usize) -> Result<&mut [u8], Error> {
+        self.block_mut(h)?.rep = 0;
+        self.make_room(h.index(), room)?;
+        let b = *self.block(h)?;
+        let s = b.start as usize;
+        let end = b
+            .end()
+            .checked_add(room)
+            .filter(|e| *e <= self.arena.len())
+            .ok_or(Error::OutOfMemory)?;
+        self.arena.get_mut(s..end).ok_or(Error::OutOfMemory)
+    }
+
+    /// Appends one byte to the reply.
+    pub fn append_reply_u8(&mut self, h: Handle, v: u8) -> Result<(), Error> {
+        self.append_reply(h, &[v])
+    }
+
+    /// Appends a little-endian `u16` to the reply.
+    pub fn append_reply_u16(&mut self, h: Handle, v: u16) -> Result<(), Error> {
+        self.append_reply(h, &v.to_le_bytes())
+    }
+
+    /// Appends an Encoded-Unsigned-Int<max=`max`> to the reply.
+    pub fn append_reply_uint(&mut self, h: Handle, v: u64, max: u8) -> Result<(), Error> {
+        let (buf, n) = encoding::uint_to_array(v, max)?;
+        self.append_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
+    }
+
+    /// Prepends an Encoded-Unsigned-Int<max=`max`> to the reply.
+    pub fn prepend_reply_uint(&mut self, h: Handle, v: u64, max: u8) -> Result<(), Error> {
+        let (buf, n) = encoding::uint_to_array(v, max)?;
+        self.prepend_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
+    }
+
+    /// Appends an Encoded-Signed-Int<max=`max`> to the reply.
+    pub fn append_reply_sint(&mut self, h: Handle, v: i64, max: u8) -> Result<(), Error> {
+        let mut buf = [0u8; encoding::MAX_ENCODED_LEN];
+        let n = encoding::encode_sint(v, max, &mut buf)?;
+        self.append_reply(h, buf.get(..n).ok_or(Error::BufferTooSmall)?)
+    }
+
+    /// Appends a SmartAnthill Half-Float to the reply.
+    pub fn append_reply_half(&mut self, h: Handle, v: f16) -> Result<(), Error> {
+        self.append_reply(h, &encoding::encode_half(v))
+    }
+
+    /// Drops the reply.
+    pub fn clear_reply(&mut self, h: Handle) -> Result<(), Error> {
+        self.truncate_reply(h, 0)
     }
 }
 
@@ -695,7 +709,7 @@ impl Parser {
     }
 
     /// The unread bytes, borrowed from the heap.
-    pub fn rest<'h, H: HeapOps + ?Sized>(&self, heap: &'h H) -> Result<&'h [u8], Error> {
+    pub fn rest<'h>(&self, heap: &'h Heap<'_>) -> Result<&'h [u8], Error> {
         if heap.generation(self.handle)? != self.generation {
             return Err(Error::StaleParser);
         }
@@ -705,40 +719,32 @@ impl Parser {
     }
 
     /// Reads `n` bytes, borrowed from the heap.
-    pub fn bytes<'h, H: HeapOps + ?Sized>(
-        &mut self,
-        heap: &'h H,
-        n: usize,
-    ) -> Result<&'h [u8], Error> {
+    pub fn bytes<'h>(&mut self, heap: &'h Heap<'_>, n: usize) -> Result<&'h [u8], Error> {
         let out = self.rest(heap)?.get(..n).ok_or(Error::UnexpectedEnd)?;
         self.pos += n as u16;
         Ok(out)
     }
 
     /// Copies `out.len()` bytes into `out`.
-    pub fn read_into<H: HeapOps + ?Sized>(
-        &mut self,
-        heap: &H,
-        out: &mut [u8],
-    ) -> Result<(), Error> {
+    pub fn read_into(&mut self, heap: &Heap<'_>, out: &mut [u8]) -> Result<(), Error> {
         out.copy_from_slice(self.bytes(heap, out.len())?);
         Ok(())
     }
 
     /// Skips `n` bytes.
-    pub fn skip<H: HeapOps + ?Sized>(&mut self, heap: &H, n: usize) -> Result<(), Error> {
+    pub fn skip(&mut self, heap: &Heap<'_>, n: usize) -> Result<(), Error> {
         self.bytes(heap, n).map(|_| ())
     }
 
     /// Reads one byte.
-    pub fn u8<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<u8, Error> {
+    pub fn u8(&mut self, heap: &Heap<'_>) -> Result<u8, Error> {
         let b = *self.rest(heap)?.first().ok_or(Error::UnexpectedEnd)?;
         self.pos += 1;
         Ok(b)
     }
 
     /// Returns the next byte without consuming it.
-    pub fn peek_u8<H: HeapOps + ?Sized>(&self, heap: &H) -> Result<u8, Error> {
+    pub fn peek_u8(&self, heap: &Heap<'_>) -> Result<u8, Error> {
         self.rest(heap)?
             .first()
             .copied()
@@ -746,35 +752,35 @@ impl Parser {
     }
 
     /// Reads a little-endian `u16`.
-    pub fn u16_le<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<u16, Error> {
+    pub fn u16_le(&mut self, heap: &Heap<'_>) -> Result<u16, Error> {
         let v = encoding::read_u16_le(self.rest(heap)?)?;
         self.pos += 2;
         Ok(v)
     }
 
     /// Reads a little-endian `u32`.
-    pub fn u32_le<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<u32, Error> {
+    pub fn u32_le(&mut self, heap: &Heap<'_>) -> Result<u32, Error> {
         let v = encoding::read_u32_le(self.rest(heap)?)?;
         self.pos += 4;
         Ok(v)
     }
 
     /// Reads an Encoded-Unsigned-Int<max=`max`>.
-    pub fn uint<H: HeapOps + ?Sized>(&mut self, heap: &H, max: u8) -> Result<u64, Error> {
+    pub fn uint(&mut self, heap: &Heap<'_>, max: u8) -> Result<u64, Error> {
         let (v, n) = encoding::decode_uint(self.rest(heap)?, max)?;
         self.pos += n as u16;
         Ok(v)
     }
 
     /// Reads an Encoded-Signed-Int<max=`max`>.
-    pub fn sint<H: HeapOps + ?Sized>(&mut self, heap: &H, max: u8) -> Result<i64, Error> {
+    pub fn sint(&mut self, heap: &Heap<'_>, max: u8) -> Result<i64, Error> {
         let (v, n) = encoding::decode_sint(self.rest(heap)?, max)?;
         self.pos += n as u16;
         Ok(v)
     }
 
     /// Reads a SmartAnthill Half-Float.
-    pub fn half<H: HeapOps + ?Sized>(&mut self, heap: &H) -> Result<f16, Error> {
+    pub fn half(&mut self, heap: &Heap<'_>) -> Result<f16, Error> {
         let v = encoding::decode_half(self.rest(heap)?)?;
         self.pos += 2;
         Ok(v)
@@ -802,11 +808,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    type H = Heap<64, 4>;
+    type H = HeapMem<64, 4>;
 
     #[test]
     fn request_reply_and_convert() {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let h = heap.alloc().unwrap();
         heap.set_request(h, &[1, 2, 3]).unwrap();
         heap.append_reply(h, &[9, 8]).unwrap();
@@ -823,7 +830,8 @@ mod tests {
 
     #[test]
     fn parser_reads_all_field_kinds() {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let h = heap.alloc().unwrap();
         heap.set_request(
             h,
@@ -851,7 +859,8 @@ mod tests {
 
     #[test]
     fn parser_goes_stale_after_convert() {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let h = heap.alloc().unwrap();
         heap.set_request(h, &[1, 2]).unwrap();
         heap.append_reply(h, &[3, 4]).unwrap();
@@ -862,7 +871,8 @@ mod tests {
 
     #[test]
     fn blocks_move_to_make_room() {
-        let mut heap = Heap::<16, 3>::new();
+        let mut heap_mem = HeapMem::<16, 3>::new();
+        let mut heap = heap_mem.heap();
         let a = heap.alloc().unwrap();
         let b = heap.alloc().unwrap();
         heap.append_reply(a, &[1; 4]).unwrap();
@@ -888,7 +898,8 @@ mod tests {
 
     #[test]
     fn append_reply_of_copies_between_blocks() {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let a = heap.alloc().unwrap();
         let b = heap.alloc().unwrap();
         heap.append_reply(a, &[1, 2]).unwrap();
@@ -903,7 +914,8 @@ mod tests {
 
     #[test]
     fn append_reply_from_copies_inside_the_arena() {
-        let mut heap = Heap::<24, 2>::new();
+        let mut heap_mem = HeapMem::<24, 2>::new();
+        let mut heap = heap_mem.heap();
         let a = heap.alloc().unwrap();
         let b = heap.alloc().unwrap();
         heap.set_request(a, &[1, 2, 3, 4]).unwrap();
@@ -932,7 +944,8 @@ mod tests {
 
     #[test]
     fn fill_request_receives_in_place() {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let h = heap.alloc().unwrap();
         let n = heap
             .fill_request(h, 32, |buf| {
@@ -947,7 +960,8 @@ mod tests {
 
     #[test]
     fn request_and_room_leaves_other_blocks_alone() {
-        let mut heap = Heap::<32, 3>::new();
+        let mut heap_mem = HeapMem::<32, 3>::new();
+        let mut heap = heap_mem.heap();
         let a = heap.alloc().unwrap();
         let b = heap.alloc().unwrap();
         heap.set_request(a, &[1, 2, 3]).unwrap();
@@ -1011,7 +1025,8 @@ mod tests {
         /// vector per handle) and never lose data, whatever blocks move.
         #[test]
         fn heap_matches_model(ops in proptest::collection::vec(op(), 1..80)) {
-            let mut heap = Heap::<96, 4>::new();
+            let mut heap_mem = HeapMem::<96, 4>::new();
+            let mut heap = heap_mem.heap();
             let mut model: Vec<Option<ModelBlock>> = Vec::new();
             for op in ops {
                 let live: Vec<usize> = (0..model.len()).filter(|i| model[*i].is_some()).collect();

@@ -64,7 +64,7 @@ pub mod testhal;
 pub mod vm;
 
 pub use error::{Error, HandlerOutcome};
-pub use heap::{Handle, Heap, HeapOps, Parser, Part};
+pub use heap::{Handle, Heap, HeapMem, Parser, Part};
 
 /// Adds one to a statistics counter (stopping at the top). One copy of the code for
 /// all the counters of the layers.

@@ -17,7 +17,7 @@
 
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{BusId, Platform, WaitingFor, WakeReason};
-use crate::heap::{Handle, Heap, HeapOps};
+use crate::heap::{Handle, Heap, HeapMem};
 use crate::nonce_store::{key_id, BlankStart, NonceStore};
 use crate::plugins::{self, Bodypart};
 use crate::saccp::{ChecksumAes, Saccp, VmStatus};
@@ -38,7 +38,7 @@ pub trait Execution {
     /// Starts the program in the request of `h` (see [`Vm::start`]).
     fn start(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         flags: ExecFlags,
         plugins: &mut [Bodypart<'_>],
@@ -47,14 +47,14 @@ pub trait Execution {
     /// Continues after a wait (see [`Vm::resume`]).
     fn resume(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         hal: &mut dyn VmHal,
         wake: WakeReason,
     ) -> Result<VmStep, Error>;
     /// Aborts the running program (see [`Vm::abort`]).
-    fn abort(&mut self, heap: &mut dyn HeapOps, plugins: &mut [Bodypart<'_>]);
+    fn abort(&mut self, heap: &mut Heap<'_>, plugins: &mut [Bodypart<'_>]);
 }
 
 impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
@@ -62,7 +62,7 @@ impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
 {
     fn start(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         flags: ExecFlags,
         plugins: &mut [Bodypart<'_>],
@@ -72,7 +72,7 @@ impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
     }
     fn resume(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         hal: &mut dyn VmHal,
@@ -80,7 +80,7 @@ impl<const L: u8, const RS: usize, const ES: usize, const PT: usize> Execution
     ) -> Result<VmStep, Error> {
         Vm::resume(self, heap, h, plugins, hal, wake)
     }
-    fn abort(&mut self, heap: &mut dyn HeapOps, plugins: &mut [Bodypart<'_>]) {
+    fn abort(&mut self, heap: &mut Heap<'_>, plugins: &mut [Bodypart<'_>]) {
         Vm::abort(self, heap, plugins)
     }
 }
@@ -212,6 +212,21 @@ pub struct Device<
     const E: usize = EVENT_LOG,
     A: ChecksumAes = Aes128,
 > {
+    pump: Pump<'t, 'p, V, C, E, A>,
+    mem: HeapMem<N, B>,
+}
+
+/// The device without its heap's memory: the pump's state and its code, which takes
+/// the heap as a [`Heap`] (the same code whatever the heap's size).
+#[repr(C)]
+struct Pump<
+    't,
+    'p,
+    V: Execution,
+    C: SaspCipher,
+    const E: usize = EVENT_LOG,
+    A: ChecksumAes = Aes128,
+> {
     rx: Handle,
     prog: Handle,
     n_events: u8,
@@ -227,7 +242,6 @@ pub struct Device<
     old_window_ms: u64,
     cfg: DeviceConfig,
     sagdp: Sagdp,
-    heap: Heap<N, B>,
     sasp: Sasp<C>,
 }
 
@@ -274,20 +288,22 @@ impl<
         #[allow(clippy::let_unit_value)]
         let () = Self::EVENTS;
         Self {
-            heap: Heap::new(),
-            rx: Handle::NONE,
-            prog: Handle::NONE,
-            sasp: Sasp::unkeyed(Role::Device),
-            sagdp: Sagdp::slave(),
-            saccp: Saccp::with_aes(),
-            vm,
-            plugins,
-            vm_wait: None,
-            old_window_ms: 0,
-            cfg,
-            stats: PumpStats::ZERO,
-            events: [Event::Reinit; E],
-            n_events: 0,
+            mem: HeapMem::new(),
+            pump: Pump {
+                rx: Handle::NONE,
+                prog: Handle::NONE,
+                sasp: Sasp::unkeyed(Role::Device),
+                sagdp: Sagdp::slave(),
+                saccp: Saccp::with_aes(),
+                vm,
+                plugins,
+                vm_wait: None,
+                old_window_ms: 0,
+                cfg,
+                stats: PumpStats::ZERO,
+                events: [Event::Reinit; E],
+                n_events: 0,
+            },
         }
     }
 
@@ -300,58 +316,53 @@ impl<
     /// store, nor without its plugins.
     #[inline(never)]
     pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
-        let cfg = self.cfg;
-        self.sasp.set_key(key);
-        plugins::init_all(self.plugins, hal)?;
-        self.sasp
+        let pump = &mut self.pump;
+        let cfg = pump.cfg;
+        pump.sasp.set_key(key);
+        plugins::init_all(pump.plugins, hal)?;
+        pump.sasp
             .open_nonces(hal, cfg.nonce_base, cfg.nonce_reserve, cfg.blank)?;
-        self.reset_layers()
+        pump.reset_layers(&mut self.mem.heap())
     }
 
     /// Persists the exact nonce state (before a clean shutdown or a suspend that loses
     /// RAM), so the peer needs no resynchronisation afterwards.
     pub fn checkpoint<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
-        self.sasp.checkpoint(hal)
+        self.pump.sasp.checkpoint(hal)
     }
 
     /// What the pump did so far.
     pub const fn stats(&self) -> &PumpStats {
-        &self.stats
+        &self.pump.stats
     }
 
     /// The nonce state (e.g. [`NonceStore::started_blank`] for a start-up message;
     /// NFS and NLW, to checkpoint only when they moved).
     pub const fn nonces(&self) -> &NonceStore {
-        self.sasp.nonces()
+        self.pump.sasp.nonces()
     }
 
     /// SASP counters (authentication failures, resyncs ...).
     pub const fn sasp_stats(&self) -> &sasp::SaspStats {
-        self.sasp.stats()
+        self.pump.sasp.stats()
     }
 
     /// The events of the last [`Device::poll`].
     pub fn events(&self) -> &[Event] {
-        self.events.get(..usize::from(self.n_events)).unwrap_or(&[])
+        self.pump
+            .events
+            .get(..usize::from(self.pump.n_events))
+            .unwrap_or(&[])
     }
 
-    /// The heap (for diagnostics).
-    pub const fn heap(&self) -> &Heap<N, B> {
-        &self.heap
+    /// The heap's memory (for diagnostics).
+    pub const fn heap(&self) -> &HeapMem<N, B> {
+        &self.mem
     }
 
     /// True while a program waits (SLEEP, MCUSLEEP or a waiting plugin).
     pub const fn vm_waiting(&self) -> bool {
-        self.vm_wait.is_some()
-    }
-
-    fn log(&mut self, e: Event) {
-        if E > 0 {
-            if let Some(slot) = self.events.get_mut(usize::from(self.n_events)) {
-                *slot = e;
-                self.n_events = self.n_events.saturating_add(1);
-            }
-        }
+        self.pump.vm_wait.is_some()
     }
 
     /// Does one round of work and returns what to wait for before the next call: a
@@ -359,66 +370,7 @@ impl<
     /// resumed, SAGDP's resend timer fires. Errors of single packets are counted and
     /// the packet dropped; they never stop the pump.
     pub fn poll<H: DeviceHal>(&mut self, hal: &mut H) -> WaitingFor {
-        self.n_events = 0;
-        hal.feed();
-        let mut got = self.receive(hal);
-        if got == Err(Error::OutOfMemory) && self.vm_wait.is_some() {
-            // A waiting program (with its reply so far) leaves no room for the next
-            // packet, which is likely a new command anyway: the client is always
-            // right, so the program goes and the packet comes in.
-            self.vm.abort(&mut self.heap, self.plugins);
-            self.vm_wait = None;
-            let _ = self.heap.set_request(self.prog, &[]);
-            self.log(Event::Dropped(Error::OutOfMemory));
-            got = self.receive(hal);
-        }
-        match got {
-            Ok(0) => {}
-            Ok(n) => {
-                crate::count(&mut self.stats.packets_in);
-                self.log(Event::Received(n as u16));
-                if let Err(e) = self.packet_up(hal) {
-                    self.fail(e);
-                }
-                return self.next_wait(hal);
-            }
-            Err(e) => self.fail(e),
-        }
-        // The wait is read where it is (a copy would take its bytes in this frame).
-        let wake = match &self.vm_wait {
-            Some(w) => Self::wait_over(w, hal),
-            None => None,
-        };
-        if let Some(wake) = wake {
-            self.vm_wait = None;
-            let step = self
-                .vm
-                .resume(&mut self.heap, self.prog, self.plugins, hal, wake);
-            if let Err(e) = step.and_then(|s| self.after_vm(s, hal)) {
-                self.fail(e);
-            }
-        }
-        if self.sagdp.next_timeout_ms(hal.now_ms()) == Some(0) {
-            if let Err(e) = self.resend(hal) {
-                self.fail(e);
-            }
-        }
-        self.next_wait(hal)
-    }
-
-    /// Receives a pending packet (if any) straight into the `rx` block; 0 if none.
-    fn receive<H: DeviceHal>(&mut self, hal: &mut H) -> Result<usize, Error> {
-        let bus = self.cfg.bus;
-        let mtu = usize::from(self.cfg.mtu);
-        let room = hal.rx_room(bus, mtu).max(mtu);
-        let n = self
-            .heap
-            .fill_request(self.rx, room, |buf| Ok(hal.receive(bus, buf)?.unwrap_or(0)))?;
-        if n > mtu {
-            self.heap.set_request(self.rx, &[])?;
-            return Err(Error::BufferTooSmall);
-        }
-        Ok(n)
+        self.pump.poll(&mut self.mem.heap(), hal)
     }
 
     /// Runs the pump forever: poll, then wait for what it asks (the port's
@@ -434,20 +386,91 @@ impl<
             let _ = hal.wait_for(&w);
         }
     }
+}
+
+impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'t, 'p, V, C, E, A> {
+    fn log(&mut self, e: Event) {
+        if E > 0 {
+            if let Some(slot) = self.events.get_mut(usize::from(self.n_events)) {
+                *slot = e;
+                self.n_events = self.n_events.saturating_add(1);
+            }
+        }
+    }
+
+    /// See [`Device::poll`].
+    fn poll<H: DeviceHal>(&mut self, heap: &mut Heap<'_>, hal: &mut H) -> WaitingFor {
+        self.n_events = 0;
+        hal.feed();
+        let mut got = self.receive(heap, hal);
+        if got == Err(Error::OutOfMemory) && self.vm_wait.is_some() {
+            // A waiting program (with its reply so far) leaves no room for the next
+            // packet, which is likely a new command anyway: the client is always
+            // right, so the program goes and the packet comes in.
+            self.vm.abort(heap, self.plugins);
+            self.vm_wait = None;
+            let _ = heap.set_request(self.prog, &[]);
+            self.log(Event::Dropped(Error::OutOfMemory));
+            got = self.receive(heap, hal);
+        }
+        match got {
+            Ok(0) => {}
+            Ok(n) => {
+                crate::count(&mut self.stats.packets_in);
+                self.log(Event::Received(n as u16));
+                if let Err(e) = self.packet_up(heap, hal) {
+                    self.fail(heap, e);
+                }
+                return self.next_wait(hal);
+            }
+            Err(e) => self.fail(heap, e),
+        }
+        // The wait is read where it is (a copy would take its bytes in this frame).
+        let wake = match &self.vm_wait {
+            Some(w) => Self::wait_over(w, hal),
+            None => None,
+        };
+        if let Some(wake) = wake {
+            self.vm_wait = None;
+            let step = self.vm.resume(heap, self.prog, self.plugins, hal, wake);
+            if let Err(e) = step.and_then(|s| self.after_vm(heap, s, hal)) {
+                self.fail(heap, e);
+            }
+        }
+        if self.sagdp.next_timeout_ms(hal.now_ms()) == Some(0) {
+            if let Err(e) = self.resend(heap, hal) {
+                self.fail(heap, e);
+            }
+        }
+        self.next_wait(hal)
+    }
+
+    /// Receives a pending packet (if any) straight into the `rx` block; 0 if none.
+    fn receive<H: DeviceHal>(&mut self, heap: &mut Heap<'_>, hal: &mut H) -> Result<usize, Error> {
+        let bus = self.cfg.bus;
+        let mtu = usize::from(self.cfg.mtu);
+        let room = hal.rx_room(bus, mtu).max(mtu);
+        let n = heap.fill_request(self.rx, room, |buf| Ok(hal.receive(bus, buf)?.unwrap_or(0)))?;
+        if n > mtu {
+            heap.set_request(self.rx, &[])?;
+            return Err(Error::BufferTooSmall);
+        }
+        Ok(n)
+    }
 
     /// A packet could not be handled: count it, drop it and free what it held (the
     /// block of a program that still waits is kept), so one bad packet can never
     /// leave the heap full for the next ones.
-    fn fail(&mut self, e: Error) {
+    fn fail(&mut self, heap: &mut Heap<'_>, e: Error) {
         crate::count(&mut self.stats.errors);
         self.log(Event::Dropped(e));
         if e == Error::InvalidState {
-            self.reinit();
+            self.reinit(heap);
             return;
         }
-        let _ = self.heap.set_request(self.rx, &[]);
+        let _ = heap.set_request(self.rx, &[]);
         if self.vm_wait.is_none() {
-            let _ = self.heap.set_request(self.prog, &[]);
+            let _ = heap.set_request(self.prog, &[]);
         }
     }
 
@@ -489,38 +512,39 @@ impl<
     }
 
     /// Re-initialises everything but SASP (whose nonces must survive) and the plugins.
-    fn reinit(&mut self) {
+    fn reinit(&mut self, heap: &mut Heap<'_>) {
         crate::count(&mut self.stats.reinits);
         self.log(Event::Reinit);
         // A freshly reset heap always has four free handles (`B >= 4` is checked at
         // build time) and empty blocks take no bytes, so this cannot fail.
-        let _ = self.reset_layers();
+        let _ = self.reset_layers(heap);
     }
 
     /// Aborts the program, empties the heap and sets up the pump's blocks, SAGDP
     /// and SACCP afresh.
-    fn reset_layers(&mut self) -> Result<(), Error> {
-        self.vm.abort(&mut self.heap, self.plugins);
+    fn reset_layers(&mut self, heap: &mut Heap<'_>) -> Result<(), Error> {
+        self.vm.abort(heap, self.plugins);
         self.vm_wait = None;
-        self.heap.reset();
+        heap.reset();
         self.sagdp = Sagdp::slave();
         self.saccp = Saccp::with_aes();
-        self.rx = self.heap.alloc()?;
-        self.prog = self.heap.alloc()?;
-        self.sagdp.init(&mut self.heap)?;
-        self.saccp.init(&mut self.heap)
+        self.rx = heap.alloc()?;
+        self.prog = heap.alloc()?;
+        self.sagdp.init(heap)?;
+        self.saccp.init(heap)
     }
 
-    fn convert(&mut self, h: Handle) -> Result<(), Error> {
-        self.heap.convert_reply_to_request(h)
+    /// The reply of `h` becomes its request (the next layer's); returns its length.
+    fn convert(&mut self, heap: &mut Heap<'_>, h: Handle) -> Result<usize, Error> {
+        heap.convert_reply_to_request(h)
     }
 
     /// The packet in the request of `rx`, up through SASP, SAGDP and SACCP into the VM.
-    fn packet_up<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
+    fn packet_up<H: DeviceHal>(&mut self, heap: &mut Heap<'_>, hal: &mut H) -> Result<(), Error> {
         let rx = self.rx;
         let now = hal.now_ms();
         self.sasp.open_old_nonce_window(now >= self.old_window_ms);
-        let out = self.sasp.receive(&mut self.heap, rx, hal)?;
+        let out = self.sasp.receive(heap, rx, hal)?;
         self.log(Event::Up(Layer::Sasp, out));
         if out == HandlerOutcome::ReplyDown {
             self.old_window_ms = now.saturating_add(OLD_NONCE_ANSWER_GAP_MS);
@@ -529,13 +553,13 @@ impl<
             HandlerOutcome::Pass => {
                 // Authentic and fresh: replies go where this packet came from.
                 hal.accept_source(self.cfg.bus);
-                self.convert(rx)?
+                self.convert(heap, rx)?;
             }
             HandlerOutcome::ReplyDown => {
                 // An "old nonce" message, already encrypted: straight back to the
                 // sender, which (maybe a replay) does not become the peer.
-                self.convert(rx)?;
-                return self.transmit(hal, rx, true);
+                let len = self.convert(heap, rx)?;
+                return self.transmit(heap, hal, rx, len, true);
             }
             _ => return self.ignored(),
         }
@@ -543,32 +567,35 @@ impl<
         let now = hal.now_ms();
         let sasp = &mut self.sasp;
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
-        let out = self.sagdp.receive(&mut self.heap, rx, pid, now, &mut ids)?;
+        let out = self.sagdp.receive(heap, rx, pid, now, &mut ids)?;
         self.log(Event::Up(Layer::Sagdp, out));
         match out {
-            HandlerOutcome::Pass => self.convert(rx)?,
+            HandlerOutcome::Pass => {
+                self.convert(heap, rx)?;
+            }
             HandlerOutcome::ReplyDown => {
-                self.convert(rx)?;
-                return self.sasp_out(hal, rx, None);
+                self.convert(heap, rx)?;
+                return self.sasp_out(heap, hal, rx, None);
             }
             HandlerOutcome::FatalErrorReinit => {
-                self.convert(rx)?;
-                let sent = self.sasp_out(hal, rx, None);
-                self.reinit();
+                self.convert(heap, rx)?;
+                let sent = self.sasp_out(heap, hal, rx, None);
+                self.reinit(heap);
                 return sent;
             }
             _ => return self.ignored(),
         }
         let status = self.sagdp.received_status().ok_or(Error::InvalidState)?;
-        let sum = self.saccp.checksum_for(&self.heap, rx)?;
-        let out = self.saccp.receive_with(&mut self.heap, rx, status, sum)?;
+        let out = self.saccp.receive(heap, rx, status)?;
         self.log(Event::Up(Layer::Saccp, out));
         match out {
-            HandlerOutcome::Pass => self.convert(rx)?,
+            HandlerOutcome::Pass => {
+                self.convert(heap, rx)?;
+            }
             HandlerOutcome::ReplyDown => {
-                self.convert(rx)?;
+                let len = self.convert(heap, rx)?;
                 let st = self.saccp.error_reply_status();
-                return self.sagdp_out(hal, rx, st, None);
+                return self.sagdp_out(heap, hal, rx, len, st, None);
             }
             _ => return self.ignored(),
         }
@@ -576,19 +603,17 @@ impl<
         // The new program gets its own block; the one it replaces (if it still runs,
         // "Overriding Command") is aborted by `start`.
         core::mem::swap(&mut self.rx, &mut self.prog);
-        self.heap.clear_reply(self.rx)?;
+        heap.clear_reply(self.rx)?;
         self.vm_wait = None;
         crate::count(&mut self.stats.programs);
-        let len = self.heap.request_len(self.prog)?;
+        let len = heap.request_len(self.prog)?;
         self.log(Event::ProgramStarted(len as u16));
         let flags = ExecFlags {
             is_first: f.is_first,
             is_last: f.is_last,
         };
-        let step = self
-            .vm
-            .start(&mut self.heap, self.prog, flags, self.plugins, hal)?;
-        self.after_vm(step, hal)
+        let step = self.vm.start(heap, self.prog, flags, self.plugins, hal)?;
+        self.after_vm(heap, step, hal)
     }
 
     fn ignored(&mut self) -> Result<(), Error> {
@@ -597,7 +622,12 @@ impl<
     }
 
     /// Acts on what the VM reported: remember a wait, or send the reply down.
-    fn after_vm<H: DeviceHal>(&mut self, step: VmStep, hal: &mut H) -> Result<(), Error> {
+    fn after_vm<H: DeviceHal>(
+        &mut self,
+        heap: &mut Heap<'_>,
+        step: VmStep,
+        hal: &mut H,
+    ) -> Result<(), Error> {
         match step {
             VmStep::Waiting(what) => {
                 self.log(Event::VmWaiting(what));
@@ -614,8 +644,7 @@ impl<
             } => {
                 self.log(Event::VmDone(exception.map(|e| e.code as u8)));
                 let p = self.prog;
-                let vm_len = self.heap.reply_len(p)?;
-                self.convert(p)?;
+                let vm_len = self.convert(heap, p)?;
                 let status = match exception {
                     Some(e) => {
                         crate::count(&mut self.stats.vm_exceptions);
@@ -625,8 +654,8 @@ impl<
                     }
                     None => VmStatus::Ok { truncated: false },
                 };
-                self.saccp.send(&mut self.heap, p, status)?;
-                self.convert(p)?;
+                self.saccp.send(heap, p, status)?;
+                let saccp_len = self.convert(heap, p)?;
                 let chain = match flags {
                     ReplyFlags::IsLast => PacketStatus::Terminating,
                     ReplyFlags::None => PacketStatus::Intermediate,
@@ -635,35 +664,36 @@ impl<
                 // EXIT's FORCED-PADDING-TO counts the reply buffer; SASP pads payloads,
                 // which also hold the SACCP and SAGDP headers.
                 let pad = padding_to.map(|t| (usize::from(t), vm_len));
-                self.sagdp_out(hal, p, chain, pad)
+                self.sagdp_out(heap, hal, p, saccp_len, chain, pad)
             }
         }
     }
 
-    /// SACCP's packet in the request of `h`, down through SAGDP and SASP to the bus.
+    /// SACCP's packet (`saccp_len` bytes) in the request of `h`, down through SAGDP
+    /// and SASP to the bus.
     // Inlined into its callers: one frame less on the send path, the deepest stack
     // of a device (SASP's key is expanded below it).
     #[inline(always)]
     fn sagdp_out<H: DeviceHal>(
         &mut self,
+        heap: &mut Heap<'_>,
         hal: &mut H,
         h: Handle,
+        saccp_len: usize,
         status: PacketStatus,
         pad: Option<(usize, usize)>,
     ) -> Result<(), Error> {
-        let saccp_len = self.heap.request_len(h)?;
         let now = hal.now_ms();
         let sasp = &mut self.sasp;
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
-        let out = self.sagdp.send(&mut self.heap, h, status, now, &mut ids)?;
-        self.convert(h)?;
-        let payload_len = self.heap.request_len(h)?;
+        let out = self.sagdp.send(heap, h, status, now, &mut ids)?;
+        let payload_len = self.convert(heap, h)?;
         let pad_to = pad.map(|(to, vm_len)| {
             to.saturating_add(payload_len.saturating_sub(vm_len.min(saccp_len)))
         });
-        let sent = self.sasp_out(hal, h, pad_to);
+        let sent = self.sasp_out(heap, hal, h, pad_to);
         if out == HandlerOutcome::FatalErrorReinit {
-            self.reinit();
+            self.reinit(heap);
         }
         sent
     }
@@ -671,28 +701,31 @@ impl<
     /// SAGDP's packet in the request of `h`, encrypted and sent.
     fn sasp_out<H: DeviceHal>(
         &mut self,
+        heap: &mut Heap<'_>,
         hal: &mut H,
         h: Handle,
         pad_to: Option<usize>,
     ) -> Result<(), Error> {
-        self.sasp.send_announced(&mut self.heap, h, hal, pad_to)?;
-        self.convert(h)?;
-        self.transmit(hal, h, false)
+        self.sasp.send_announced(heap, h, hal, pad_to)?;
+        let len = self.convert(heap, h)?;
+        self.transmit(heap, hal, h, len, false)
     }
 
-    /// Sends the request of `h` to the bus (to the peer, or with `to_source` to the
+    /// Sends the request of `h` (`len` bytes) to the bus (to the peer, or with
+    /// `to_source` to the
     /// sender of the packet received last), with the room the bus asks for after it
     /// in the same heap block (so a byte link frames the packet in place).
     fn transmit<H: DeviceHal>(
         &mut self,
+        heap: &mut Heap<'_>,
         hal: &mut H,
         h: Handle,
+        len: usize,
         to_source: bool,
     ) -> Result<(), Error> {
-        let len = self.heap.request_len(h)?;
         let bus = self.cfg.bus;
         let room = hal.tx_room(bus, len);
-        let buf = self.heap.request_and_room_mut(h, room)?;
+        let buf = heap.request_and_room_mut(h, room)?;
         if to_source {
             hal.reply_in_place(bus, buf, len)?;
         } else {
@@ -700,19 +733,19 @@ impl<
         }
         crate::count(&mut self.stats.packets_out);
         self.log(Event::Sent(len as u16));
-        self.heap.set_request(h, &[])
+        heap.set_request(h, &[])
     }
 
     /// SAGDP's resend timer fired: the last sent packet goes out again.
-    fn resend<H: DeviceHal>(&mut self, hal: &mut H) -> Result<(), Error> {
+    fn resend<H: DeviceHal>(&mut self, heap: &mut Heap<'_>, hal: &mut H) -> Result<(), Error> {
         let now = hal.now_ms();
         let rx = self.rx;
         let sasp = &mut self.sasp;
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
-        match self.sagdp.on_timeout(&mut self.heap, rx, now, &mut ids)? {
+        match self.sagdp.on_timeout(heap, rx, now, &mut ids)? {
             HandlerOutcome::ReplyDown => {
-                self.convert(rx)?;
-                self.sasp_out(hal, rx, None)
+                self.convert(heap, rx)?;
+                self.sasp_out(heap, hal, rx, None)
             }
             _ => Ok(()),
         }

@@ -36,7 +36,7 @@
 
 use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::error::{Error, HandlerOutcome};
-use crate::heap::{Handle, HeapOps, Parser, Part};
+use crate::heap::{Handle, Heap, Parser, Part};
 use crate::sagdp::PacketStatus;
 use aes::Aes128;
 use core::marker::PhantomData;
@@ -247,7 +247,7 @@ impl<A: ChecksumAes> Saccp<A> {
 
     /// Allocates (first call) or empties the handle holding the old program and
     /// forgets it. After the pump resets the heap, use a fresh [`Saccp::new`].
-    pub fn init(&mut self, heap: &mut dyn HeapOps) -> Result<(), Error> {
+    pub fn init(&mut self, heap: &mut Heap<'_>) -> Result<(), Error> {
         let old = match self.old {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
@@ -270,7 +270,7 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 
     /// The full SACCP Checksum of the kept program, if there is one.
-    pub fn old_program_checksum(&self, heap: &dyn HeapOps) -> Result<Option<[u8; 16]>, Error> {
+    pub fn old_program_checksum(&self, heap: &Heap<'_>) -> Result<Option<[u8; 16]>, Error> {
         match self.old {
             Some(h) if self.has_old => Ok(Some(checksum_with::<A>(heap.reply(h)?))),
             _ => Ok(None),
@@ -278,7 +278,7 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 
     /// The kept program, if there is one.
-    pub fn old_program<'h>(&self, heap: &'h dyn HeapOps) -> Result<Option<&'h [u8]>, Error> {
+    pub fn old_program<'h>(&self, heap: &'h Heap<'_>) -> Result<Option<&'h [u8]>, Error> {
         match self.old {
             Some(h) if self.has_old => Ok(Some(heap.reply(h)?)),
             _ => Ok(None),
@@ -297,9 +297,10 @@ impl<A: ChecksumAes> Saccp<A> {
     ///
     /// Local failures (heap full, uninitialised) are errors; an Error Message status
     /// is [`Error::InvalidState`].
+    #[inline(never)]
     pub fn receive(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         status: PacketStatus,
     ) -> Result<HandlerOutcome, Error> {
@@ -314,7 +315,7 @@ impl<A: ChecksumAes> Saccp<A> {
     /// expanded checksum key does not sit on top of the parser's frame, which
     /// would be the deepest stack of a device.
     #[inline(never)]
-    pub fn checksum_for(&self, heap: &dyn HeapOps, h: Handle) -> Result<Option<[u8; 16]>, Error> {
+    pub fn checksum_for(&self, heap: &Heap<'_>, h: Handle) -> Result<Option<[u8; 16]>, Error> {
         match heap.request(h)?.first().map(|b| b & 0x07) {
             Some(REQ_REPEAT_OLD_PROGRAM | REQ_REUSE_OLD_PROGRAM) => self.old_program_checksum(heap),
             _ => Ok(None),
@@ -328,7 +329,7 @@ impl<A: ChecksumAes> Saccp<A> {
     #[inline(never)]
     pub(crate) fn receive_with(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         status: PacketStatus,
         checksum: Option<[u8; 16]>,
@@ -377,7 +378,7 @@ impl<A: ChecksumAes> Saccp<A> {
     /// Parses the command and writes the program to the reply of `h`.
     fn parse_command(
         &self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         old: Handle,
         checksum: Option<[u8; 16]>,
@@ -448,7 +449,7 @@ impl<A: ChecksumAes> Saccp<A> {
     /// program's `checksum`.
     fn check_old(
         &self,
-        heap: &dyn HeapOps,
+        heap: &Heap<'_>,
         p: &mut Parser,
         checksum: Option<[u8; 16]>,
     ) -> Result<(), Reject> {
@@ -469,7 +470,7 @@ impl<A: ChecksumAes> Saccp<A> {
     #[inline(never)]
     pub fn send(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         status: VmStatus,
     ) -> Result<HandlerOutcome, Error> {
@@ -506,7 +507,7 @@ impl<A: ChecksumAes> Saccp<A> {
     /// ENTROPY_RECOVERY_NEEDED). The request of `h` is ignored.
     pub fn send_error(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         code: ErrorCode,
     ) -> Result<HandlerOutcome, Error> {
@@ -516,7 +517,7 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 }
 
-fn write_error(heap: &mut dyn HeapOps, h: Handle, code: ErrorCode) -> Result<(), Error> {
+fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Error> {
     if code.0 > ErrorCode::MAX {
         return Err(Error::ValueOutOfRange);
     }
@@ -525,7 +526,7 @@ fn write_error(heap: &mut dyn HeapOps, h: Handle, code: ErrorCode) -> Result<(),
 
 /// Parses extra headers up to END_OF_HEADERS. Unknown header types are skipped by
 /// their length.
-fn parse_extra_headers(heap: &dyn HeapOps, p: &mut Parser) -> Result<ExtraHeaders, Reject> {
+fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Reject> {
     let mut out = ExtraHeaders::default();
     loop {
         let v = p.uint(heap, 2)?;
@@ -594,12 +595,7 @@ pub mod client {
         Error(ErrorCode),
     }
 
-    fn head(
-        heap: &mut dyn HeapOps,
-        h: Handle,
-        kind: u8,
-        headers: &ExtraHeaders,
-    ) -> Result<(), Error> {
+    fn head(heap: &mut Heap<'_>, h: Handle, kind: u8, headers: &ExtraHeaders) -> Result<(), Error> {
         match headers.zeptoerr {
             None => heap.append_reply_u8(h, kind),
             Some(z) => {
@@ -612,7 +608,7 @@ pub mod client {
     }
 
     fn checksum_field(
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         old_program: &[u8],
         checksum_len: u8,
@@ -631,7 +627,7 @@ pub mod client {
 
     /// Appends a NEW_PROGRAM command to the reply of `h`.
     pub fn build_new_program(
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         headers: &ExtraHeaders,
         program: &[u8],
@@ -643,7 +639,7 @@ pub mod client {
     /// Appends a REPEAT_OLD_PROGRAM command for `old_program` (the program the client
     /// believes the device keeps) with a checksum of `checksum_len` (4..=16) bytes.
     pub fn build_repeat_old_program(
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         headers: &ExtraHeaders,
         old_program: &[u8],
@@ -656,7 +652,7 @@ pub mod client {
     /// Appends a REUSE_OLD_PROGRAM command: checksum of `old_program`, then
     /// `fragments`.
     pub fn build_reuse_old_program(
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         headers: &ExtraHeaders,
         old_program: &[u8],
@@ -725,10 +721,10 @@ pub mod client {
 mod tests {
     use super::client::{self, Fragment, Reply};
     use super::*;
-    use crate::heap::Heap;
+    use crate::heap::HeapMem;
     use proptest::prelude::*;
 
-    type H = Heap<1024, 6>;
+    type H = HeapMem<1024, 6>;
 
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     /// OMAC-AES128 under 16 x 0xA5 (computed independently with `openssl mac CMAC`).
@@ -753,25 +749,33 @@ mod tests {
 
     impl Rig {
         fn new() -> Self {
-            let mut heap = H::new();
+            let mut heap_mem = H::new();
+            let mut heap = heap_mem.heap();
             let mut c = Saccp::new();
             c.init(&mut heap).unwrap();
             let h = heap.alloc().unwrap();
-            Rig { heap, c, h }
+            Rig {
+                heap: heap_mem,
+                c,
+                h,
+            }
         }
         fn recv(&mut self, bytes: &[u8], st: PacketStatus) -> HandlerOutcome {
-            self.heap.set_request(self.h, bytes).unwrap();
-            self.c.receive(&mut self.heap, self.h, st).unwrap()
+            self.heap.heap().set_request(self.h, bytes).unwrap();
+            self.c.receive(&mut self.heap.heap(), self.h, st).unwrap()
         }
         fn reply(&self) -> Vec<u8> {
             self.heap.reply(self.h).unwrap().to_vec()
         }
-        fn old(&self) -> Option<Vec<u8>> {
-            self.c.old_program(&self.heap).unwrap().map(<[u8]>::to_vec)
+        fn old(&mut self) -> Option<Vec<u8>> {
+            self.c
+                .old_program(&self.heap.heap())
+                .unwrap()
+                .map(<[u8]>::to_vec)
         }
-        fn build(&mut self, f: impl FnOnce(&mut H, Handle) -> Result<(), Error>) -> Vec<u8> {
-            self.heap.set_request(self.h, &[]).unwrap();
-            f(&mut self.heap, self.h).unwrap();
+        fn build(&mut self, f: impl FnOnce(&mut Heap<'_>, Handle) -> Result<(), Error>) -> Vec<u8> {
+            self.heap.heap().set_request(self.h, &[]).unwrap();
+            f(&mut self.heap.heap(), self.h).unwrap();
             self.reply()
         }
     }
@@ -797,9 +801,12 @@ mod tests {
         assert_eq!(f.headers, ExtraHeaders::default());
         assert_eq!(f.reply_status(), PacketStatus::Terminating);
         assert_eq!(r.old(), Some(vec![0x08, 0x02]));
-        assert_eq!(r.c.old_program_checksum(&r.heap).unwrap(), Some(SUM_0802));
+        assert_eq!(
+            r.c.old_program_checksum(&r.heap.heap()).unwrap(),
+            Some(SUM_0802)
+        );
         // The pump's next step: the program is the VM's request.
-        r.heap.convert_reply_to_request(r.h).unwrap();
+        r.heap.heap().convert_reply_to_request(r.h).unwrap();
         assert_eq!(r.heap.request(r.h).unwrap(), [0x08, 0x02]);
         // A terminating command: the VM's reply must open a new chain.
         assert_eq!(
@@ -995,39 +1002,48 @@ mod tests {
     #[test]
     fn send_wraps_vm_reply() {
         let mut r = Rig::new();
-        r.heap.set_request(r.h, &[1, 2, 3]).unwrap();
+        r.heap.heap().set_request(r.h, &[1, 2, 3]).unwrap();
         assert_eq!(
-            r.c.send(&mut r.heap, r.h, VmStatus::Ok { truncated: false }),
+            r.c.send(&mut r.heap.heap(), r.h, VmStatus::Ok { truncated: false }),
             Ok(HandlerOutcome::Pass)
         );
         assert_eq!(r.reply(), [0x30, 1, 2, 3]);
-        r.heap.set_request(r.h, &[7; 8]).unwrap();
-        r.c.send(&mut r.heap, r.h, VmStatus::Ok { truncated: true })
+        r.heap.heap().set_request(r.h, &[7; 8]).unwrap();
+        r.c.send(&mut r.heap.heap(), r.h, VmStatus::Ok { truncated: true })
             .unwrap();
         // 8 << 4 | TRUNCATED = 0x88 = 136 -> bijective 0x88 0x00.
         assert_eq!(r.reply()[..2], [0x88, 0x00]);
         assert_eq!(r.reply().len(), 10);
-        r.heap.set_request(r.h, &[0xE1, 0xE2]).unwrap();
-        r.c.send(&mut r.heap, r.h, VmStatus::Exception { truncated: false })
-            .unwrap();
+        r.heap.heap().set_request(r.h, &[0xE1, 0xE2]).unwrap();
+        r.c.send(
+            &mut r.heap.heap(),
+            r.h,
+            VmStatus::Exception { truncated: false },
+        )
+        .unwrap();
         // 2 | IS-EXCEPTION | 2 << 5 = 0x4A.
         assert_eq!(r.reply(), [0x4A, 0xE1, 0xE2]);
-        r.heap.set_request(r.h, &[]).unwrap();
-        r.c.send(&mut r.heap, r.h, VmStatus::Exception { truncated: true })
-            .unwrap();
+        r.heap.heap().set_request(r.h, &[]).unwrap();
+        r.c.send(
+            &mut r.heap.heap(),
+            r.h,
+            VmStatus::Exception { truncated: true },
+        )
+        .unwrap();
         assert_eq!(r.reply(), [0x1A]);
-        r.c.send_error(&mut r.heap, r.h, ErrorCode::ENTROPY_RECOVERY_NEEDED)
+        r.c.send_error(&mut r.heap.heap(), r.h, ErrorCode::ENTROPY_RECOVERY_NEEDED)
             .unwrap();
         assert_eq!(r.reply(), [0x32]);
         assert_eq!(
-            r.c.send_error(&mut r.heap, r.h, ErrorCode(0x1000)),
+            r.c.send_error(&mut r.heap.heap(), r.h, ErrorCode(0x1000)),
             Err(Error::ValueOutOfRange)
         );
     }
 
     #[test]
     fn send_truncates_oversized_replies() {
-        let mut heap = Heap::<9000, 3>::new();
+        let mut heap_mem = HeapMem::<9000, 3>::new();
+        let mut heap = heap_mem.heap();
         let mut c = Saccp::new();
         c.init(&mut heap).unwrap();
         let h = heap.alloc().unwrap();
@@ -1093,10 +1109,10 @@ mod tests {
                 0x02, 0x18
             ]
         );
-        r.heap.set_request(r.h, &[]).unwrap();
+        r.heap.heap().set_request(r.h, &[]).unwrap();
         for n in [3, 17] {
             assert_eq!(
-                client::build_repeat_old_program(&mut r.heap, r.h, &none, &[], n),
+                client::build_repeat_old_program(&mut r.heap.heap(), r.h, &none, &[], n),
                 Err(Error::ValueOutOfRange)
             );
         }
@@ -1145,7 +1161,8 @@ mod tests {
 
     #[test]
     fn uninitialised_or_error_status_is_rejected() {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let h = heap.alloc().unwrap();
         heap.set_request(h, &[0x02]).unwrap();
         assert_eq!(
@@ -1153,9 +1170,9 @@ mod tests {
             Err(Error::InvalidState)
         );
         let mut r = Rig::new();
-        r.heap.set_request(r.h, &[0x02]).unwrap();
+        r.heap.heap().set_request(r.h, &[0x02]).unwrap();
         assert_eq!(
-            r.c.receive(&mut r.heap, r.h, PacketStatus::ErrorMessage),
+            r.c.receive(&mut r.heap.heap(), r.h, PacketStatus::ErrorMessage),
             Err(Error::InvalidState)
         );
     }
@@ -1219,9 +1236,9 @@ mod tests {
         #[test]
         fn replies_round_trip(data in proptest::collection::vec(any::<u8>(), 0..300), exc in any::<bool>(), t in any::<bool>(), code in 0u16..=ErrorCode::MAX) {
             let mut r = Rig::new();
-            r.heap.set_request(r.h, &data).unwrap();
+            r.heap.heap().set_request(r.h, &data).unwrap();
             let st = if exc { VmStatus::Exception { truncated: t } } else { VmStatus::Ok { truncated: t } };
-            r.c.send(&mut r.heap, r.h, st).unwrap();
+            r.c.send(&mut r.heap.heap(), r.h, st).unwrap();
             let reply = r.reply();
             let expect = if exc {
                 Reply::Exception { truncated: t, data: &data }
@@ -1229,7 +1246,7 @@ mod tests {
                 Reply::Ok { truncated: t, data: &data }
             };
             prop_assert_eq!(client::decode_reply(&reply), Ok(expect));
-            r.c.send_error(&mut r.heap, r.h, ErrorCode(code)).unwrap();
+            r.c.send_error(&mut r.heap.heap(), r.h, ErrorCode(code)).unwrap();
             let err = r.reply();
             prop_assert_eq!(client::decode_reply(&err), Ok(Reply::Error(ErrorCode(code))));
         }

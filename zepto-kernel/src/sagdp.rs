@@ -24,7 +24,7 @@
 //! [`Sagdp::receive`].
 
 use crate::error::{Error, HandlerOutcome};
-use crate::heap::{Handle, HeapOps};
+use crate::heap::{Handle, Heap};
 use core::num::NonZeroU64;
 use crc::{Crc, NoTable, CRC_32_ISO_HDLC};
 
@@ -374,7 +374,7 @@ impl Sagdp {
     ///
     /// After the pump resets the whole heap, create a fresh instance with
     /// [`Sagdp::new`] before calling `init` (the old handle is no longer ours).
-    pub fn init(&mut self, heap: &mut dyn HeapOps) -> Result<(), Error> {
+    pub fn init(&mut self, heap: &mut Heap<'_>) -> Result<(), Error> {
         let lsp = match self.lsp {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
@@ -436,7 +436,7 @@ impl Sagdp {
     #[inline(never)]
     pub fn receive(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         pid: PacketId,
         now_ms: u64,
@@ -509,7 +509,7 @@ impl Sagdp {
     #[inline(never)]
     pub fn send(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         status: PacketStatus,
         now_ms: u64,
@@ -573,7 +573,7 @@ impl Sagdp {
     /// returns to `Idle` and reports [`Error::Timeout`].
     pub fn on_timeout(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         now_ms: u64,
         ids: &mut dyn PacketIdSource,
@@ -607,7 +607,7 @@ impl Sagdp {
     /// [`Error::InvalidState`], back to `Idle`).
     pub fn request_resend(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         now_ms: u64,
         ids: &mut dyn PacketIdSource,
@@ -648,7 +648,7 @@ impl Sagdp {
     /// Passes the payload of the received packet up.
     fn deliver(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         pid: PacketId,
         hdr: Header,
@@ -672,7 +672,7 @@ impl Sagdp {
     /// bytes but for the requested-resend flag. A different packet under the same
     /// IDs (a peer that lost its state and reused a nonce, or a second client on the
     /// key) is never answered with the reply to someone else's packet.
-    fn is_repeat(&self, heap: &dyn HeapOps, h: Handle) -> Result<bool, Error> {
+    fn is_repeat(&self, heap: &Heap<'_>, h: Handle) -> Result<bool, Error> {
         let d = digest(heap.request(h)?);
         Ok(d != 0 && (d == self.lr_digest || d == self.answered_digest))
     }
@@ -681,7 +681,7 @@ impl Sagdp {
     /// resend (sagdp.rst 2.4).
     fn duplicate(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         hdr: Header,
         now_ms: u64,
@@ -695,7 +695,7 @@ impl Sagdp {
 
     fn resend(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         requested: bool,
         now_ms: u64,
@@ -709,7 +709,7 @@ impl Sagdp {
         heap.clear_reply(h)?;
         heap.append_reply_of(h, lsp)?;
         {
-            let (_, reply) = heap.split_mut(h)?;
+            let reply = heap.reply_mut(h)?;
             let first = reply.first_mut().ok_or(Error::InvalidState)?;
             if requested {
                 *first |= FLAG_REQUESTED_RESEND;
@@ -729,7 +729,7 @@ impl Sagdp {
 
     fn inconsistent(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         pid: PacketId,
     ) -> Result<HandlerOutcome, Error> {
@@ -743,7 +743,7 @@ impl Sagdp {
     /// everything.
     fn fail(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         pid: PacketId,
     ) -> Result<HandlerOutcome, Error> {
@@ -779,10 +779,10 @@ impl Sagdp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heap::Heap;
+    use crate::heap::HeapMem;
     use proptest::prelude::*;
 
-    type H = Heap<512, 6>;
+    type H = HeapMem<512, 6>;
 
     /// SASP's nonce counter stand-in.
     struct Ids(u64);
@@ -814,7 +814,8 @@ mod tests {
 
     impl Rig {
         fn new(role: Role) -> Self {
-            let mut heap = H::new();
+            let mut heap_mem = H::new();
+            let mut heap = heap_mem.heap();
             let mut s = Sagdp::new(
                 role,
                 if role == Role::Slave {
@@ -826,28 +827,28 @@ mod tests {
             s.init(&mut heap).unwrap();
             let h = heap.alloc().unwrap();
             Rig {
-                heap,
+                heap: heap_mem,
                 s,
                 h,
                 ids: Ids(200),
             }
         }
         fn recv(&mut self, bytes: &[u8], p: u64, now: u64) -> HandlerOutcome {
-            self.heap.set_request(self.h, bytes).unwrap();
+            self.heap.heap().set_request(self.h, bytes).unwrap();
             self.s
-                .receive(&mut self.heap, self.h, pid(p), now, &mut self.ids)
+                .receive(&mut self.heap.heap(), self.h, pid(p), now, &mut self.ids)
                 .unwrap()
         }
         fn send(&mut self, payload: &[u8], st: PacketStatus, now: u64) -> HandlerOutcome {
-            self.heap.set_request(self.h, payload).unwrap();
+            self.heap.heap().set_request(self.h, payload).unwrap();
             self.s
-                .send(&mut self.heap, self.h, st, now, &mut self.ids)
+                .send(&mut self.heap.heap(), self.h, st, now, &mut self.ids)
                 .unwrap()
         }
         fn timeout(&mut self, now: u64) -> Result<HandlerOutcome, Error> {
-            self.heap.set_request(self.h, &[]).unwrap();
+            self.heap.heap().set_request(self.h, &[]).unwrap();
             self.s
-                .on_timeout(&mut self.heap, self.h, now, &mut self.ids)
+                .on_timeout(&mut self.heap.heap(), self.h, now, &mut self.ids)
         }
         fn reply(&self) -> Vec<u8> {
             self.heap.reply(self.h).unwrap().to_vec()
@@ -1211,14 +1212,14 @@ mod tests {
             assert_eq!(r.reply(), [0x03, 150, 0, 0, 0, 0, 0], "{what}");
             assert_eq!(r.s.state(), State::NotInitialized, "{what}");
             assert_eq!(r.s.next_timeout_ms(0), None);
-            r.heap.set_request(r.h, &up(0x01, 1, b"")).unwrap();
+            r.heap.heap().set_request(r.h, &up(0x01, 1, b"")).unwrap();
             assert_eq!(
-                r.s.receive(&mut r.heap, r.h, pid(151), 0, &mut r.ids),
+                r.s.receive(&mut r.heap.heap(), r.h, pid(151), 0, &mut r.ids),
                 Err(Error::InvalidState)
             );
             // Re-initialisation reuses the LSP handle and accepts a new chain.
             let before = r.heap.handles_in_use();
-            r.s.init(&mut r.heap).unwrap();
+            r.s.init(&mut r.heap.heap()).unwrap();
             assert_eq!(r.heap.handles_in_use(), before);
             assert_eq!(r.s.state(), State::Idle);
             assert_eq!(r.recv(&up(0x01, 400, b"go"), 400, 1), HandlerOutcome::Pass);
@@ -1266,9 +1267,15 @@ mod tests {
         );
         assert_eq!(r.reply(), [0x03, 100, 0, 0, 0, 0, 0]);
         let mut r = Rig::new(Role::Slave);
-        r.heap.set_request(r.h, b"x").unwrap();
+        r.heap.heap().set_request(r.h, b"x").unwrap();
         assert_eq!(
-            r.s.send(&mut r.heap, r.h, PacketStatus::ErrorMessage, 0, &mut r.ids),
+            r.s.send(
+                &mut r.heap.heap(),
+                r.h,
+                PacketStatus::ErrorMessage,
+                0,
+                &mut r.ids
+            ),
             Err(Error::InvalidState)
         );
         assert_eq!(r.s.state(), State::Idle);
@@ -1290,21 +1297,21 @@ mod tests {
     fn request_resend_from_below() {
         let mut r = Rig::new(Role::Slave);
         r.in_wait_remote();
-        r.heap.set_request(r.h, &[]).unwrap();
+        r.heap.heap().set_request(r.h, &[]).unwrap();
         assert_eq!(
-            r.s.request_resend(&mut r.heap, r.h, 300, &mut r.ids),
+            r.s.request_resend(&mut r.heap.heap(), r.h, 300, &mut r.ids),
             Ok(HandlerOutcome::ReplyDown)
         );
         assert_eq!(r.reply(), [0x00, 100, 0, 0, 0, 0, 0, b'r', b'1']);
         assert_eq!(r.s.next_timeout_ms(300), Some(1000));
         let mut r = Rig::new(Role::Slave);
         assert_eq!(
-            r.s.request_resend(&mut r.heap, r.h, 0, &mut r.ids),
+            r.s.request_resend(&mut r.heap.heap(), r.h, 0, &mut r.ids),
             Ok(HandlerOutcome::FatalErrorReinit)
         );
         let mut r = Rig::new(Role::Master);
         assert_eq!(
-            r.s.request_resend(&mut r.heap, r.h, 0, &mut r.ids),
+            r.s.request_resend(&mut r.heap.heap(), r.h, 0, &mut r.ids),
             Err(Error::InvalidState)
         );
         assert_eq!(r.s.state(), State::Idle);
@@ -1315,8 +1322,9 @@ mod tests {
         let mut r = Rig::new(Role::Slave);
         r.in_wait_remote();
         for bad in [vec![0x10, 0, 0, 0, 0, 0, 0], vec![0x00, 201, 0], vec![]] {
-            r.heap.set_request(r.h, &bad).unwrap();
-            let e = r.s.receive(&mut r.heap, r.h, pid(150), 0, &mut r.ids);
+            r.heap.heap().set_request(r.h, &bad).unwrap();
+            let e =
+                r.s.receive(&mut r.heap.heap(), r.h, pid(150), 0, &mut r.ids);
             assert!(matches!(e, Err(Error::Malformed | Error::UnexpectedEnd)));
             assert_eq!(r.s.state(), State::WaitRemote);
         }
@@ -1371,9 +1379,9 @@ mod tests {
         assert_eq!(r.recv(&up(0x01, 70, b"evt"), 70, 2), HandlerOutcome::Pass);
         assert_eq!(r.s.state(), State::WaitLocal);
         // Sending first while waiting local: reported, back to idle.
-        r.heap.set_request(r.h, b"x").unwrap();
+        r.heap.heap().set_request(r.h, b"x").unwrap();
         assert_eq!(
-            r.s.send(&mut r.heap, r.h, PacketStatus::First, 3, &mut r.ids),
+            r.s.send(&mut r.heap.heap(), r.h, PacketStatus::First, 3, &mut r.ids),
             Err(Error::InvalidState)
         );
         assert_eq!(r.s.state(), State::Idle);
@@ -1520,8 +1528,8 @@ mod tests {
             let mut next_pid = 10u64;
             for (i, (flags, id, payload)) in pkts.into_iter().enumerate() {
                 next_pid += 1;
-                r.heap.set_request(r.h, &up(flags, id, &payload)).unwrap();
-                let out = r.s.receive(&mut r.heap, r.h, pid(next_pid), i as u64, &mut r.ids);
+                r.heap.heap().set_request(r.h, &up(flags, id, &payload)).unwrap();
+                let out = r.s.receive(&mut r.heap.heap(), r.h, pid(next_pid), i as u64, &mut r.ids);
                 match out {
                     Err(Error::Malformed) => prop_assert!(flags & 0xF8 != 0),
                     Err(Error::InvalidState) => prop_assert_eq!(r.s.state(), State::NotInitialized),
@@ -1537,7 +1545,7 @@ mod tests {
                         prop_assert!(!role_master);
                         prop_assert_eq!(r.reply()[0], 0x03);
                         prop_assert_eq!(r.s.state(), State::NotInitialized);
-                        r.s.init(&mut r.heap).unwrap();
+                        r.s.init(&mut r.heap.heap()).unwrap();
                     }
                     Ok(HandlerOutcome::ReplyDown) => {
                         prop_assert_eq!(r.reply()[0] & FLAG_REQUESTED_RESEND, FLAG_REQUESTED_RESEND);

@@ -35,7 +35,7 @@ use crate::eax::{Eax, EaxKey};
 use crate::encoding;
 use crate::error::{Error, HandlerOutcome};
 use crate::hal::{Random, Storage};
-use crate::heap::{Handle, HeapOps};
+use crate::heap::{Handle, Heap};
 use crate::nonce_store::{NonceStore, MAX_NONCE};
 use core::num::NonZeroU64;
 
@@ -210,7 +210,7 @@ static ZEROS: [u8; OVERHEAD + encoding::MAX_ENCODED_LEN] =
     [0; OVERHEAD + encoding::MAX_ENCODED_LEN];
 
 /// Appends `n` zero bytes to the reply of `h`.
-fn append_zeros(heap: &mut dyn HeapOps, h: Handle, mut n: usize) -> Result<(), Error> {
+fn append_zeros(heap: &mut Heap<'_>, h: Handle, mut n: usize) -> Result<(), Error> {
     while n > 0 {
         let k = n.min(ZEROS.len());
         heap.append_reply(h, ZEROS.get(..k).ok_or(Error::BufferTooSmall)?)?;
@@ -368,7 +368,7 @@ impl<C: SaspCipher> Sasp<C> {
     /// same ID is never handed out twice and the IDs SAGDP sees keep growing.
     pub fn send_announced<H: Storage + Random + ?Sized>(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         hal: &mut H,
         pad_to: Option<usize>,
@@ -417,7 +417,7 @@ impl<C: SaspCipher> Sasp<C> {
     #[inline(never)]
     pub fn receive<H: Storage + Random + ?Sized>(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         hal: &mut H,
     ) -> Result<HandlerOutcome, Error> {
@@ -430,7 +430,7 @@ impl<C: SaspCipher> Sasp<C> {
         }
         // Decrypted in place: the payload then becomes the reply without a copy.
         let (vp, to_sasp, payload) = {
-            let (req, _) = heap.split_mut(h)?;
+            let req = heap.request_mut(h)?;
             let (hdr, rest) = req
                 .split_at_mut_checked(HEADER_LEN)
                 .ok_or(Error::Malformed)?;
@@ -489,7 +489,7 @@ impl<C: SaspCipher> Sasp<C> {
 
     fn receive_sasp_message(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
     ) -> Result<HandlerOutcome, Error> {
         let value = {
@@ -519,7 +519,7 @@ impl<C: SaspCipher> Sasp<C> {
     /// Equivalent to [`Sasp::send_padded`] without enforced padding.
     pub fn send<H: Storage + Random + ?Sized>(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         hal: &mut H,
     ) -> Result<HandlerOutcome, Error> {
@@ -535,7 +535,7 @@ impl<C: SaspCipher> Sasp<C> {
     /// reserve is used up) before the packet is built.
     pub fn send_padded<H: Storage + Random + ?Sized>(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         hal: &mut H,
         pad_to: Option<usize>,
@@ -553,7 +553,7 @@ impl<C: SaspCipher> Sasp<C> {
     #[inline(always)]
     fn build<H: Storage + Random + ?Sized>(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         hal: &mut H,
         to_sasp: bool,
@@ -609,7 +609,7 @@ impl<C: SaspCipher> Sasp<C> {
         };
         let vp = self.nonces.next_send(hal)?;
         let hdr = header(vp, to_sasp);
-        let (_, rep) = heap.split_mut(h)?;
+        let rep = heap.reply_mut(h)?;
         let (head, due) = rep
             .split_at_mut_checked(OVERHEAD)
             .ok_or(Error::BufferTooSmall)?;

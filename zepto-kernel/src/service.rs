@@ -39,7 +39,7 @@
 
 use crate::error::Error;
 use crate::hal::{WaitingFor, WakeReason};
-use crate::heap::{Handle, Heap, HeapOps};
+use crate::heap::{Handle, HeapMem};
 use crate::plugins::{self, Bodypart};
 use crate::pump::Execution;
 use crate::vm::{ExecFlags, VmHal, VmStep};
@@ -266,7 +266,7 @@ pub struct Service<
     const N: usize,
     const B: usize,
 > {
-    heap: Heap<N, B>,
+    mem: HeapMem<N, B>,
     h: Handle,
     vm: V,
     plugins: &'t mut [Bodypart<'p>],
@@ -291,10 +291,10 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
         plugins::init_all(plugins, hal)?;
-        let mut heap = Heap::new();
-        let h = heap.alloc()?;
+        let mut mem = HeapMem::new();
+        let h = mem.heap().alloc()?;
         Ok(Self {
-            heap,
+            mem,
             h,
             vm,
             plugins,
@@ -369,7 +369,7 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
         let Some(s) = self.slots.get(slot).filter(|s| s.loaded) else {
             return write_reply(buf, Status::NoProgram, 0, &[]);
         };
-        if self.heap.set_request(self.h, s.program()).is_err() {
+        if self.mem.heap().set_request(self.h, s.program()).is_err() {
             return write_reply(buf, Status::Internal, 0, &[]);
         }
         // A local command is a complete command-reply exchange: the first packet of
@@ -380,7 +380,7 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
         };
         let step = self
             .vm
-            .start(&mut self.heap, self.h, flags, self.plugins, hal);
+            .start(&mut self.mem.heap(), self.h, flags, self.plugins, hal);
         match self.after_step(slot, step, hal) {
             Run::Finished { status, detail, .. } => self.write_vm_reply(buf, status, detail),
             _ => write_reply(buf, Status::Pending, 0, &[]),
@@ -412,8 +412,8 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
                 }
             }
             Err(_) => {
-                self.vm.abort(&mut self.heap, self.plugins);
-                let _ = self.heap.clear_reply(self.h);
+                self.vm.abort(&mut self.mem.heap(), self.plugins);
+                let _ = self.mem.heap().clear_reply(self.h);
                 Run::Finished {
                     slot,
                     status: Status::Internal,
@@ -428,20 +428,20 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
     fn write_vm_reply(&mut self, buf: &mut [u8], status: Status, detail: u8) -> Status {
         self.run = Run::Idle;
         let data = match status {
-            Status::Ok | Status::VmException => self.heap.reply(self.h).unwrap_or(&[]),
+            Status::Ok | Status::VmException => self.mem.reply(self.h).unwrap_or(&[]),
             _ => &[],
         };
         let written = write_reply(buf, status, detail, data);
-        let _ = self.heap.set_request(self.h, &[]);
+        let _ = self.mem.heap().set_request(self.h, &[]);
         written
     }
 
     /// Drops the active program (waiting or finished) without replying.
     fn cancel(&mut self) {
         if let Run::Waiting { .. } = self.run {
-            self.vm.abort(&mut self.heap, self.plugins);
+            self.vm.abort(&mut self.mem.heap(), self.plugins);
         }
-        let _ = self.heap.set_request(self.h, &[]);
+        let _ = self.mem.heap().set_request(self.h, &[]);
         self.run = Run::Idle;
     }
 
@@ -457,7 +457,7 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
             if let Some(wake) = wait_over(&what, since_ms, hal) {
                 let step = self
                     .vm
-                    .resume(&mut self.heap, self.h, self.plugins, hal, wake);
+                    .resume(&mut self.mem.heap(), self.h, self.plugins, hal, wake);
                 self.after_step(slot, step, hal);
             }
         }
@@ -503,7 +503,7 @@ impl<'t, 'p, V: Execution, const S: usize, const P: usize, const N: usize, const
                 if buf.starts_with(&PENDING_REPLY) {
                     Some(self.write_vm_reply(buf, status, detail))
                 } else {
-                    let _ = self.heap.set_request(self.h, &[]);
+                    let _ = self.mem.heap().set_request(self.h, &[]);
                     self.run = Run::Idle;
                     None
                 }

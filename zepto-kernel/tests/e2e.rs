@@ -2,7 +2,7 @@
 //! in-memory link that drops, duplicates, reorders, corrupts and replays packets.
 
 use zepto_kernel::client::{Client, ClientConfig, ClientEvent};
-use zepto_kernel::heap::{Handle, HeapOps, Parser};
+use zepto_kernel::heap::{Handle, Heap, Parser};
 use zepto_kernel::nonce_store::{key_id, BlankStart, KeyId, NonceStore};
 use zepto_kernel::plugins::{Bodypart, Ping, Plugin, PluginFault, PluginStep};
 use zepto_kernel::pump::{self, Device, DeviceConfig, Event};
@@ -14,7 +14,7 @@ use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::insn::{Instruction, ReplyFlags};
 use zepto_kernel::vm::reply;
 use zepto_kernel::vm::{VmConfig, VmHal, VmMedium};
-use zepto_kernel::Heap;
+use zepto_kernel::HeapMem;
 
 const KEY: [u8; 16] = *b"zepto-test-key!!";
 const COUNTER_ID: i16 = 5;
@@ -44,7 +44,7 @@ impl Plugin for Counter {
     fn handle(
         &mut self,
         _command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -480,7 +480,8 @@ fn forged_sagdp_packet(nfs: u64, sagdp_packet: &[u8]) -> Vec<u8> {
     NonceStore::provision(&mut hal, 0, kid(&KEY), nfs, 0).unwrap();
     let nonces = NonceStore::open(&mut hal, 0, 16, kid(&KEY), BlankStart::Refuse).unwrap();
     let mut s = Sasp::<DefaultCipher>::new(&KEY, Role::Client, nonces).unwrap();
-    let mut heap = Heap::<256, 2>::new();
+    let mut heap_mem = HeapMem::<256, 2>::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, sagdp_packet).unwrap();
     s.send(&mut heap, h, &mut hal).unwrap();
@@ -905,7 +906,7 @@ impl Plugin for FailsSecondInit {
     fn handle(
         &mut self,
         _command: &mut Parser,
-        _heap: &mut dyn HeapOps,
+        _heap: &mut Heap<'_>,
         _reply: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {

@@ -5,9 +5,9 @@
 use zepto_kernel::saccp::client::{self, Reply};
 use zepto_kernel::saccp::{ErrorCode, ExtraHeaders, Saccp, VmStatus};
 use zepto_kernel::sagdp::{PacketId, PacketStatus, Sagdp, State};
-use zepto_kernel::{Error, HandlerOutcome, Heap, HeapOps};
+use zepto_kernel::{Error, HandlerOutcome, Heap, HeapMem};
 
-type H = Heap<1024, 6>;
+type H = HeapMem<1024, 6>;
 
 struct Device {
     heap: H,
@@ -19,14 +19,15 @@ struct Device {
 
 impl Device {
     fn new() -> Self {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let mut sagdp = Sagdp::slave();
         sagdp.init(&mut heap).unwrap();
         let mut saccp = Saccp::new();
         saccp.init(&mut heap).unwrap();
         let h = heap.alloc().unwrap();
         Device {
-            heap,
+            heap: heap_mem,
             h,
             sagdp,
             saccp,
@@ -36,7 +37,7 @@ impl Device {
 
     /// One received SAGDP packet in, the SAGDP packet to send back out (if any).
     fn pump(&mut self, packet: &[u8], pid: PacketId) -> Option<Vec<u8>> {
-        let (heap, h) = (&mut self.heap, self.h);
+        let (heap, h) = (&mut self.heap.heap(), self.h);
         let next_id = &mut self.next_id;
         let mut ids = || {
             *next_id += 1;
@@ -90,12 +91,13 @@ struct Client {
 
 impl Client {
     fn new() -> Self {
-        let mut heap = H::new();
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
         let mut sagdp = Sagdp::master();
         sagdp.init(&mut heap).unwrap();
         let h = heap.alloc().unwrap();
         Client {
-            heap,
+            heap: heap_mem,
             h,
             sagdp,
             next_id: 0,
@@ -105,9 +107,9 @@ impl Client {
     /// Wraps a built command into a first SAGDP packet.
     fn command(
         &mut self,
-        build: impl FnOnce(&mut H, zepto_kernel::Handle) -> Result<(), Error>,
+        build: impl FnOnce(&mut Heap<'_>, zepto_kernel::Handle) -> Result<(), Error>,
     ) -> (Vec<u8>, PacketId) {
-        let (heap, h) = (&mut self.heap, self.h);
+        let (heap, h) = (&mut self.heap.heap(), self.h);
         heap.set_request(h, &[]).unwrap();
         build(heap, h).unwrap();
         heap.convert_reply_to_request(h).unwrap();
@@ -126,7 +128,7 @@ impl Client {
     }
 
     fn receive(&mut self, packet: &[u8], pid: PacketId) -> Vec<u8> {
-        let (heap, h) = (&mut self.heap, self.h);
+        let (heap, h) = (&mut self.heap.heap(), self.h);
         heap.set_request(h, packet).unwrap();
         let mut ids = || Err(Error::InvalidState);
         assert_eq!(
@@ -147,18 +149,19 @@ fn commands_travel_through_both_layers() {
     let mut cli = Client::new();
     let none = ExtraHeaders::default();
     let mut reply_pid = 1u64 << 40;
-    let mut exchange = |cli: &mut Client,
-                        dev: &mut Device,
-                        build: &dyn Fn(&mut H, zepto_kernel::Handle) -> Result<(), Error>|
-     -> Vec<u8> {
-        let (pkt, pid) = cli.command(build);
-        let back = dev.pump(&pkt, pid).unwrap();
-        reply_pid += 1;
-        let saccp_reply = cli.receive(&back, PacketId::new(reply_pid).unwrap());
-        assert_eq!(cli.sagdp.state(), State::Idle);
-        assert_eq!(dev.sagdp.state(), State::Idle);
-        saccp_reply
-    };
+    let mut exchange =
+        |cli: &mut Client,
+         dev: &mut Device,
+         build: &dyn Fn(&mut Heap<'_>, zepto_kernel::Handle) -> Result<(), Error>|
+         -> Vec<u8> {
+            let (pkt, pid) = cli.command(build);
+            let back = dev.pump(&pkt, pid).unwrap();
+            reply_pid += 1;
+            let saccp_reply = cli.receive(&back, PacketId::new(reply_pid).unwrap());
+            assert_eq!(cli.sagdp.state(), State::Idle);
+            assert_eq!(dev.sagdp.state(), State::Idle);
+            saccp_reply
+        };
 
     let r = exchange(&mut cli, &mut dev, &|hp, h| {
         client::build_new_program(hp, h, &none, b"abc")

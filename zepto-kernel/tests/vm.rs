@@ -9,7 +9,7 @@ use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::insn::*;
 use zepto_kernel::vm::reply::{decode_exception, frames};
 use zepto_kernel::vm::*;
-use zepto_kernel::{Error, Heap, HeapOps, Parser};
+use zepto_kernel::{Error, Heap, HeapMem, Parser};
 
 /// Appends one byte, then throws (code 70, file hash 0xBEEF, line 12).
 struct Thrower;
@@ -17,7 +17,7 @@ impl Plugin for Thrower {
     fn handle(
         &mut self,
         _c: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -36,7 +36,7 @@ impl Plugin for Broken {
     fn handle(
         &mut self,
         _c: &mut Parser,
-        _h: &mut dyn HeapOps,
+        _h: &mut Heap<'_>,
         _r: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -50,7 +50,7 @@ impl Plugin for Mute {
     fn handle(
         &mut self,
         _c: &mut Parser,
-        _h: &mut dyn HeapOps,
+        _h: &mut Heap<'_>,
         _r: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -145,7 +145,8 @@ fn run<const L: u8, const RS: usize, const ES: usize, const PT: usize>(
     program: &[u8],
     flags: ExecFlags,
 ) -> Outcome {
-    let mut heap = Heap::<2048, 12>::new();
+    let mut heap_mem = HeapMem::<2048, 12>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     run_in(vm, program, flags, &mut heap, &mut hal)
 }
@@ -154,7 +155,7 @@ fn run_in<const L: u8, const RS: usize, const ES: usize, const PT: usize>(
     vm: &mut Vm<L, RS, ES, PT>,
     program: &[u8],
     flags: ExecFlags,
-    heap: &mut dyn HeapOps,
+    heap: &mut Heap<'_>,
     hal: &mut TestHal<64>,
 ) -> Outcome {
     let (mut ping, mut echo, mut pin) = (Ping, Echo, DigitalPin { pin: 3 });
@@ -199,7 +200,7 @@ fn run_in<const L: u8, const RS: usize, const ES: usize, const PT: usize>(
     }
 }
 
-fn heap_handles(heap: &mut dyn HeapOps) -> usize {
+fn heap_handles(heap: &mut Heap<'_>) -> usize {
     // Allocate until full to count free handles, then give them back.
     let mut got = Vec::new();
     while let Ok(h) = heap.alloc() {
@@ -457,7 +458,8 @@ fn mcusleep_rules_and_wait() {
 #[test]
 fn sleep_waits_until_its_deadline() {
     let mut vm = VmOne::new(cfg());
-    let mut heap = Heap::<256, 4>::new();
+    let mut heap_mem = HeapMem::<256, 4>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let h = heap.alloc().unwrap();
     heap.set_request(h, &[0x04, 0x64, 0x03, 0x01, 0x01])
@@ -1097,7 +1099,8 @@ fn parallel_exceptions() {
         (ExceptionCode::InvalidParameter, 3)
     );
     // PARALLEL with no heap block left for the thread replies.
-    let mut heap = Heap::<512, 1>::new();
+    let mut heap_mem = HeapMem::<512, 1>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let o = run_in(
         &mut vm,
@@ -1131,7 +1134,8 @@ fn budget_yields_and_watchdog_is_fed() {
         budget: 10,
         ..cfg()
     });
-    let mut heap = Heap::<256, 4>::new();
+    let mut heap_mem = HeapMem::<256, 4>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let h = heap.alloc().unwrap();
     heap.set_request(h, &[0x0A, 0x03]).unwrap(); // JMP -2 forever
@@ -1152,7 +1156,8 @@ fn budget_yields_and_watchdog_is_fed() {
 #[test]
 fn new_program_overrides_a_waiting_one() {
     let mut vm = medium();
-    let mut heap = Heap::<512, 6>::new();
+    let mut heap_mem = HeapMem::<512, 6>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let mut slow = SimSensor::new(5, 1, 1000);
     let mut ping = Ping;
@@ -1342,7 +1347,8 @@ fn assembly_display() {
 #[test]
 fn program_filling_the_heap_is_an_error_not_a_panic() {
     let mut vm = VmSmall::<4, 8>::new(cfg());
-    let mut heap = Heap::<64, 2>::new();
+    let mut heap_mem = HeapMem::<64, 2>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let mut table: [Bodypart<'_>; 0] = [];
     let h = heap.alloc().unwrap();

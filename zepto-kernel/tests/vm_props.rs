@@ -10,7 +10,7 @@ use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::insn::*;
 use zepto_kernel::vm::reply::{decode_exception, frames};
 use zepto_kernel::vm::*;
-use zepto_kernel::{Heap, HeapOps};
+use zepto_kernel::HeapMem;
 
 fn operand(v: i16, imm: u16, pop: bool) -> Operand {
     let offset = v.clamp(-16384, 16383);
@@ -236,7 +236,8 @@ fn check<const L: u8, const RS: usize, const ES: usize, const PT: usize>(
     program: &[u8],
     flags: ExecFlags,
 ) {
-    let mut heap = Heap::<1024, 8>::new();
+    let mut heap_mem = HeapMem::<1024, 8>::new();
+    let mut heap = heap_mem.heap();
     let mut hal = TestHal::<64>::default();
     let (mut ping, mut echo, mut pin) = (Ping, Echo, DigitalPin { pin: 2 });
     let mut sensor = SimSensor::new(10, 3, 20);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use zepto_kernel::heap::{Handle, HeapOps, Parser};
+use zepto_kernel::heap::{Handle, Heap, Parser};
 use zepto_kernel::nonce_store::{self, key_id, BlankStart, NonceStore};
 use zepto_kernel::plugins::{
     Bodypart, DigitalPin, Echo, Ping, Plugin, PluginFault, PluginStep, SimSensor,
@@ -180,7 +180,7 @@ impl Plugin for ConstPlugin {
     fn handle(
         &mut self,
         _command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {

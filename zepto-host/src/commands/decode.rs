@@ -493,7 +493,7 @@ fn sagdp_layer(d: &mut Dissection, payload: &[u8]) -> Result<Option<Vec<u8>>, Cl
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use zepto_kernel::heap::{Heap, HeapOps};
+    use zepto_kernel::heap::HeapMem;
     use zepto_kernel::nonce_store::{BlankStart, NonceStore};
     use zepto_kernel::sasp::{Role, Sasp};
     use zepto_kernel::testhal::TestHal;
@@ -508,7 +508,8 @@ mod tests {
         let mut hal = TestHal::<256>::default();
         let ns = NonceStore::open(&mut hal, 0, 16, [0; 4], BlankStart::Floor(255)).unwrap();
         let mut s: Sasp = Sasp::new(&KEY, role, ns).unwrap();
-        let mut heap = Heap::<1024, 2>::new();
+        let mut heap_mem = HeapMem::<1024, 2>::new();
+        let mut heap = heap_mem.heap();
         let h = heap.alloc().unwrap();
         heap.set_request(h, &payload).unwrap();
         s.send(&mut heap, h, &mut hal).unwrap();

@@ -11,7 +11,7 @@ use zepto_kernel::pump::Execution;
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::reply::decode_exception;
 use zepto_kernel::vm::{ExecFlags, VmConfig, VmMedium, VmOne, VmSmall, VmStep, VmTiny};
-use zepto_kernel::{Heap, HeapOps};
+use zepto_kernel::HeapMem;
 
 use crate::asm;
 use crate::cli::{hex, parse_hex, thousands, CliError};
@@ -88,7 +88,7 @@ pub fn disasm(a: DisasmArgs) -> Result<(), CliError> {
 }
 
 /// The heap of `zepto vm`: 4096 bytes, 16 handles.
-type VmHeap = Heap<4096, 16>;
+type VmHeap = HeapMem<4096, 16>;
 
 /// A VM of `level` with the parameters `zepto vm` documents.
 fn new_vm(level: Level) -> Box<dyn Execution> {
@@ -126,7 +126,8 @@ pub fn vm(a: VmArgs) -> Result<(), CliError> {
     let mut set = PluginSet::new(&specs);
     let mut table = set.table();
     let mut vm = new_vm(a.level);
-    let mut heap = Box::new(VmHeap::new());
+    let mut mem = Box::new(VmHeap::new());
+    let mut heap = mem.heap();
     let mut hal = TestHal::<64>::default();
     let h = heap
         .alloc()
@@ -144,7 +145,7 @@ pub fn vm(a: VmArgs) -> Result<(), CliError> {
     heap.set_request(h, &code).map_err(|_| too_long())?;
     let vm_err = |e| CliError::other(format!("vm: {e}"));
     let mut step = vm
-        .start(heap.as_mut(), h, VM_FLAGS, &mut table, &mut hal)
+        .start(&mut heap, h, VM_FLAGS, &mut table, &mut hal)
         .map_err(|e| match e {
             zepto_kernel::Error::OutOfMemory => too_long(),
             e => vm_err(e),
@@ -166,7 +167,7 @@ pub fn vm(a: VmArgs) -> Result<(), CliError> {
                 }
                 let wake = hal.wait_for(&w);
                 step = vm
-                    .resume(heap.as_mut(), h, &mut table, &mut hal, wake)
+                    .resume(&mut heap, h, &mut table, &mut hal, wake)
                     .map_err(vm_err)?;
             }
         }

@@ -23,7 +23,7 @@
 
 use crate::error::Error;
 use crate::hal::WaitingFor;
-use crate::heap::{Handle, HeapOps, Parser};
+use crate::heap::{Handle, Heap, Parser};
 use crate::vm::VmHal;
 
 pub use crate::vm::reply::PluginException;
@@ -73,7 +73,7 @@ pub trait Plugin {
     fn handle(
         &mut self,
         command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault>;
@@ -128,7 +128,7 @@ impl Plugin for Ping {
     fn handle(
         &mut self,
         _command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -146,7 +146,7 @@ impl Plugin for Echo {
     fn handle(
         &mut self,
         command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         _hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -180,7 +180,7 @@ impl Plugin for DigitalPin {
     fn handle(
         &mut self,
         command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {
@@ -238,7 +238,7 @@ impl Plugin for SimSensor {
     fn handle(
         &mut self,
         _command: &mut Parser,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         reply: Handle,
         hal: &mut dyn VmHal,
     ) -> Result<PluginStep, PluginFault> {

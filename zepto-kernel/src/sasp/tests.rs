@@ -1,12 +1,12 @@
 use super::*;
-use crate::heap::Heap;
+use crate::heap::HeapMem;
 use crate::nonce_store::{BlankStart, KeyId, NonceStore};
 use crate::testhal::TestHal;
 use aes::Aes128;
 use proptest::prelude::*;
 use std::collections::HashSet;
 
-type TH = Heap<2048, 4>;
+type TH = HeapMem<2048, 4>;
 type Hal = TestHal<64>;
 
 const KEY: [u8; 16] = *b"zepto-test-key!!";
@@ -37,7 +37,8 @@ fn send_padded<C: SaspCipher>(
     payload: &[u8],
     pad_to: Option<usize>,
 ) -> Vec<u8> {
-    let mut heap = TH::new();
+    let mut heap_mem = TH::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, payload).unwrap();
     assert_eq!(
@@ -49,7 +50,8 @@ fn send_padded<C: SaspCipher>(
 
 /// Runs `receive` on `packet`, returns the outcome and the reply.
 fn recv<C: SaspCipher>(s: &mut Sasp<C>, hal: &mut Hal, packet: &[u8]) -> (HandlerOutcome, Vec<u8>) {
-    let mut heap = TH::new();
+    let mut heap_mem = TH::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, packet).unwrap();
     let out = s
@@ -480,7 +482,8 @@ fn enforced_padding_hides_length() {
     assert_eq!(due[0], 0x81);
     assert_eq!(encoding::decode_uint(&due[1..], 2).unwrap(), (208 - 1, 2));
     // pad_to below the payload is refused before any nonce is used.
-    let mut heap = TH::new();
+    let mut heap_mem = TH::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, &[1, 2, 3]).unwrap();
     let nfs = cli.nonces().nfs();
@@ -494,7 +497,8 @@ fn enforced_padding_hides_length() {
 #[test]
 fn invalid_payloads_are_refused() {
     let (mut dev, mut dhal) = end::<Aes128>(Role::Device, 0, 0);
-    let mut heap = TH::new();
+    let mut heap_mem = TH::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     for bad in [&[][..], &[0x80][..], &[0xff, 1][..]] {
         heap.set_request(h, bad).unwrap();
@@ -559,7 +563,8 @@ fn power_cut_at_every_write_never_repeats_a_packet_nonce() {
         let start = hal.storage_writes;
         hal.power_cut_after = cut;
         let mut seen = HashSet::new();
-        let mut heap = TH::new();
+        let mut heap_mem = TH::new();
+        let mut heap = heap_mem.heap();
         let h = heap.alloc().unwrap();
         for i in 0..100u8 {
             heap.set_request(h, &[i & 0x7f, i]).unwrap();
@@ -620,7 +625,8 @@ fn storage_failure_on_receive_drops_the_plaintext() {
     let (mut cli, mut chal) = end::<Aes128>(Role::Client, 0, 0);
     let p = send(&mut cli, &mut chal, &[0x44, 1, 2]);
     dhal.power_cut_after = Some(0);
-    let mut heap = TH::new();
+    let mut heap_mem = TH::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, &p).unwrap();
     assert_eq!(dev.receive(&mut heap, h, &mut dhal), Err(Error::Storage));
@@ -642,7 +648,8 @@ fn a_failed_announced_send_still_uses_its_nonce() {
     let (mut s, mut hal) = end::<Aes128>(Role::Device, 0, 0);
     let announced = s.next_packet_id();
     // A heap with no room for the packet: the send fails...
-    let mut heap = Heap::<24, 1>::new();
+    let mut heap_mem = HeapMem::<24, 1>::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, &[0x01; 8]).unwrap();
     assert_eq!(
@@ -652,7 +659,8 @@ fn a_failed_announced_send_still_uses_its_nonce() {
     // ...and the announced ID is never announced again.
     assert_ne!(s.next_packet_id(), announced);
     // A send that succeeds uses exactly one nonce.
-    let mut heap = Heap::<256, 1>::new();
+    let mut heap_mem = HeapMem::<256, 1>::new();
+    let mut heap = heap_mem.heap();
     let h = heap.alloc().unwrap();
     heap.set_request(h, &[0x01; 8]).unwrap();
     let before = s.next_send_nonce();

@@ -8,7 +8,7 @@ use super::{F_CMD_LAST, F_MCUSLEEP_INVOKED, F_MCU_SLEEPING, IN_PARALLEL, ONE, RE
 use super::{MEDIUM, SMALL, TINY, WAIT_MCUSLEEP, WAIT_MCUSLEEP_TXON, WAIT_PLUGIN, WAIT_SLEEP};
 use crate::error::Error;
 use crate::hal::WaitingFor;
-use crate::heap::{Handle, HeapOps, Part};
+use crate::heap::{Handle, Heap, Part};
 use crate::plugins::{Bodypart, PluginFault, PluginStep};
 use half::f16;
 
@@ -23,12 +23,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
 
     /// Truncates the body that starts at `body_at` so that the frame fits the reply
     /// buffer limit; returns true if it did.
-    pub(super) fn fit(
-        &self,
-        heap: &mut dyn HeapOps,
-        hr: Handle,
-        body_at: usize,
-    ) -> Result<bool, Exc> {
+    pub(super) fn fit(&self, heap: &mut Heap<'_>, hr: Handle, body_at: usize) -> Result<bool, Exc> {
         let limit = usize::from(self.cfg.max_reply_buffer).saturating_sub(3);
         if body_at > limit {
             return Err(Exc::OutOfMemory);
@@ -43,7 +38,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     pub(super) fn close(
         &mut self,
         ti: usize,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         hr: Handle,
         body_at: usize,
         truncated: bool,
@@ -62,7 +57,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// Copies program bytes `[from, from+len)` of `h` to the reply of `hr`; returns
     /// true if the heap ran out of room (the copy is then truncated).
     pub(super) fn copy_program(
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         hr: Handle,
         from: usize,
@@ -83,7 +78,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     }
 
     pub(super) fn read_field(
-        heap: &dyn HeapOps,
+        heap: &Heap<'_>,
         hr: Handle,
         idx: usize,
         fields: &[u8],
@@ -107,7 +102,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
 
     pub(super) fn devicecaps(
         &self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         hr: Handle,
         fields: &[u8],
     ) -> Result<bool, Exc> {
@@ -190,7 +185,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     pub(super) fn step(
         &mut self,
         ti: usize,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         hal: &mut dyn VmHal,
@@ -438,7 +433,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 let idx = self.frame_count_check(ti, reply)?;
                 let span = reply::nth_frame(heap, hr, idx).map_err(exc_of)?;
-                let (_, rep) = heap.split_mut(hr).map_err(exc_of)?;
+                let rep = heap.reply_mut(hr).map_err(exc_of)?;
                 rep.get_mut(..span.end)
                     .ok_or(Exc::InvalidReplyNumber)?
                     .rotate_right(span.end - span.start);

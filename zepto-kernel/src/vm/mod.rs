@@ -20,7 +20,7 @@ mod stack;
 
 use crate::error::Error;
 use crate::hal::{Clock, McuSleep, Pins, Transceiver, WaitingFor, WakeReason, Watchdog};
-use crate::heap::{Handle, HeapOps};
+use crate::heap::{Handle, Heap};
 use crate::plugins::Bodypart;
 use half::f16;
 use insn::ReplyFlags;
@@ -337,7 +337,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// Command"). The reply of `h` becomes the reply buffer.
     pub fn start(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         flags: ExecFlags,
         plugins: &mut [Bodypart<'_>],
@@ -364,7 +364,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// the wake reason (they check their own condition); SLEEP checks the clock.
     pub fn resume(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         hal: &mut dyn VmHal,
@@ -380,7 +380,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// Aborts the running program: waiting plugins are told to drop their call and
     /// the heap blocks of pseudo-threads are freed. The reply of the program's handle
     /// is left as it is.
-    pub fn abort(&mut self, heap: &mut dyn HeapOps, plugins: &mut [Bodypart<'_>]) {
+    pub fn abort(&mut self, heap: &mut Heap<'_>, plugins: &mut [Bodypart<'_>]) {
         self.release(heap, plugins, None);
         self.main.status = FINISHED;
         self.flags = 0;
@@ -391,7 +391,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// could not be appended.
     fn release(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         plugins: &mut [Bodypart<'_>],
         merge_into: Option<Handle>,
     ) -> bool {
@@ -456,7 +456,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
 
     fn run(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         hal: &mut dyn VmHal,
@@ -528,7 +528,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// their expression stacks already lie on top of the main one.
     fn join(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
     ) -> Result<(), Exc> {
@@ -561,7 +561,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
 
     fn exit(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         flags: ReplyFlags,
@@ -598,7 +598,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// Turns the reply buffer into the exception reply and ends the program.
     fn raise(
         &mut self,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         code: Exc,
@@ -649,7 +649,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     fn run_ctx(
         &mut self,
         ti: usize,
-        heap: &mut dyn HeapOps,
+        heap: &mut Heap<'_>,
         h: Handle,
         plugins: &mut [Bodypart<'_>],
         hal: &mut dyn VmHal,

@@ -9,7 +9,7 @@
 use super::ExceptionCode;
 use crate::encoding;
 use crate::error::Error;
-use crate::heap::{Handle, HeapOps};
+use crate::heap::{Handle, Heap};
 
 /// Optional header type of Plugin-Exception.
 pub const HEADER_PLUGIN_EXCEPTION: u8 = 0;
@@ -185,17 +185,12 @@ pub(crate) fn exception_header(
 
 /// Inserts `data` at `at` of the reply of `h` (append, then rotate into place); `at`
 /// beyond the reply is an error that leaves the reply as it was.
-pub(crate) fn insert(
-    heap: &mut dyn HeapOps,
-    h: Handle,
-    at: usize,
-    data: &[u8],
-) -> Result<(), Error> {
+pub(crate) fn insert(heap: &mut Heap<'_>, h: Handle, at: usize, data: &[u8]) -> Result<(), Error> {
     if at > heap.reply_len(h)? {
         return Err(Error::ValueOutOfRange);
     }
     heap.append_reply(h, data)?;
-    let (_, rep) = heap.split_mut(h)?;
+    let rep = heap.reply_mut(h)?;
     rep.get_mut(at..)
         .ok_or(Error::ValueOutOfRange)?
         .rotate_right(data.len());
@@ -203,9 +198,9 @@ pub(crate) fn insert(
 }
 
 /// Removes `n` bytes at `at` from the reply of `h`.
-pub(crate) fn remove(heap: &mut dyn HeapOps, h: Handle, at: usize, n: usize) -> Result<(), Error> {
+pub(crate) fn remove(heap: &mut Heap<'_>, h: Handle, at: usize, n: usize) -> Result<(), Error> {
     let len = {
-        let (_, rep) = heap.split_mut(h)?;
+        let rep = heap.reply_mut(h)?;
         let tail = rep.get_mut(at..).ok_or(Error::ValueOutOfRange)?;
         if n > tail.len() {
             return Err(Error::ValueOutOfRange);
@@ -219,7 +214,7 @@ pub(crate) fn remove(heap: &mut dyn HeapOps, h: Handle, at: usize, n: usize) -> 
 /// Finishes a frame whose body starts at `body_at` and runs to the end of the reply:
 /// inserts the optional Plugin-Exception header and FLAGS-AND-SIZE in front of it.
 pub(crate) fn close_frame(
-    heap: &mut dyn HeapOps,
+    heap: &mut Heap<'_>,
     h: Handle,
     body_at: usize,
     truncated: bool,
@@ -253,7 +248,7 @@ pub(crate) fn close_frame(
 }
 
 /// Offset of frame `index` (0-based) in the reply of `h`.
-pub(crate) fn nth_frame(heap: &dyn HeapOps, h: Handle, index: usize) -> Result<FrameSpan, Error> {
+pub(crate) fn nth_frame(heap: &Heap<'_>, h: Handle, index: usize) -> Result<FrameSpan, Error> {
     let buf = heap.reply(h)?;
     let mut pos = 0;
     let mut i = 0;
@@ -282,7 +277,7 @@ pub(crate) fn resolve_reply_number(n: i16, count: u8) -> Result<usize, Exception
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heap::Heap;
+    use crate::heap::HeapMem;
     use proptest::prelude::*;
 
     proptest! {
@@ -294,7 +289,8 @@ mod tests {
             data in proptest::collection::vec(any::<u8>(), 0..8),
             at in 0usize..48,
         ) {
-            let mut heap = Heap::<128, 2>::new();
+            let mut heap_mem = HeapMem::<128, 2>::new();
+            let mut heap = heap_mem.heap();
             let h = heap.alloc().unwrap();
             heap.append_reply(h, &reply).unwrap();
             let r = insert(&mut heap, h, at, &data);
