@@ -118,7 +118,16 @@ impl<T: BlockCipher128 + KeyInit128> ChecksumAes for T {}
 
 /// [`checksum`] computed with the AES-128 implementation `A`.
 pub fn checksum_with<A: ChecksumAes>(data: &[u8]) -> [u8; 16] {
-    crate::eax::cmac(&A::new(&CHECKSUM_KEY), data)
+    crate::eax::cmac(&expand::<A>(&CHECKSUM_KEY), data)
+}
+
+/// The checksum's cipher, its key expanded out of line: the key schedule's frame
+/// then does not add to the frame that holds the round keys during the CMAC (where
+/// the key schedule is inlined, e.g. with Speck as SASP's cipher, that frame is on
+/// a device's deepest stack path).
+#[inline(never)]
+fn expand<A: ChecksumAes>(key: &[u8; 16]) -> A {
+    A::new(key)
 }
 
 /// The ENABLE_ZEPTOERR extra header.
