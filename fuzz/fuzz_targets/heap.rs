@@ -2,7 +2,7 @@
 //! accounting must stay consistent.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zepto_kernel::{Handle, Heap, HeapMem};
+use zepto_kernel::{Handle, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
     let mut heap_mem = HeapMem::<128, 4>::new();

@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zepto_kernel::encoding;
-use zepto_kernel::{Heap, HeapMem};
+use zepto_kernel::HeapMem;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {

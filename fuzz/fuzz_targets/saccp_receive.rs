@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use zepto_kernel::saccp::client::{decode_reply, Reply};
 use zepto_kernel::saccp::Saccp;
 use zepto_kernel::sagdp::PacketStatus;
-use zepto_kernel::{HandlerOutcome, Heap, HeapMem};
+use zepto_kernel::{HandlerOutcome, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
     let mut heap_mem = HeapMem::<1024, 4>::new();

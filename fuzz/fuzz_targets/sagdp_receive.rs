@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use zepto_kernel::sagdp::{PacketId, PacketStatus, Sagdp, State};
-use zepto_kernel::{Error, HandlerOutcome, Heap, HeapMem};
+use zepto_kernel::{Error, HandlerOutcome, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, mut rest)) = data.split_first() else {

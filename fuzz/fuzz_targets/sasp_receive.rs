@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use zepto_kernel::nonce_store::{BlankStart, NonceStore};
 use zepto_kernel::sasp::{Role, Sasp};
 use zepto_kernel::testhal::TestHal;
-use zepto_kernel::{HandlerOutcome, Heap, HeapMem};
+use zepto_kernel::{HandlerOutcome, HeapMem};
 
 const KEY: [u8; 16] = *b"zepto-fuzz-key!!";
 

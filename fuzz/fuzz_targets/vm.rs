@@ -8,7 +8,7 @@ use zepto_kernel::plugins::{Bodypart, DigitalPin, Echo, Ping, SimSensor};
 use zepto_kernel::testhal::TestHal;
 use zepto_kernel::vm::reply::decode_exception;
 use zepto_kernel::vm::{ExecFlags, Vm, VmConfig, VmMedium, VmOne, VmSmall, VmStep, VmTiny};
-use zepto_kernel::{Heap, HeapMem};
+use zepto_kernel::HeapMem;
 
 fn cfg() -> VmConfig {
     VmConfig {
