@@ -306,6 +306,8 @@ impl<A: ChecksumAes> Saccp<A> {
     ///
     /// Local failures (heap full, uninitialised) are errors; an Error Message status
     /// is [`Error::InvalidState`].
+    // Out of line (also from the pump): the checksum it computes first stays in this
+    // frame, not in the pump's, which is under every path of a device.
     #[inline(never)]
     pub fn receive(
         &mut self,
@@ -332,11 +334,10 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 
     /// [`Saccp::receive`] with the kept program's checksum computed beforehand by
-    /// [`Saccp::checksum_for`] on the same request. Crate-private: a stale checksum
-    /// would let a REPEAT run a program the client's checksum did not name, so only
-    /// the pump, which computes it right before, calls this.
+    /// [`Saccp::checksum_for`] on the same request. Private: a stale checksum would
+    /// let a REPEAT run a program the client's checksum did not name.
     #[inline(never)]
-    pub(crate) fn receive_with(
+    fn receive_with(
         &mut self,
         heap: &mut Heap<'_>,
         h: Handle,
