@@ -168,7 +168,13 @@ impl Heap<'_> {
 
     /// Bytes held by all blocks (requests plus replies).
     pub fn used_bytes(&self) -> usize {
-        self.blocks.iter().filter(|b| b.used).map(Block::len).sum()
+        let mut n = 0;
+        for b in self.blocks.iter() {
+            if b.used {
+                n += b.len();
+            }
+        }
+        n
     }
 
     /// Number of allocated handles.
@@ -242,6 +248,25 @@ impl Heap<'_> {
         Ok(())
     }
 
+    /// The non-empty blocks other than `skip` around the bytes `lo..hi`: the highest
+    /// end at or below `lo` (0 if none) and the lowest start at or above `hi` (the
+    /// arena's end if none). One scan for every question the moves ask.
+    fn around(&self, skip: usize, lo: usize, hi: usize) -> (usize, usize) {
+        let (mut below, mut above) = (0, self.arena.len());
+        for (j, b) in self.blocks.iter().enumerate() {
+            if j == skip || !b.used || b.len() == 0 {
+                continue;
+            }
+            if b.end() <= lo {
+                below = below.max(b.end());
+            }
+            if b.start as usize >= hi {
+                above = above.min(b.start as usize);
+            }
+        }
+        (below, above)
+    }
+
     /// Free bytes between the end of block `i` and the next non-empty block (or the
     /// end of the arena).
     fn gap_after(&self, i: usize) -> usize {
@@ -249,26 +274,12 @@ impl Heap<'_> {
             return 0;
         };
         let end = me.end();
-        let next = self
-            .blocks
-            .iter()
-            .enumerate()
-            .filter(|(j, b)| *j != i && b.used && b.len() > 0 && b.start as usize >= end)
-            .map(|(_, b)| b.start as usize)
-            .min()
-            .unwrap_or(self.arena.len());
-        next.saturating_sub(end)
+        self.around(i, 0, end).1.saturating_sub(end)
     }
 
     /// Highest end of any non-empty block other than `skip`.
     fn top_excluding(&self, skip: usize) -> usize {
-        self.blocks
-            .iter()
-            .enumerate()
-            .filter(|(j, b)| *j != skip && b.used && b.len() > 0)
-            .map(|(_, b)| b.end())
-            .max()
-            .unwrap_or(0)
+        self.around(skip, self.arena.len(), usize::MAX).0
     }
 
     /// Packs all non-empty blocks towards offset 0, keeping their order.
@@ -277,14 +288,14 @@ impl Heap<'_> {
         let mut last: Option<(usize, usize)> = None;
         loop {
             // Next block in (start, index) order after `last`.
-            let next = self
-                .blocks
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.used && b.len() > 0)
-                .map(|(j, b)| (b.start as usize, j))
-                .filter(|k| last.is_none_or(|l| *k > l))
-                .min();
+            let mut next: Option<(usize, usize)> = None;
+            for (j, b) in self.blocks.iter().enumerate() {
+                let k = (b.start as usize, j);
+                if b.used && b.len() > 0 && last.is_none_or(|l| k > l) && next.is_none_or(|n| k < n)
+                {
+                    next = Some(k);
+                }
+            }
             let Some((start, j)) = next else {
                 break;
             };
@@ -553,14 +564,7 @@ impl Heap<'_> {
             return Err(Error::InvalidState);
         }
         let n = header.len();
-        let before = self
-            .blocks
-            .iter()
-            .enumerate()
-            .filter(|(j, b)| *j != i && b.used && b.len() > 0 && b.end() <= me.start as usize)
-            .map(|(_, b)| b.end())
-            .max()
-            .unwrap_or(0);
+        let before = self.around(i, me.start as usize, usize::MAX).0;
         let at = if me.start as usize - before >= n && me.len() > 0 {
             // Free bytes in front of the block: the header goes there.
             me.start as usize - n
