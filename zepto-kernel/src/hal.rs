@@ -56,20 +56,7 @@ impl WaitingFor {
 
     /// The pins waited for, with their values.
     pub fn pins(&self) -> impl Iterator<Item = (u8, bool)> + '_ {
-        (0..MAX_PINS as u8).filter_map(move |p| {
-            let (byte, bit) = (usize::from(p / 8), p % 8);
-            let watched = self
-                .pins_to_wait
-                .get(byte)
-                .is_some_and(|m| m & (1 << bit) != 0);
-            watched.then(|| {
-                let v = self
-                    .pin_values_to_wait
-                    .get(byte)
-                    .is_some_and(|m| m & (1 << bit) != 0);
-                (p, v)
-            })
-        })
+        PinIter { w: self, next: 0 }
     }
 
     /// True if the wait names neither a time nor a pin.
@@ -87,12 +74,43 @@ impl WaitingFor {
             timeout_ms,
             ..*self
         };
-        for (p, v) in other.pins() {
-            if let Ok(w) = out.with_pin(p, v) {
-                out = w;
+        // Bitwise, a byte of pins at a time: `other`'s pins are added with their
+        // values (as `with_pin` would add them one by one).
+        for (i, &m) in other.pins_to_wait.iter().enumerate() {
+            let v = other.pin_values_to_wait.get(i).copied().unwrap_or(0);
+            if let (Some(om), Some(ov)) = (
+                out.pins_to_wait.get_mut(i),
+                out.pin_values_to_wait.get_mut(i),
+            ) {
+                *om |= m;
+                *ov = (*ov & !m) | (v & m);
             }
         }
         out
+    }
+}
+
+/// The iterator of [`WaitingFor::pins`]: one plain loop over the bitmap.
+struct PinIter<'a> {
+    w: &'a WaitingFor,
+    next: u8,
+}
+
+impl Iterator for PinIter<'_> {
+    type Item = (u8, bool);
+
+    fn next(&mut self) -> Option<(u8, bool)> {
+        while usize::from(self.next) < MAX_PINS {
+            let p = self.next;
+            self.next += 1;
+            let (byte, bit) = (usize::from(p / 8), p % 8);
+            let mask = self.w.pins_to_wait.get(byte).copied().unwrap_or(0);
+            if mask & (1 << bit) != 0 {
+                let v = self.w.pin_values_to_wait.get(byte).copied().unwrap_or(0);
+                return Some((p, v & (1 << bit) != 0));
+            }
+        }
+        None
     }
 }
 
