@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
-    let role = if mode & 1 == 0 { Role::Device } else { Role::Client };
+    let role = if mode & 1 == 0 {
+        Role::Device
+    } else {
+        Role::Client
+    };
     let mut hal = TestHal::<64>::new(1);
     let store = NonceStore::open(&mut hal, 0, 16, [0; 4], BlankStart::Floor(0)).expect("open");
     let mut me: Sasp = Sasp::new(&KEY, role, store).expect("key");
@@ -26,12 +30,17 @@ fuzz_target!(|data: &[u8]| {
         body.to_vec()
     } else {
         // A genuine packet from the peer, XORed with the input.
-        let other = if role == Role::Device { Role::Client } else { Role::Device };
+        let other = if role == Role::Device {
+            Role::Client
+        } else {
+            Role::Device
+        };
         let mut phal = TestHal::<64>::new(2);
         let pstore =
             NonceStore::open(&mut phal, 0, 16, [0; 4], BlankStart::Floor(0)).expect("open");
         let mut peer: Sasp = Sasp::new(&KEY, other, pstore).expect("key");
-        heap.set_request(h, &[0x12, 1, 2, 3, 4, 5]).expect("request");
+        heap.set_request(h, &[0x12, 1, 2, 3, 4, 5])
+            .expect("request");
         peer.send(&mut heap, h, &mut phal).expect("send");
         let mut p = heap.reply(h).expect("reply").to_vec();
         genuine = body.iter().take(p.len()).all(|x| *x == 0);
