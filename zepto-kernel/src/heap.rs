@@ -815,6 +815,21 @@ mod tests {
     type H = HeapMem<64, 4>;
 
     #[test]
+    fn truncating_to_a_longer_length_keeps_the_reply() {
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
+        let h = heap.alloc().unwrap();
+        heap.append_reply(h, &[1, 2, 3, 4, 5]).unwrap();
+        // Lengths past 16 bits are longer than any reply, not taken modulo 2^16.
+        for len in [5, 6, 0xffff, 0x1_0000, 0x1_0002, usize::MAX] {
+            heap.truncate_reply(h, len).unwrap();
+            assert_eq!(heap.reply(h).unwrap(), &[1, 2, 3, 4, 5], "length {len}");
+        }
+        heap.truncate_reply(h, 2).unwrap();
+        assert_eq!(heap.reply(h).unwrap(), &[1, 2]);
+    }
+
+    #[test]
     fn request_reply_and_convert() {
         let mut heap_mem = H::new();
         let mut heap = heap_mem.heap();
