@@ -505,7 +505,9 @@ impl Heap<'_> {
     #[inline(never)]
     pub fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error> {
         let b = self.block_mut(h)?;
-        b.rep = b.rep.min(len as u16);
+        if len < usize::from(b.rep) {
+            b.rep = len as u16;
+        }
         Ok(())
     }
 
