@@ -607,6 +607,82 @@ mod tests {
         }
     }
 
+    /// The 16-byte nonce whose `N = OMAC^0(nonce)` is `n` under `key`: with
+    /// `E(0) = E([0; 15] || 0)` and `B = dbl(E(0))`, `N = E(E(0) ^ nonce ^ B)`, so
+    /// the nonce is `D(n) ^ E(0) ^ B` (AES decrypts).
+    fn nonce_for_n(key: &[u8; 16], n: [u8; 16]) -> [u8; 16] {
+        use aes::cipher::BlockDecrypt;
+        let c = aes(key);
+        let mut x = n;
+        c.decrypt_block((&mut x).into());
+        let mut e0 = [0u8; 16];
+        c.encrypt(&mut e0);
+        let mut b = e0;
+        dbl(&mut b);
+        xor_into(&mut x, &e0);
+        xor_into(&mut x, &b);
+        // The nonce really gives `n`.
+        let k = Keyed::new(&c);
+        let mut got = omac_input(&c, &k, 0, e0, &x);
+        c.encrypt(&mut got);
+        assert_eq!(got, n);
+        x
+    }
+
+    proptest! {
+        /// CTR's 128-bit counter wraps from ff..ff to 00..00 (and carries through
+        /// runs of ff bytes) as in the `eax` crate, in seal and in open: open
+        /// decrypts the crate's ciphertext, and a wrong tag leaves it as it was
+        /// (open counts its counter back to N before it encrypts the data back).
+        #[test]
+        fn counter_wraps_as_in_the_eax_crate(
+            key in any::<[u8; 16]>(),
+            ones in prop_oneof![Just(16usize), Just(15), Just(8), Just(1), 0usize..=16],
+            back in prop_oneof![Just(0u8), 0u8..6],
+            aad in proptest::collection::vec(any::<u8>(), 0..20),
+            msg in proptest::collection::vec(any::<u8>(), 1..90),
+            flip in any::<usize>(),
+        ) {
+            // N ends in `ones` bytes ff, the last one `back` less (the carry then
+            // comes `back` blocks in).
+            let mut n = [0x5au8; 16];
+            for b in n.iter_mut().rev().take(ones) {
+                *b = 0xff;
+            }
+            if ones > 0 {
+                n[15] = 0xff - back;
+            }
+            let nonce = nonce_for_n(&key, n);
+            let theirs = ::eax::Eax::<aes09::Aes128>::new_from_slice(&key).unwrap();
+            let mut want = msg.clone();
+            let want_tag = theirs
+                .encrypt_inout_detached(&nonce.into(), &aad, want.as_mut_slice().into())
+                .unwrap();
+            let eax = Eax::<Aes128>::new_from_slice(&key).unwrap();
+            let one = Eax::from_cipher(Singles(aes(&key)));
+            let ek = EaxKey::<Aes128>::new(&key);
+            let mut buf = msg.clone();
+            let tag = eax.seal(&nonce, &aad, &mut buf);
+            prop_assert_eq!(&buf, &want);
+            prop_assert_eq!(tag.as_slice(), want_tag.as_slice());
+            let mut bad = tag;
+            bad[flip % 16] ^= 1 << (flip % 8);
+            type Open<'a> = &'a dyn Fn(&mut [u8], &[u8]) -> Result<(), Error>;
+            let opens: [Open<'_>; 3] = [
+                &|b, t| eax.open(&nonce, &aad, b, t),
+                &|b, t| one.open(&nonce, &aad, b, t),
+                &|b, t| ek.open(&nonce, &aad, b, t),
+            ];
+            for open in opens {
+                let mut b = want.clone();
+                prop_assert_eq!(open(&mut b, &bad), Err(Error::AuthenticationFailed));
+                prop_assert_eq!(&b, &want);
+                prop_assert_eq!(open(&mut b, &want_tag), Ok(()));
+                prop_assert_eq!(&b, &msg);
+            }
+        }
+    }
+
     /// Speck-128/128 runs through the same code as AES.
     #[cfg(feature = "speck")]
     #[test]

@@ -495,7 +495,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         w
     }
 
-    /// Whether a VM wait has ended, and why. (Out of line, as [`Device::next_wait`].)
+    /// Whether a VM wait has ended, and why. (Out of line, as [`Pump::next_wait`].)
     #[inline(never)]
     fn wait_over<H: DeviceHal>(w: &VmWait, hal: &mut H) -> Option<WakeReason> {
         for (pin, value) in w.what.pins() {
