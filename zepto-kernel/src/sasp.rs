@@ -229,7 +229,7 @@ enum Source<'a> {
 /// One end of an SASP link: key, role, nonces and counters.
 #[derive(Debug)]
 pub struct Sasp<C: SaspCipher = DefaultCipher> {
-    /// The key (none before [`Sasp::start`] for a device built in place).
+    /// The key (none before [`crate::pump::Device::start`] for a device built in place).
     aead: Option<EaxKey<C>>,
     role: Role,
     nonces: NonceStore,
@@ -263,7 +263,7 @@ impl<C: SaspCipher> Sasp<C> {
     }
 
     /// An end with no key and a nonce store not opened: it sends nothing and
-    /// accepts nothing until [`Sasp::start`].
+    /// accepts nothing until the device is started ([`crate::pump::Device::start`]).
     pub(crate) const fn unkeyed(role: Role) -> Self {
         Self {
             aead: None,
