@@ -101,18 +101,6 @@ int zepto_random_fill(uint8_t *buf, size_t len)
 #endif
 }
 
-/* The random source: 2 = entropy driver, 1 = Zephyr's test generator, 0 = none. */
-int zepto_random_kind(void)
-{
-#if defined(CONFIG_TEST_RANDOM_GENERATOR)
-	return 1;
-#elif defined(CONFIG_ENTROPY_HAS_DRIVER)
-	return 2;
-#else
-	return 0;
-#endif
-}
-
 /*
  * The wall clock the blank-start policy trusts (CONFIG_ZEPTO_BLANK_START_HOST_CLOCK):
  * the host's, through ARM semihosting SYS_TIME (seconds since 1970, 32 bits unsigned,

@@ -33,7 +33,6 @@ pub type Link = crate::udp::UdpLink;
 
 extern "C" {
     fn zepto_random_fill(buf: *mut u8, len: usize) -> c_int;
-    fn zepto_random_kind() -> c_int;
     fn zepto_watchdog_start(timeout_ms: u32) -> c_int;
     fn zepto_watchdog_feed();
     fn zepto_wake_take(ms: i32) -> c_int;
@@ -84,10 +83,11 @@ impl ZephyrHal {
     /// the pins and arms the watchdog.
     pub fn new(link: Link) -> Self {
         let (mut size, mut granule) = (0usize, 1usize);
+        // Only the medium this build has can answer (and only its name is linked).
         // SAFETY: both pointers are valid for a write of one usize.
         let kind = match unsafe { zepto_storage_open(&mut size, &mut granule) } {
-            1 => StorageKind::Nvs,
-            2 => StorageKind::Semihost,
+            1 if cfg!(CONFIG_ZEPTO_STORAGE_NVS) => StorageKind::Nvs,
+            2 if cfg!(CONFIG_ZEPTO_STORAGE_SEMIHOST) => StorageKind::Semihost,
             _ => StorageKind::None,
         };
         // SAFETY: plain call into glue.c.
@@ -156,11 +156,12 @@ impl ZephyrHal {
 
     /// The board's random source, for the start-up line.
     pub fn random_source() -> &'static str {
-        // SAFETY: plain call into glue.c.
-        match unsafe { zepto_random_kind() } {
-            2 => "entropy driver",
-            1 => "test generator (not random)",
-            _ => "none",
+        if cfg!(CONFIG_TEST_RANDOM_GENERATOR) {
+            "test generator (not random)"
+        } else if cfg!(CONFIG_ENTROPY_HAS_DRIVER) {
+            "entropy driver"
+        } else {
+            "none"
         }
     }
 

@@ -104,8 +104,19 @@ fn start_device(
     }
     dev.start(key, hal)?;
     let (nfs, nlw) = (dev.nonces().nfs(), dev.nonces().nlw());
+    // Only the blank start this build can make has its line in the image: random
+    // with an entropy driver, otherwise the host clock's floor (a build that refuses
+    // blank records never starts blank).
     if !dev.nonces().started_blank() {
         say!("zepto: nonce records found (NFS ", nfs, ", NLW ", nlw, ")");
+    } else if cfg!(CONFIG_ZEPTO_BLANK_START_RANDOM_HIGH) {
+        say!(
+            "zepto: blank nonce records: random high start (NFS ",
+            nfs,
+            ", NLW ",
+            nlw,
+            ")"
+        );
     } else if let Some(secs) = start.hold_until {
         say!(
             "zepto: blank nonce records: host clock floor start at ",
@@ -116,31 +127,34 @@ fn start_device(
             nlw,
             "); sending from the next second"
         );
-    } else {
-        say!(
-            "zepto: blank nonce records: random high start (NFS ",
-            nfs,
-            ", NLW ",
-            nlw,
-            ")"
-        );
     }
     Ok(())
 }
 
-/// Says why blank records kept the network device off, and what to do.
+/// Says why blank records kept the network device off, and what to do. Each build
+/// carries only the reasons its blank start can give (`blank::choose`): the host
+/// clock's with `CONFIG_ZEPTO_BLANK_START_HOST_CLOCK`, the missing source with
+/// `CONFIG_ZEPTO_BLANK_START_REFUSE`; a random start never refuses.
 fn explain_refusal(why: Option<blank::Refusal>) {
     match why {
+        #[cfg(CONFIG_ZEPTO_BLANK_START_HOST_CLOCK)]
         Some(blank::Refusal::ClockOutOfRange(secs)) => say!(
             "zepto: blank nonce records, and the host clock reads ",
             secs,
             " s since 1970 (before 2024 or after 2093): no safe start, network device off (local clients still served). Set the host's clock, then restart"
         ),
+        #[cfg(CONFIG_ZEPTO_BLANK_START_HOST_CLOCK)]
         Some(blank::Refusal::NoClock) => say!(
             "zepto: blank nonce records, and the host clock cannot be read: no safe start, network device off (local clients still served). Run QEMU with -semihosting-config enable=on,target=native"
         ),
-        _ => say!(
+        #[cfg(CONFIG_ZEPTO_BLANK_START_REFUSE)]
+        Some(blank::Refusal::NoSource) => say!(
             "zepto: blank nonce records, and this build has no entropy driver and no clock to start them from (CONFIG_ZEPTO_BLANK_START_REFUSE): network device off (local clients still served). Restore the records, or build with an entropy driver (CONFIG_ENTROPY_GENERATOR) or with ARM semihosting's host clock (CONFIG_SEMIHOST)"
+        ),
+        _ => say!(
+            "zepto: device start failed (",
+            Error::NotProvisioned,
+            "): network device off"
         ),
     }
 }

@@ -33,7 +33,9 @@ const FRAME_LEN: usize = sadlp::encoded_len(MAX_PACKET);
 const RING_SIZE: usize = kconfig::CONFIG_ZEPTO_UART_RX_RING_SIZE as usize;
 
 /// Bytes received and not yet read by the pump; filled in interrupt (or poll thread)
-/// context, drained by the pump thread.
+/// context, drained by the pump thread. Every access borrows it inside a critical
+/// section and for that section only, so a borrow never finds it borrowed; the
+/// accesses use `try_borrow*` all the same, which links no panic path.
 static RX_RING: Mutex<RefCell<Deque<u8, RING_SIZE>>> = Mutex::new(RefCell::new(Deque::new()));
 
 /// Bytes dropped because the ring was full.
@@ -52,12 +54,12 @@ pub(crate) fn push_received(bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
-    let dropped = critical_section::with(|cs| {
-        let mut ring = RX_RING.borrow_ref_mut(cs);
-        bytes
+    let dropped = critical_section::with(|cs| match RX_RING.borrow(cs).try_borrow_mut() {
+        Ok(mut ring) => bytes
             .iter()
             .filter(|b| ring.push_back(**b).is_err())
-            .count()
+            .count(),
+        Err(_) => bytes.len(),
     });
     if dropped > 0 {
         RX_DROPPED.fetch_add(
@@ -71,7 +73,12 @@ pub(crate) fn push_received(bytes: &[u8]) {
 
 /// True if received bytes are waiting in the ring.
 pub fn rx_pending() -> bool {
-    critical_section::with(|cs| !RX_RING.borrow_ref(cs).is_empty())
+    critical_section::with(|cs| {
+        RX_RING
+            .borrow(cs)
+            .try_borrow()
+            .is_ok_and(|ring| !ring.is_empty())
+    })
 }
 
 /// Bytes dropped so far because the pump did not drain the ring in time.
@@ -100,7 +107,9 @@ impl UartPort {
     /// Moves up to `buf.len()` received bytes into `buf`; returns how many.
     pub fn read(&self, buf: &mut [u8]) -> usize {
         critical_section::with(|cs| {
-            let mut ring = RX_RING.borrow_ref_mut(cs);
+            let Ok(mut ring) = RX_RING.borrow(cs).try_borrow_mut() else {
+                return 0;
+            };
             let mut n = 0;
             for slot in buf.iter_mut() {
                 match ring.pop_front() {
