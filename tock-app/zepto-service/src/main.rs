@@ -51,15 +51,17 @@ const SLOTS: usize = MAX_PROCESSES as usize;
 const PROGRAM: usize = 96;
 
 type Vm = VmSmall<4, 8>;
-/// Heap arena and handles of the pump, and of the service (the same sizes, so
-/// both use one copy of the heap's code: about 3.4 KB less than a smaller
-/// service heap, for 288 B more RAM).
+/// Heap arena and handles of the pump.
 const HEAP: usize = 640;
 const HANDLES: usize = 6;
+/// Heap arena and handles of the service: a request and its reply at a time
+/// (the heap's code is one copy whatever the sizes).
+const SVC_HEAP: usize = 384;
+const SVC_HANDLES: usize = 2;
 /// Network events kept per poll for the console log (the pump's default).
 const EVENTS: usize = zepto_kernel::pump::EVENT_LOG;
 type Dev<'t, 'p> = Device<'t, 'p, Vm, DefaultCipher, HEAP, HANDLES, EVENTS>;
-type Svc<'t, 'p> = Service<'t, 'p, Vm, SLOTS, PROGRAM, HEAP, HANDLES>;
+type Svc<'t, 'p> = Service<'t, 'p, Vm, SLOTS, PROGRAM, SVC_HEAP, SVC_HANDLES>;
 
 /// Longest sleep between two rounds of work: pins (no GPIO interrupts used)
 /// and the clock's 32-bit wrap are checked at least this often.
