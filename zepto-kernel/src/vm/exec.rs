@@ -434,9 +434,8 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 let idx = self.frame_count_check(ti, reply)?;
                 let span = reply::nth_frame(heap, hr, idx).map_err(exc_of)?;
                 let rep = heap.reply_mut(hr).map_err(exc_of)?;
-                rep.get_mut(..span.end)
-                    .ok_or(Exc::InvalidReplyNumber)?
-                    .rotate_right(span.end - span.start);
+                let front = rep.get_mut(..span.end).ok_or(Exc::InvalidReplyNumber)?;
+                reply::rotate_left(front, span.start);
             }
             op::PUSHEXPR_CONSTANT if small => {
                 let value = r.half();

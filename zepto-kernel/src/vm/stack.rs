@@ -2,7 +2,7 @@
 //! the pseudo-threads of a PARALLEL as described in `docs/vm.md`.
 
 use super::insn::{self, Operand, Target};
-use super::{expr, Exc, Vm};
+use super::{expr, reply, Exc, Vm};
 use half::f16;
 
 impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVEL, RS, ES, PT> {
@@ -75,7 +75,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             .expr
             .get_mut(abs..=total)
             .ok_or(Exc::ExprStackInvalidOffset)?;
-        slice.rotate_right(1);
+        reply::rotate_left(slice, slice.len() - 1);
         if let Some(s) = slice.first_mut() {
             *s = v;
         }
@@ -90,7 +90,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             .expr
             .get_mut(abs..total)
             .ok_or(Exc::ExprStackInvalidOffset)?;
-        slice.rotate_left(1);
+        reply::rotate_left(slice, 1);
         let c = self.ctx_mut(ti)?;
         c.expr_len = c.expr_len.checked_sub(1).ok_or(Exc::ExprStackUnderflow)?;
         Ok(())
