@@ -492,25 +492,15 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 self.binop_ex(ti, op, a, b, dst)?;
             }
-            op::JMPIFEXPR_LT..=op::JMPIFEXPR_NE if small => {
-                let cmp = Cmp::from_index(opcode - op::JMPIFEXPR_LT);
+            // The plain form compares the popped top; the _EX form an operand.
+            op::JMPIFEXPR_LT..=op::JMPIFEXPR_EX_NE if small => {
+                let i = opcode - op::JMPIFEXPR_LT;
+                let src = (i >= 4).then(|| r.operand());
                 let threshold = r.half();
                 let delta = r.sint2();
                 new_pc = next(&r)?;
-                let v = self.pop(ti)?;
-                if expr::holds(cmp, expr::key(v), expr::key(threshold)) {
-                    new_pc = Self::jump(&c, new_pc, delta)?;
-                }
-            }
-            op::JMPIFEXPR_EX_LT..=op::JMPIFEXPR_EX_NE if small => {
-                let cmp = Cmp::from_index(opcode - op::JMPIFEXPR_EX_LT);
-                let src = r.operand();
-                let threshold = r.half();
-                let delta = r.sint2();
-                new_pc = next(&r)?;
-                let (v, slot) = self.operand(ti, src)?;
-                self.pop_slots(ti, slot, None)?;
-                if expr::holds(cmp, expr::key(v), expr::key(threshold)) {
+                let v = self.take(ti, src)?;
+                if expr::holds(Cmp::from_index(i & 3), expr::key(v), expr::key(threshold)) {
                     new_pc = Self::jump(&c, new_pc, delta)?;
                 }
             }
@@ -546,15 +536,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                     }
                 }
                 new_pc = next(&r)?;
-                let v = match src {
-                    Some(src) => {
-                        let (v, slot) = self.operand(ti, src)?;
-                        self.pop_slots(ti, slot, None)?;
-                        v
-                    }
-                    None => self.pop(ti)?,
-                };
-                let v = expr::to_int(v);
+                let v = expr::to_int(self.take(ti, src)?);
                 let mut cases = Rd::new(code.get(start..).unwrap_or(&[]));
                 for _ in 0..count {
                     let (k, d) = (cases.sint2(), cases.sint2());

@@ -125,6 +125,19 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         }
     }
 
+    /// The value an instruction consumes: operand `src` (its slot popped if it
+    /// says so), or with `None` the popped top of the stack.
+    pub(super) fn take(&mut self, ti: usize, src: Option<Operand>) -> Result<f16, Exc> {
+        match src {
+            Some(src) => {
+                let (v, slot) = self.operand(ti, src)?;
+                self.pop_slots(ti, slot, None)?;
+                Ok(v)
+            }
+            None => self.pop(ti),
+        }
+    }
+
     /// Pops the given slots (highest first, each once).
     pub(super) fn pop_slots(
         &mut self,
