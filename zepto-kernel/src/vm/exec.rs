@@ -454,17 +454,11 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 };
                 self.push(ti, v)?;
             }
-            op::EXPRUNOP if small => {
+            // The plain forms work on the top of the stack, the _EX forms on
+            // operands, the _EX2 forms also store where their target says.
+            op::EXPRUNOP..=op::EXPRUNOP_EX2 if small => {
                 let op = r.unop();
-                new_pc = next(&r)?;
-                let v = self.pop(ti)?;
-                if op != UnOp::Pop {
-                    self.push(ti, expr::unop(op, v))?;
-                }
-            }
-            op::EXPRUNOP_EX | op::EXPRUNOP_EX2 if small => {
-                let op = r.unop();
-                let src = r.operand();
+                let src = (opcode != op::EXPRUNOP).then(|| r.operand());
                 let dst = if opcode == op::EXPRUNOP_EX2 {
                     r.target()
                 } else {
@@ -473,24 +467,16 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 self.unop_ex(ti, op, src, dst)?;
             }
-            op::EXPRBINOP if small => {
+            op::EXPRBINOP..=op::EXPRBINOP_EX2 if small => {
                 let op = r.binop();
-                new_pc = next(&r)?;
-                let b = self.pop(ti)?;
-                let a = self.pop(ti)?;
-                self.push(ti, expr::binop(op, a, b))?;
-            }
-            op::EXPRBINOP_EX | op::EXPRBINOP_EX2 if small => {
-                let op = r.binop();
-                let a = r.operand();
-                let b = r.operand();
+                let ab = (opcode != op::EXPRBINOP).then(|| (r.operand(), r.operand()));
                 let dst = if opcode == op::EXPRBINOP_EX2 {
                     r.target()
                 } else {
                     Target::Push
                 };
                 new_pc = next(&r)?;
-                self.binop_ex(ti, op, a, b, dst)?;
+                self.binop_ex(ti, op, ab, dst)?;
             }
             // The plain form compares the popped top; the _EX form an operand.
             op::JMPIFEXPR_LT..=op::JMPIFEXPR_EX_NE if small => {

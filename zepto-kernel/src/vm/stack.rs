@@ -193,17 +193,19 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         Ok(*s)
     }
 
+    /// EXPRUNOP (`src` `None`: the top of the stack) and its _EX forms.
     pub(super) fn unop_ex(
         &mut self,
         ti: usize,
         op: insn::UnOp,
-        src: Operand,
+        src: Option<Operand>,
         dst: Target,
     ) -> Result<(), Exc> {
         if op == insn::UnOp::Pop {
             return match src {
-                Operand::Immediate(_) => Err(Exc::InvalidParameter),
-                Operand::Stack { offset, .. } => {
+                None => self.pop(ti).map(drop),
+                Some(Operand::Immediate(_)) => Err(Exc::InvalidParameter),
+                Some(Operand::Stack { offset, .. }) => {
                     let (abs, frozen) = self.resolve(ti, offset)?;
                     if frozen {
                         return Err(Exc::ExprStackFrozenViolation);
@@ -212,22 +214,31 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 }
             };
         }
-        let (v, slot) = self.operand(ti, src)?;
-        self.pop_slots(ti, slot, None)?;
+        let v = self.take(ti, src)?;
         self.store(ti, dst, expr::unop(op, v))
     }
 
+    /// EXPRBINOP (`ab` `None`: the two topmost values, the top one second) and its
+    /// _EX forms.
     pub(super) fn binop_ex(
         &mut self,
         ti: usize,
         op: insn::BinOp,
-        a: Operand,
-        b: Operand,
+        ab: Option<(Operand, Operand)>,
         dst: Target,
     ) -> Result<(), Exc> {
-        let (x, sa) = self.operand(ti, a)?;
-        let (y, sb) = self.operand(ti, b)?;
-        self.pop_slots(ti, sa, sb)?;
+        let (x, y) = match ab {
+            Some((a, b)) => {
+                let (x, sa) = self.operand(ti, a)?;
+                let (y, sb) = self.operand(ti, b)?;
+                self.pop_slots(ti, sa, sb)?;
+                (x, y)
+            }
+            None => {
+                let y = self.pop(ti)?;
+                (self.pop(ti)?, y)
+            }
+        };
         self.store(ti, dst, expr::binop(op, x, y))
     }
 }
