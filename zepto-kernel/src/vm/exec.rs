@@ -478,15 +478,37 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 self.binop_ex(ti, op, ab, dst)?;
             }
-            // The plain form compares the popped top; the _EX form an operand.
-            op::JMPIFEXPR_LT..=op::JMPIFEXPR_EX_NE if small => {
+            // JMPIFEXPR compares the popped top, its _EX form an operand, and
+            // INCANDJMPIF / DECANDJMPIF a slot they change in place; the low two
+            // bits of the opcode's distance from JMPIFEXPR_LT give the comparison
+            // (Lt for INCANDJMPIF, Gt for DECANDJMPIF).
+            op::JMPIFEXPR_LT..=op::JMPIFEXPR_EX_NE | op::INCANDJMPIF | op::DECANDJMPIF if small => {
                 let i = opcode - op::JMPIFEXPR_LT;
-                let src = (i >= 4).then(|| r.operand());
+                let in_place = opcode >= op::INCANDJMPIF;
+                let mut offset = 0;
+                let mut src = None;
+                if in_place {
+                    offset = r.sint2();
+                    if offset == 0 {
+                        return Err(r.bail(Exc::InvalidParameter));
+                    }
+                } else if i >= 4 {
+                    src = Some(r.operand());
+                }
                 let threshold = r.half();
                 let delta = r.sint2();
                 new_pc = next(&r)?;
-                let v = self.take(ti, src)?;
-                if expr::holds(Cmp::from_index(i & 3), expr::key(v), expr::key(threshold)) {
+                let v = if in_place {
+                    let op = if opcode == op::INCANDJMPIF {
+                        UnOp::Inc
+                    } else {
+                        UnOp::Dec
+                    };
+                    self.modify(ti, offset, |x| expr::unop(op, x))?
+                } else {
+                    self.take(ti, src)?
+                };
+                if expr::holds(Cmp::from_index(i), expr::key(v), expr::key(threshold)) {
                     new_pc = Self::jump(&c, new_pc, delta)?;
                 }
             }
@@ -530,24 +552,6 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                         new_pc = Self::jump(&c, new_pc, d)?;
                         break;
                     }
-                }
-            }
-            op::INCANDJMPIF | op::DECANDJMPIF if small => {
-                let offset = r.sint2();
-                if offset == 0 {
-                    return Err(r.bail(Exc::InvalidParameter));
-                }
-                let threshold = expr::key(r.half());
-                let delta = r.sint2();
-                new_pc = next(&r)?;
-                let (op, cmp) = if opcode == op::INCANDJMPIF {
-                    (UnOp::Inc, Cmp::Lt)
-                } else {
-                    (UnOp::Dec, Cmp::Gt)
-                };
-                let v = self.modify(ti, offset, |x| expr::unop(op, x))?;
-                if expr::holds(cmp, expr::key(v), threshold) {
-                    new_pc = Self::jump(&c, new_pc, delta)?;
                 }
             }
             op::PARALLEL if medium => {
