@@ -235,7 +235,6 @@ pub(crate) fn close_frame(
 ) -> Result<(), Error> {
     let body_len = heap.reply_len(h)?.saturating_sub(body_at);
     let v = ((body_len as u64) << 2) | 1 | (u64::from(truncated) << 1);
-    let (fs, fsn) = encoding::uint_to_array(v, 2)?;
     let mut hdr = [0u8; 20];
     let mut n = 0;
     if let Some(e) = exception {
@@ -253,10 +252,7 @@ pub(crate) fn close_frame(
             .copy_from_slice(data.get(..d).unwrap_or(&[]));
         n += d;
     }
-    hdr.get_mut(n..n + fsn)
-        .ok_or(Error::BufferTooSmall)?
-        .copy_from_slice(fs.get(..fsn).unwrap_or(&[]));
-    n += fsn;
+    n += encoding::encode_uint(v, 2, hdr.get_mut(n..).unwrap_or(&mut []))?;
     insert(heap, h, body_at, hdr.get(..n).unwrap_or(&[]))
 }
 
