@@ -100,65 +100,59 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         value.ok_or(Exc::InvalidParameter)
     }
 
-    pub(super) fn devicecaps(
-        &self,
-        heap: &mut Heap<'_>,
-        hr: Handle,
-        fields: &[u8],
-    ) -> Result<bool, Exc> {
+    /// Appends the DEVICECAPS answer for indicator `f`; returns true if it did not
+    /// fit.
+    pub(super) fn devicecap(&self, heap: &mut Heap<'_>, hr: Handle, f: u8) -> Result<bool, Exc> {
         let mut out = [0u8; 12];
-        for f in fields {
-            let mut n = 0;
-            let put_uint = |v: u64, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
-                let v = if caps {
-                    v.min(0x7fff) << 1
-                } else {
-                    v.min(0xffff)
-                };
-                *n += crate::encoding::encode_uint(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
-                    .unwrap_or(0);
+        let mut n = 0;
+        let put_uint = |v: u64, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
+            let v = if caps {
+                v.min(0x7fff) << 1
+            } else {
+                v.min(0xffff)
             };
-            match *f {
-                caps::SACCP_GUARANTEED_PAYLOAD => put_uint(
-                    u64::from(self.cfg.guaranteed_payload),
-                    true,
-                    &mut n,
-                    &mut out,
-                ),
-                caps::LEVEL => {
-                    out[0] = LEVEL;
-                    n = 1;
-                }
-                caps::REPLY_BUFFER_AND_EXPR_STACK_BYTE_SIZES => {
-                    let r = u64::from(self.cfg.max_reply_buffer);
-                    let e = (ES * 2) as u64;
-                    put_uint(r, true, &mut n, &mut out);
-                    put_uint(e, false, &mut n, &mut out);
-                    put_uint(r + e, false, &mut n, &mut out);
-                }
-                caps::REPLY_STACK_SIZE => put_uint(
-                    if RS == 0 { 255 } else { RS as u64 },
-                    true,
-                    &mut n,
-                    &mut out,
-                ),
-                caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => {
-                    out[0] = caps::FLOAT_HALF;
-                    n = 1;
-                }
-                caps::MAX_PSEUDOTHREADS => put_uint(PT as u64, true, &mut n, &mut out),
-                _ => {
-                    out[0] = caps::UNSUPPORTED;
-                    n = 1;
-                }
+            *n += crate::encoding::encode_uint(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
+                .unwrap_or(0);
+        };
+        match f {
+            caps::SACCP_GUARANTEED_PAYLOAD => put_uint(
+                u64::from(self.cfg.guaranteed_payload),
+                true,
+                &mut n,
+                &mut out,
+            ),
+            caps::LEVEL => {
+                out[0] = LEVEL;
+                n = 1;
             }
-            match heap.append_reply(hr, out.get(..n).unwrap_or(&[])) {
-                Ok(()) => {}
-                Err(Error::OutOfMemory) => return Ok(true),
-                Err(e) => return Err(exc_of(e)),
+            caps::REPLY_BUFFER_AND_EXPR_STACK_BYTE_SIZES => {
+                let r = u64::from(self.cfg.max_reply_buffer);
+                let e = (ES * 2) as u64;
+                put_uint(r, true, &mut n, &mut out);
+                put_uint(e, false, &mut n, &mut out);
+                put_uint(r + e, false, &mut n, &mut out);
+            }
+            caps::REPLY_STACK_SIZE => put_uint(
+                if RS == 0 { 255 } else { RS as u64 },
+                true,
+                &mut n,
+                &mut out,
+            ),
+            caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => {
+                out[0] = caps::FLOAT_HALF;
+                n = 1;
+            }
+            caps::MAX_PSEUDOTHREADS => put_uint(PT as u64, true, &mut n, &mut out),
+            _ => {
+                out[0] = caps::UNSUPPORTED;
+                n = 1;
             }
         }
-        Ok(false)
+        match heap.append_reply(hr, out.get(..n).unwrap_or(&[])) {
+            Ok(()) => Ok(false),
+            Err(Error::OutOfMemory) => Ok(true),
+            Err(e) => Err(exc_of(e)),
+        }
     }
 
     pub(super) fn jump(c: &Ctx, next: u16, delta: i16) -> Result<u16, Exc> {
@@ -209,23 +203,25 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             op::DEVICECAPS => {
                 while r.u8() != 0 {}
                 new_pc = next(&r)?;
-                let (from, n) = (pc + 1, usize::from(new_pc - c.pc) - 2);
                 self.check_new_frame(ti)?;
                 let at = heap.reply_len(hr).map_err(exc_of)?;
-                let mut f = [0u8; 16];
                 let mut trunc = false;
-                let mut done = 0;
-                while done < n {
-                    let k = (n - done).min(f.len());
-                    let src = heap
+                // Once a field does not fit, the fields after it up to the next
+                // group of 16 are left out too (the reply then says truncated).
+                let mut full = false;
+                for (k, p) in (pc + 1..usize::from(new_pc) - 1).enumerate() {
+                    full &= k % 16 != 0;
+                    if full {
+                        continue;
+                    }
+                    let f = heap
                         .request(h)
                         .map_err(exc_of)?
-                        .get(from + done..from + done + k)
+                        .get(p)
+                        .copied()
                         .ok_or(Exc::InvalidInstruction)?;
-                    let dst = f.get_mut(..k).ok_or(Exc::InvalidInstruction)?;
-                    dst.copy_from_slice(src);
-                    trunc |= self.devicecaps(heap, hr, dst)?;
-                    done += k;
+                    full = self.devicecap(heap, hr, f)?;
+                    trunc |= full;
                 }
                 self.close(ti, heap, hr, at, trunc, None)?;
             }
