@@ -408,22 +408,6 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 new_pc = Self::jump(&c, new_pc, delta)?;
             }
-            op::JMPIFREPLYFIELD_LT..=op::JMPIFREPLYFIELD_NE if tiny => {
-                let cmp = Cmp::from_index(opcode - op::JMPIFREPLYFIELD_LT);
-                let reply = r.sint2();
-                let fields = r.fields();
-                let threshold = r.sint2();
-                let delta = r.sint2();
-                new_pc = next(&r)?;
-                let idx = self.frame_count_check(ti, reply)?;
-                let v = match Self::read_field(heap, hr, idx, fields)? {
-                    FieldValue::Int(i) => expr::int_key(i),
-                    FieldValue::Half(x) => expr::key(x),
-                };
-                if expr::holds(cmp, v, expr::int_key(i64::from(threshold))) {
-                    new_pc = Self::jump(&c, new_pc, delta)?;
-                }
-            }
             op::MOVEREPLYTOFRONT if tiny => {
                 let reply = r.sint2();
                 new_pc = next(&r)?;
@@ -474,16 +458,33 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 self.binop_ex(ti, op, ab, dst)?;
             }
-            // JMPIFEXPR compares the popped top, its _EX form an operand, and
-            // INCANDJMPIF / DECANDJMPIF a slot they change in place; the low two
-            // bits of the opcode's distance from JMPIFEXPR_LT give the comparison
-            // (Lt for INCANDJMPIF, Gt for DECANDJMPIF).
-            op::JMPIFEXPR_LT..=op::JMPIFEXPR_EX_NE | op::INCANDJMPIF | op::DECANDJMPIF if small => {
-                let i = opcode - op::JMPIFEXPR_LT;
+            // The compare-and-jump instructions: JMPIFREPLYFIELD compares a reply
+            // field with an integer, JMPIFEXPR the popped top with a half-float,
+            // its _EX form an operand, and INCANDJMPIF / DECANDJMPIF a slot they
+            // change in place; the low two bits of the opcode's distance from the
+            // first of its kind give the comparison (Lt for INCANDJMPIF, Gt for
+            // DECANDJMPIF).
+            op::JMPIFREPLYFIELD_LT..=op::JMPIFREPLYFIELD_NE
+            | op::JMPIFEXPR_LT..=op::JMPIFEXPR_EX_NE
+            | op::INCANDJMPIF
+            | op::DECANDJMPIF
+                if tiny =>
+            {
+                let field = opcode <= op::JMPIFREPLYFIELD_NE;
+                if !field && !small {
+                    return Err(Exc::InvalidInstruction);
+                }
+                let i = if field {
+                    opcode - op::JMPIFREPLYFIELD_LT
+                } else {
+                    opcode - op::JMPIFEXPR_LT
+                };
                 let in_place = opcode >= op::INCANDJMPIF;
-                let mut offset = 0;
-                let mut src = None;
-                if in_place {
+                let (mut reply, mut fields, mut offset, mut src) = (0, &[][..], 0, None);
+                if field {
+                    reply = r.sint2();
+                    fields = r.fields();
+                } else if in_place {
                     offset = r.sint2();
                     if offset == 0 {
                         return Err(r.bail(Exc::InvalidParameter));
@@ -491,20 +492,30 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 } else if i >= 4 {
                     src = Some(r.operand());
                 }
-                let threshold = r.half();
+                let threshold = if field {
+                    expr::int_key(i64::from(r.sint2()))
+                } else {
+                    expr::key(r.half())
+                };
                 let delta = r.sint2();
                 new_pc = next(&r)?;
-                let v = if in_place {
+                let v = if field {
+                    let idx = self.frame_count_check(ti, reply)?;
+                    match Self::read_field(heap, hr, idx, fields)? {
+                        FieldValue::Int(i) => expr::int_key(i),
+                        FieldValue::Half(x) => expr::key(x),
+                    }
+                } else if in_place {
                     let op = if opcode == op::INCANDJMPIF {
                         UnOp::Inc
                     } else {
                         UnOp::Dec
                     };
-                    self.modify(ti, offset, |x| expr::unop(op, x))?
+                    expr::key(self.modify(ti, offset, |x| expr::unop(op, x))?)
                 } else {
-                    self.take(ti, src)?
+                    expr::key(self.take(ti, src)?)
                 };
-                if expr::holds(Cmp::from_index(i), expr::key(v), expr::key(threshold)) {
+                if expr::holds(Cmp::from_index(i), v, threshold) {
                     new_pc = Self::jump(&c, new_pc, delta)?;
                 }
             }
