@@ -100,65 +100,59 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         value.ok_or(Exc::InvalidParameter)
     }
 
-    pub(super) fn devicecaps(
-        &self,
-        heap: &mut Heap<'_>,
-        hr: Handle,
-        fields: &[u8],
-    ) -> Result<bool, Exc> {
+    /// Appends the DEVICECAPS answer for indicator `f`; returns true if it did not
+    /// fit.
+    pub(super) fn devicecap(&self, heap: &mut Heap<'_>, hr: Handle, f: u8) -> Result<bool, Exc> {
         let mut out = [0u8; 12];
-        for f in fields {
-            let mut n = 0;
-            let put_uint = |v: u64, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
-                let v = if caps {
-                    v.min(0x7fff) << 1
-                } else {
-                    v.min(0xffff)
-                };
-                *n += crate::encoding::encode_uint(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
-                    .unwrap_or(0);
+        let mut n = 0;
+        let put_uint = |v: u64, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
+            let v = if caps {
+                v.min(0x7fff) << 1
+            } else {
+                v.min(0xffff)
             };
-            match *f {
-                caps::SACCP_GUARANTEED_PAYLOAD => put_uint(
-                    u64::from(self.cfg.guaranteed_payload),
-                    true,
-                    &mut n,
-                    &mut out,
-                ),
-                caps::LEVEL => {
-                    out[0] = LEVEL;
-                    n = 1;
-                }
-                caps::REPLY_BUFFER_AND_EXPR_STACK_BYTE_SIZES => {
-                    let r = u64::from(self.cfg.max_reply_buffer);
-                    let e = (ES * 2) as u64;
-                    put_uint(r, true, &mut n, &mut out);
-                    put_uint(e, false, &mut n, &mut out);
-                    put_uint(r + e, false, &mut n, &mut out);
-                }
-                caps::REPLY_STACK_SIZE => put_uint(
-                    if RS == 0 { 255 } else { RS as u64 },
-                    true,
-                    &mut n,
-                    &mut out,
-                ),
-                caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => {
-                    out[0] = caps::FLOAT_HALF;
-                    n = 1;
-                }
-                caps::MAX_PSEUDOTHREADS => put_uint(PT as u64, true, &mut n, &mut out),
-                _ => {
-                    out[0] = caps::UNSUPPORTED;
-                    n = 1;
-                }
+            *n += crate::encoding::encode_uint(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
+                .unwrap_or(0);
+        };
+        match f {
+            caps::SACCP_GUARANTEED_PAYLOAD => put_uint(
+                u64::from(self.cfg.guaranteed_payload),
+                true,
+                &mut n,
+                &mut out,
+            ),
+            caps::LEVEL => {
+                out[0] = LEVEL;
+                n = 1;
             }
-            match heap.append_reply(hr, out.get(..n).unwrap_or(&[])) {
-                Ok(()) => {}
-                Err(Error::OutOfMemory) => return Ok(true),
-                Err(e) => return Err(exc_of(e)),
+            caps::REPLY_BUFFER_AND_EXPR_STACK_BYTE_SIZES => {
+                let r = u64::from(self.cfg.max_reply_buffer);
+                let e = (ES * 2) as u64;
+                put_uint(r, true, &mut n, &mut out);
+                put_uint(e, false, &mut n, &mut out);
+                put_uint(r + e, false, &mut n, &mut out);
+            }
+            caps::REPLY_STACK_SIZE => put_uint(
+                if RS == 0 { 255 } else { RS as u64 },
+                true,
+                &mut n,
+                &mut out,
+            ),
+            caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => {
+                out[0] = caps::FLOAT_HALF;
+                n = 1;
+            }
+            caps::MAX_PSEUDOTHREADS => put_uint(PT as u64, true, &mut n, &mut out),
+            _ => {
+                out[0] = caps::UNSUPPORTED;
+                n = 1;
             }
         }
-        Ok(false)
+        match heap.append_reply(hr, out.get(..n).unwrap_or(&[])) {
+            Ok(()) => Ok(false),
+            Err(Error::OutOfMemory) => Ok(true),
+            Err(e) => Err(exc_of(e)),
+        }
     }
 
     pub(super) fn jump(c: &Ctx, next: u16, delta: i16) -> Result<u16, Exc> {
@@ -209,23 +203,25 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             op::DEVICECAPS => {
                 while r.u8() != 0 {}
                 new_pc = next(&r)?;
-                let (from, n) = (pc + 1, usize::from(new_pc - c.pc) - 2);
                 self.check_new_frame(ti)?;
                 let at = heap.reply_len(hr).map_err(exc_of)?;
-                let mut f = [0u8; 16];
                 let mut trunc = false;
-                let mut done = 0;
-                while done < n {
-                    let k = (n - done).min(f.len());
-                    let src = heap
+                // Once a field does not fit, the fields after it up to the next
+                // group of 16 are left out too (the reply then says truncated).
+                let mut full = false;
+                for (k, p) in (pc + 1..usize::from(new_pc) - 1).enumerate() {
+                    full &= k % 16 != 0;
+                    if full {
+                        continue;
+                    }
+                    let f = heap
                         .request(h)
                         .map_err(exc_of)?
-                        .get(from + done..from + done + k)
+                        .get(p)
+                        .copied()
                         .ok_or(Exc::InvalidInstruction)?;
-                    let dst = f.get_mut(..k).ok_or(Exc::InvalidInstruction)?;
-                    dst.copy_from_slice(src);
-                    trunc |= self.devicecaps(heap, hr, dst)?;
-                    done += k;
+                    full = self.devicecap(heap, hr, f)?;
+                    trunc |= full;
                 }
                 self.close(ti, heap, hr, at, trunc, None)?;
             }
@@ -412,31 +408,14 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 new_pc = Self::jump(&c, new_pc, delta)?;
             }
-            op::JMPIFREPLYFIELD_LT..=op::JMPIFREPLYFIELD_NE if tiny => {
-                let cmp = Cmp::from_index(opcode - op::JMPIFREPLYFIELD_LT);
-                let reply = r.sint2();
-                let fields = r.fields();
-                let threshold = r.sint2();
-                let delta = r.sint2();
-                new_pc = next(&r)?;
-                let idx = self.frame_count_check(ti, reply)?;
-                let v = match Self::read_field(heap, hr, idx, fields)? {
-                    FieldValue::Int(i) => expr::int_key(i),
-                    FieldValue::Half(x) => expr::key(x),
-                };
-                if expr::holds(cmp, v, expr::int_key(i64::from(threshold))) {
-                    new_pc = Self::jump(&c, new_pc, delta)?;
-                }
-            }
             op::MOVEREPLYTOFRONT if tiny => {
                 let reply = r.sint2();
                 new_pc = next(&r)?;
                 let idx = self.frame_count_check(ti, reply)?;
                 let span = reply::nth_frame(heap, hr, idx).map_err(exc_of)?;
                 let rep = heap.reply_mut(hr).map_err(exc_of)?;
-                rep.get_mut(..span.end)
-                    .ok_or(Exc::InvalidReplyNumber)?
-                    .rotate_right(span.end - span.start);
+                let front = rep.get_mut(..span.end).ok_or(Exc::InvalidReplyNumber)?;
+                reply::rotate_left(front, span.start);
             }
             op::PUSHEXPR_CONSTANT if small => {
                 let value = r.half();
@@ -455,17 +434,11 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 };
                 self.push(ti, v)?;
             }
-            op::EXPRUNOP if small => {
+            // The plain forms work on the top of the stack, the _EX forms on
+            // operands, the _EX2 forms also store where their target says.
+            op::EXPRUNOP..=op::EXPRUNOP_EX2 if small => {
                 let op = r.unop();
-                new_pc = next(&r)?;
-                let v = self.pop(ti)?;
-                if op != UnOp::Pop {
-                    self.push(ti, expr::unop(op, v))?;
-                }
-            }
-            op::EXPRUNOP_EX | op::EXPRUNOP_EX2 if small => {
-                let op = r.unop();
-                let src = r.operand();
+                let src = (opcode != op::EXPRUNOP).then(|| r.operand());
                 let dst = if opcode == op::EXPRUNOP_EX2 {
                     r.target()
                 } else {
@@ -474,44 +447,75 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 new_pc = next(&r)?;
                 self.unop_ex(ti, op, src, dst)?;
             }
-            op::EXPRBINOP if small => {
+            op::EXPRBINOP..=op::EXPRBINOP_EX2 if small => {
                 let op = r.binop();
-                new_pc = next(&r)?;
-                let b = self.pop(ti)?;
-                let a = self.pop(ti)?;
-                self.push(ti, expr::binop(op, a, b))?;
-            }
-            op::EXPRBINOP_EX | op::EXPRBINOP_EX2 if small => {
-                let op = r.binop();
-                let a = r.operand();
-                let b = r.operand();
+                let ab = (opcode != op::EXPRBINOP).then(|| (r.operand(), r.operand()));
                 let dst = if opcode == op::EXPRBINOP_EX2 {
                     r.target()
                 } else {
                     Target::Push
                 };
                 new_pc = next(&r)?;
-                self.binop_ex(ti, op, a, b, dst)?;
+                self.binop_ex(ti, op, ab, dst)?;
             }
-            op::JMPIFEXPR_LT..=op::JMPIFEXPR_NE if small => {
-                let cmp = Cmp::from_index(opcode - op::JMPIFEXPR_LT);
-                let threshold = r.half();
-                let delta = r.sint2();
-                new_pc = next(&r)?;
-                let v = self.pop(ti)?;
-                if expr::holds(cmp, expr::key(v), expr::key(threshold)) {
-                    new_pc = Self::jump(&c, new_pc, delta)?;
+            // The compare-and-jump instructions: JMPIFREPLYFIELD compares a reply
+            // field with an integer, JMPIFEXPR the popped top with a half-float,
+            // its _EX form an operand, and INCANDJMPIF / DECANDJMPIF a slot they
+            // change in place; the low two bits of the opcode's distance from the
+            // first of its kind give the comparison (Lt for INCANDJMPIF, Gt for
+            // DECANDJMPIF).
+            op::JMPIFREPLYFIELD_LT..=op::JMPIFREPLYFIELD_NE
+            | op::JMPIFEXPR_LT..=op::JMPIFEXPR_EX_NE
+            | op::INCANDJMPIF
+            | op::DECANDJMPIF
+                if tiny =>
+            {
+                let field = opcode <= op::JMPIFREPLYFIELD_NE;
+                if !field && !small {
+                    return Err(Exc::InvalidInstruction);
                 }
-            }
-            op::JMPIFEXPR_EX_LT..=op::JMPIFEXPR_EX_NE if small => {
-                let cmp = Cmp::from_index(opcode - op::JMPIFEXPR_EX_LT);
-                let src = r.operand();
-                let threshold = r.half();
+                let i = if field {
+                    opcode - op::JMPIFREPLYFIELD_LT
+                } else {
+                    opcode - op::JMPIFEXPR_LT
+                };
+                let in_place = opcode >= op::INCANDJMPIF;
+                let (mut reply, mut fields, mut offset, mut src) = (0, &[][..], 0, None);
+                if field {
+                    reply = r.sint2();
+                    fields = r.fields();
+                } else if in_place {
+                    offset = r.sint2();
+                    if offset == 0 {
+                        return Err(r.bail(Exc::InvalidParameter));
+                    }
+                } else if i >= 4 {
+                    src = Some(r.operand());
+                }
+                let threshold = if field {
+                    expr::int_key(i64::from(r.sint2()))
+                } else {
+                    expr::key(r.half())
+                };
                 let delta = r.sint2();
                 new_pc = next(&r)?;
-                let (v, slot) = self.operand(ti, src)?;
-                self.pop_slots(ti, slot, None)?;
-                if expr::holds(cmp, expr::key(v), expr::key(threshold)) {
+                let v = if field {
+                    let idx = self.frame_count_check(ti, reply)?;
+                    match Self::read_field(heap, hr, idx, fields)? {
+                        FieldValue::Int(i) => expr::int_key(i),
+                        FieldValue::Half(x) => expr::key(x),
+                    }
+                } else if in_place {
+                    let op = if opcode == op::INCANDJMPIF {
+                        UnOp::Inc
+                    } else {
+                        UnOp::Dec
+                    };
+                    expr::key(self.modify(ti, offset, |x| expr::unop(op, x))?)
+                } else {
+                    expr::key(self.take(ti, src)?)
+                };
+                if expr::holds(Cmp::from_index(i), v, threshold) {
                     new_pc = Self::jump(&c, new_pc, delta)?;
                 }
             }
@@ -547,15 +551,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                     }
                 }
                 new_pc = next(&r)?;
-                let v = match src {
-                    Some(src) => {
-                        let (v, slot) = self.operand(ti, src)?;
-                        self.pop_slots(ti, slot, None)?;
-                        v
-                    }
-                    None => self.pop(ti)?,
-                };
-                let v = expr::to_int(v);
+                let v = expr::to_int(self.take(ti, src)?);
                 let mut cases = Rd::new(code.get(start..).unwrap_or(&[]));
                 for _ in 0..count {
                     let (k, d) = (cases.sint2(), cases.sint2());
@@ -563,24 +559,6 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                         new_pc = Self::jump(&c, new_pc, d)?;
                         break;
                     }
-                }
-            }
-            op::INCANDJMPIF | op::DECANDJMPIF if small => {
-                let offset = r.sint2();
-                if offset == 0 {
-                    return Err(r.bail(Exc::InvalidParameter));
-                }
-                let threshold = expr::key(r.half());
-                let delta = r.sint2();
-                new_pc = next(&r)?;
-                let (op, cmp) = if opcode == op::INCANDJMPIF {
-                    (UnOp::Inc, Cmp::Lt)
-                } else {
-                    (UnOp::Dec, Cmp::Gt)
-                };
-                let v = self.modify(ti, offset, |x| expr::unop(op, x))?;
-                if expr::holds(cmp, expr::key(v), threshold) {
-                    new_pc = Self::jump(&c, new_pc, delta)?;
                 }
             }
             op::PARALLEL if medium => {

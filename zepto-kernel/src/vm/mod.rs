@@ -249,6 +249,7 @@ enum Run {
 
 type Exc = ExceptionCode;
 
+#[inline(never)]
 fn exc_of(e: Error) -> Exc {
     match e {
         Error::OutOfMemory | Error::NoFreeHandle => Exc::OutOfMemory,

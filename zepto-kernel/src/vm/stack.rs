@@ -2,7 +2,7 @@
 //! the pseudo-threads of a PARALLEL as described in `docs/vm.md`.
 
 use super::insn::{self, Operand, Target};
-use super::{expr, Exc, Vm};
+use super::{expr, reply, Exc, Vm};
 use half::f16;
 
 impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVEL, RS, ES, PT> {
@@ -75,7 +75,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             .expr
             .get_mut(abs..=total)
             .ok_or(Exc::ExprStackInvalidOffset)?;
-        slice.rotate_right(1);
+        reply::rotate_left(slice, slice.len() - 1);
         if let Some(s) = slice.first_mut() {
             *s = v;
         }
@@ -90,7 +90,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             .expr
             .get_mut(abs..total)
             .ok_or(Exc::ExprStackInvalidOffset)?;
-        slice.rotate_left(1);
+        reply::rotate_left(slice, 1);
         let c = self.ctx_mut(ti)?;
         c.expr_len = c.expr_len.checked_sub(1).ok_or(Exc::ExprStackUnderflow)?;
         Ok(())
@@ -122,6 +122,19 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 }
                 Ok((self.get(abs)?, pop.then_some(abs)))
             }
+        }
+    }
+
+    /// The value an instruction consumes: operand `src` (its slot popped if it
+    /// says so), or with `None` the popped top of the stack.
+    pub(super) fn take(&mut self, ti: usize, src: Option<Operand>) -> Result<f16, Exc> {
+        match src {
+            Some(src) => {
+                let (v, slot) = self.operand(ti, src)?;
+                self.pop_slots(ti, slot, None)?;
+                Ok(v)
+            }
+            None => self.pop(ti),
         }
     }
 
@@ -180,17 +193,19 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         Ok(*s)
     }
 
+    /// EXPRUNOP (`src` `None`: the top of the stack) and its _EX forms.
     pub(super) fn unop_ex(
         &mut self,
         ti: usize,
         op: insn::UnOp,
-        src: Operand,
+        src: Option<Operand>,
         dst: Target,
     ) -> Result<(), Exc> {
         if op == insn::UnOp::Pop {
             return match src {
-                Operand::Immediate(_) => Err(Exc::InvalidParameter),
-                Operand::Stack { offset, .. } => {
+                None => self.pop(ti).map(drop),
+                Some(Operand::Immediate(_)) => Err(Exc::InvalidParameter),
+                Some(Operand::Stack { offset, .. }) => {
                     let (abs, frozen) = self.resolve(ti, offset)?;
                     if frozen {
                         return Err(Exc::ExprStackFrozenViolation);
@@ -199,22 +214,31 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 }
             };
         }
-        let (v, slot) = self.operand(ti, src)?;
-        self.pop_slots(ti, slot, None)?;
+        let v = self.take(ti, src)?;
         self.store(ti, dst, expr::unop(op, v))
     }
 
+    /// EXPRBINOP (`ab` `None`: the two topmost values, the top one second) and its
+    /// _EX forms.
     pub(super) fn binop_ex(
         &mut self,
         ti: usize,
         op: insn::BinOp,
-        a: Operand,
-        b: Operand,
+        ab: Option<(Operand, Operand)>,
         dst: Target,
     ) -> Result<(), Exc> {
-        let (x, sa) = self.operand(ti, a)?;
-        let (y, sb) = self.operand(ti, b)?;
-        self.pop_slots(ti, sa, sb)?;
+        let (x, y) = match ab {
+            Some((a, b)) => {
+                let (x, sa) = self.operand(ti, a)?;
+                let (y, sb) = self.operand(ti, b)?;
+                self.pop_slots(ti, sa, sb)?;
+                (x, y)
+            }
+            None => {
+                let y = self.pop(ti)?;
+                (self.pop(ti)?, y)
+            }
+        };
         self.store(ti, dst, expr::binop(op, x, y))
     }
 }
