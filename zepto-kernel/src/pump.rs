@@ -479,19 +479,29 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
     /// the frame of [`Device::run`], above every path of the pump.
     #[inline(never)]
     fn next_wait<H: DeviceHal>(&self, hal: &H) -> WaitingFor {
+        // As `WaitingFor::default().merge(&vm).merge(&WaitingFor::time(t))`, without
+        // the general merge: the VM's pins with their values (none beyond them), and
+        // the earlier of the two times.
         let now = hal.now_ms();
         let mut w = WaitingFor::default();
+        let mut end = None;
         if let Some(v) = &self.vm_wait {
-            let mut vw = v.what;
-            vw.timeout_ms = v.what.timeout_ms.map(|t| {
-                let end = v.since_ms.saturating_add(u64::from(t));
-                end.saturating_sub(now).min(u64::from(u32::MAX)) as u32
-            });
-            w = w.merge(&vw);
+            w.pins_to_wait = v.what.pins_to_wait;
+            for (val, (m, v)) in w
+                .pin_values_to_wait
+                .iter_mut()
+                .zip(v.what.pins_to_wait.iter().zip(v.what.pin_values_to_wait))
+            {
+                *val = v & m;
+            }
+            if let Some(t) = v.what.timeout_ms {
+                end = Some(v.since_ms.saturating_add(u64::from(t)).saturating_sub(now));
+            }
         }
         if let Some(t) = self.sagdp.next_timeout_ms(now) {
-            w = w.merge(&WaitingFor::time(t.min(u64::from(u32::MAX)) as u32));
+            end = Some(end.map_or(t, |e: u64| e.min(t)));
         }
+        w.timeout_ms = end.map(|e| e.min(u64::from(u32::MAX)) as u32);
         w
     }
 
