@@ -91,20 +91,24 @@ impl<const N: usize, const B: usize> Default for HeapMem<N, B> {
 impl<const N: usize, const B: usize> HeapMem<N, B> {
     const CHECK: () = assert!(N <= u16::MAX as usize && B <= u8::MAX as usize);
 
+    /// The memory of an empty heap, as a constant: built where it is used (a
+    /// struct expression with an array of blocks is built in a temporary first).
+    const EMPTY: Self = Self {
+        arena: [0; N],
+        blocks: [Block {
+            start: 0,
+            req: 0,
+            rep: 0,
+            used: false,
+            generation: 0,
+        }; B],
+    };
+
     /// Creates the memory of an empty heap.
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHECK;
-        Self {
-            arena: [0; N],
-            blocks: [Block {
-                start: 0,
-                req: 0,
-                rep: 0,
-                used: false,
-                generation: 0,
-            }; B],
-        }
+        Self::EMPTY
     }
 
     /// The heap in this memory. Blocks and their bytes stay here between borrows.
