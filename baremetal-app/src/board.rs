@@ -111,7 +111,9 @@ impl Board {
         Some(self.uart.rxd.read().bits() as u8)
     }
 
-    /// Writes one byte to the UART and waits until it left.
+    /// Writes one byte to the UART and waits until it left. (Out of line: the
+    /// frame encoder writes bytes from five places.)
+    #[inline(never)]
     pub fn tx_byte(&mut self, b: u8) {
         // SAFETY: clearing an event, writing the data register.
         unsafe {
