@@ -144,9 +144,10 @@ impl Board {
         self.tx_byte(sadlp::DELIMITER);
         let mut i = 0;
         loop {
-            // One COBS block: up to 254 non-zero bytes, ended by a zero or the end.
+            // One COBS block: up to 254 non-zero bytes, ended by a zero or the end
+            // (`at(len)` is 0: the end is a zero that is not sent).
             let mut run = 0;
-            while i + run < len && run < 254 && at(i + run) != 0 {
+            while run < 254 && at(i + run) != 0 {
                 run += 1;
             }
             self.tx_byte(run as u8 + 1);
@@ -154,17 +155,15 @@ impl Board {
                 self.tx_byte(at(k));
             }
             i += run;
-            if i >= len {
-                break;
-            }
             if run < 254 {
-                // Skip the zero the block code stands for.
+                // Skip the zero the block code stands for; the end's ends the frame
+                // (after a trailing zero, an empty last block stands for the end).
                 i += 1;
-                if i == len {
-                    // A trailing zero: an empty last block encodes it.
-                    self.tx_byte(1);
+                if i > len {
                     break;
                 }
+            } else if i == len {
+                break;
             }
         }
         self.tx_byte(sadlp::DELIMITER);
