@@ -313,8 +313,7 @@ impl Waiter for Board {
 impl PacketBus for Board {
     fn receive(&mut self, _bus: BusId, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         while let Some(b) = self.rx_byte() {
-            let (_, packet) = self.rx.feed(&[b]);
-            if let Some(p) = packet {
+            if let Some(p) = self.rx.push(b) {
                 let dst = buf.get_mut(..p.len()).ok_or(Error::BufferTooSmall)?;
                 dst.copy_from_slice(p);
                 mark_packet_in();

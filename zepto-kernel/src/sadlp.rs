@@ -252,6 +252,7 @@ impl<const N: usize, S: FrameCounters> Decoder<N, S> {
 
     /// Feeds one byte; returns the packet when this byte completes a valid frame.
     /// The packet borrows the decoder's buffer until the next call.
+    #[inline(never)]
     pub fn push(&mut self, byte: u8) -> Option<&[u8]> {
         if byte != DELIMITER {
             match self.buf.get_mut(self.len) {
