@@ -317,7 +317,7 @@ impl<
     #[inline(never)]
     pub fn start<H: DeviceHal>(&mut self, key: &[u8; 16], hal: &mut H) -> Result<(), Error> {
         let pump = &mut self.pump;
-        let cfg = pump.cfg;
+        let cfg = &pump.cfg;
         pump.sasp.set_key(key);
         plugins::init_all(pump.plugins, hal)?;
         pump.sasp
