@@ -487,13 +487,9 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         let mut end = None;
         if let Some(v) = &self.vm_wait {
             w.pins_to_wait = v.what.pins_to_wait;
-            for (val, (m, v)) in w
-                .pin_values_to_wait
-                .iter_mut()
-                .zip(v.what.pins_to_wait.iter().zip(v.what.pin_values_to_wait))
-            {
-                *val = v & m;
-            }
+            // The four bytes of pins (`MAX_PINS` 32) as one word.
+            let (m, val) = (v.what.pins_to_wait, v.what.pin_values_to_wait);
+            w.pin_values_to_wait = (u32::from_le_bytes(val) & u32::from_le_bytes(m)).to_le_bytes();
             if let Some(t) = v.what.timeout_ms {
                 end = Some(v.since_ms.saturating_add(u64::from(t)).saturating_sub(now));
             }
