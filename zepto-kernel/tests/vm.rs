@@ -481,6 +481,31 @@ fn devicecaps_out_of_room_answers_a_prefix() {
     }
 }
 
+/// DEVICECAPS in every heap from too small for any answer to big enough for all:
+/// never an exception (a frame that does not fit is truncated, its header always
+/// has room), the body a prefix of the whole answer, truncated exactly when
+/// shorter.
+#[test]
+fn devicecaps_in_every_heap_size_truncates_never_fails() {
+    let program = [0x01, 3, 3, 3, 3, 2, 2, 0];
+    let whole = run(&mut small(), &program, USUAL).bodies().remove(0);
+    assert_eq!(whole.len(), 22);
+    macro_rules! each_heap {
+        ($($n:literal)*) => {$({
+            let mut heap_mem = HeapMem::<$n, 4>::new();
+            let mut heap = heap_mem.heap();
+            let mut hal = TestHal::<64>::default();
+            let o = run_in(&mut small(), &program, USUAL, &mut heap, &mut hal);
+            assert_eq!(o.exception(), None, "heap {}", $n);
+            let f: Vec<_> = frames(&o.reply).map(|f| f.unwrap()).collect();
+            assert_eq!(f.len(), 1);
+            assert!(whole.starts_with(f[0].body), "heap {}", $n);
+            assert_eq!(f[0].truncated, f[0].body.len() < whole.len(), "heap {}", $n);
+        })*};
+    }
+    each_heap!(10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36);
+}
+
 #[test]
 fn sleep_waits_until_its_deadline() {
     let mut vm = VmOne::new(cfg());
