@@ -206,9 +206,9 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 self.check_new_frame(ti)?;
                 let at = heap.reply_len(hr).map_err(exc_of)?;
                 let mut trunc = false;
-                // Once an answer does not fit, the frame is truncated there: no
-                // later indicator is answered, so the body is a prefix of the
-                // whole answer.
+                // Once an answer does not fit (with the frame's FLAGS-AND-SIZE),
+                // the frame is truncated there: no later indicator is answered,
+                // so the body is a prefix of the whole answer.
                 for p in pc + 1..usize::from(new_pc) - 1 {
                     let f = heap
                         .request(h)
@@ -216,7 +216,14 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                         .get(p)
                         .copied()
                         .ok_or(Exc::InvalidInstruction)?;
+                    let before = heap.reply_len(hr).map_err(exc_of)?;
                     trunc = self.devicecap(heap, hr, f)?;
+                    let body = heap.reply_len(hr).map_err(exc_of)? - at;
+                    let header = crate::encoding::uint_len(((body as u64) << 2) | 3);
+                    if !trunc && heap.free_bytes() < header {
+                        heap.truncate_reply(hr, before).map_err(exc_of)?;
+                        trunc = true;
+                    }
                     if trunc {
                         break;
                     }
