@@ -456,28 +456,54 @@ fn mcusleep_rules_and_wait() {
 }
 
 /// DEVICECAPS in a full heap: once an indicator's answer does not fit, the frame is
-/// truncated and the indicators after it up to the next group of 16 are left out;
-/// each group of 16 starts again. Here three answers of 5 bytes fit, the 4th does
-/// not (the 5th to the 16th are left out), the 17th does not either, and so the
-/// last one (1 byte, which would still fit but leave no room for the frame's
-/// header) is left out too.
+/// truncated there and no later indicator is answered, so the body stays a prefix
+/// of the whole answer (a client reads the answers in the order it asked for
+/// them). Here three answers of 5 bytes fit and the 4th does not; the LEVEL
+/// answer asked for after it (1 byte) would still fit, and must not be appended.
 #[test]
-fn devicecaps_out_of_room_skips_to_the_next_group_of_16() {
+fn devicecaps_out_of_room_answers_a_prefix() {
     let sizes = run(&mut small(), &[0x01, 3, 0], USUAL).bodies().remove(0);
     assert_eq!(sizes.len(), 5);
-    let mut program = vec![0x01];
-    program.extend([3; 17]);
-    program.extend([2, 0]);
-    // The request (21 bytes) and room for three answers and the frame's header.
-    let mut heap_mem = HeapMem::<36, 4>::new();
-    let mut heap = heap_mem.heap();
-    let mut hal = TestHal::<64>::default();
-    let o = run_in(&mut small(), &program, USUAL, &mut heap, &mut hal);
-    assert_eq!(o.exception(), None);
-    let f: Vec<_> = frames(&o.reply).map(|f| f.unwrap()).collect();
-    assert_eq!(f.len(), 1);
-    assert!(f[0].truncated);
-    assert_eq!(f[0].body, sizes.repeat(3));
+    for threes in [16, 17] {
+        let mut program = vec![0x01];
+        program.extend(vec![3; threes]);
+        program.extend([2, 0]);
+        // The request and room for four answers of 5 bytes minus 2 bytes.
+        let mut heap_mem = HeapMem::<36, 4>::new();
+        let mut heap = heap_mem.heap();
+        let mut hal = TestHal::<64>::default();
+        let o = run_in(&mut small(), &program, USUAL, &mut heap, &mut hal);
+        assert_eq!(o.exception(), None);
+        let f: Vec<_> = frames(&o.reply).map(|f| f.unwrap()).collect();
+        assert_eq!(f.len(), 1);
+        assert!(f[0].truncated);
+        assert_eq!(f[0].body, sizes.repeat(3), "{threes} x SIZES, then LEVEL");
+    }
+}
+
+/// DEVICECAPS in every heap from too small for any answer to big enough for all:
+/// never an exception (a frame that does not fit is truncated, its header always
+/// has room), the body a prefix of the whole answer, truncated exactly when
+/// shorter.
+#[test]
+fn devicecaps_in_every_heap_size_truncates_never_fails() {
+    let program = [0x01, 3, 3, 3, 3, 2, 2, 0];
+    let whole = run(&mut small(), &program, USUAL).bodies().remove(0);
+    assert_eq!(whole.len(), 22);
+    macro_rules! each_heap {
+        ($($n:literal)*) => {$({
+            let mut heap_mem = HeapMem::<$n, 4>::new();
+            let mut heap = heap_mem.heap();
+            let mut hal = TestHal::<64>::default();
+            let o = run_in(&mut small(), &program, USUAL, &mut heap, &mut hal);
+            assert_eq!(o.exception(), None, "heap {}", $n);
+            let f: Vec<_> = frames(&o.reply).map(|f| f.unwrap()).collect();
+            assert_eq!(f.len(), 1);
+            assert!(whole.starts_with(f[0].body), "heap {}", $n);
+            assert_eq!(f[0].truncated, f[0].body.len() < whole.len(), "heap {}", $n);
+        })*};
+    }
+    each_heap!(10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36);
 }
 
 #[test]

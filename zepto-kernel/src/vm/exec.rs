@@ -206,22 +206,27 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 self.check_new_frame(ti)?;
                 let at = heap.reply_len(hr).map_err(exc_of)?;
                 let mut trunc = false;
-                // Once a field does not fit, the fields after it up to the next
-                // group of 16 are left out too (the reply then says truncated).
-                let mut full = false;
-                for (k, p) in (pc + 1..usize::from(new_pc) - 1).enumerate() {
-                    full &= k % 16 != 0;
-                    if full {
-                        continue;
-                    }
+                // Once an answer does not fit (with the frame's FLAGS-AND-SIZE),
+                // the frame is truncated there: no later indicator is answered,
+                // so the body is a prefix of the whole answer.
+                for p in pc + 1..usize::from(new_pc) - 1 {
                     let f = heap
                         .request(h)
                         .map_err(exc_of)?
                         .get(p)
                         .copied()
                         .ok_or(Exc::InvalidInstruction)?;
-                    full = self.devicecap(heap, hr, f)?;
-                    trunc |= full;
+                    let before = heap.reply_len(hr).map_err(exc_of)?;
+                    trunc = self.devicecap(heap, hr, f)?;
+                    let body = heap.reply_len(hr).map_err(exc_of)? - at;
+                    let header = crate::encoding::uint_len(((body as u64) << 2) | 3);
+                    if !trunc && heap.free_bytes() < header {
+                        heap.truncate_reply(hr, before).map_err(exc_of)?;
+                        trunc = true;
+                    }
+                    if trunc {
+                        break;
+                    }
                 }
                 self.close(ti, heap, hr, at, trunc, None)?;
             }

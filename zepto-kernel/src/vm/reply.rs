@@ -289,6 +289,24 @@ mod tests {
     use crate::heap::HeapMem;
     use proptest::prelude::*;
 
+    /// Every rotation amount of every length up to 9, including 0, the length
+    /// itself and one beyond it (which leaves the slice as it was).
+    #[test]
+    fn rotate_left_matches_core_for_every_amount() {
+        for len in 0..10u8 {
+            let orig: Vec<u8> = (0..len).collect();
+            for mid in 0..=usize::from(len) + 1 {
+                let mut got = orig.clone();
+                rotate_left(&mut got, mid);
+                let mut want = orig.clone();
+                if mid <= want.len() {
+                    want.rotate_left(mid);
+                }
+                assert_eq!(got, want, "len {len} mid {mid}");
+            }
+        }
+    }
+
     proptest! {
         /// Insertion puts the bytes at their place and keeps the rest in order;
         /// a place beyond the reply is an error that changes nothing.
