@@ -532,10 +532,13 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         self.vm.abort(heap, self.plugins);
         self.vm_wait = None;
         heap.reset();
-        self.sagdp = Sagdp::slave();
-        self.saccp = Saccp::with_aes();
         self.rx = heap.alloc()?;
         self.prog = heap.alloc()?;
+        // Each `init` builds its layer afresh and takes a new block: the handle it
+        // held (if any) is the third or the fourth of the heap, by this order since
+        // the first start, free after the reset and not one of the two above, so
+        // the layer does not keep it. (No fresh layer is built here first: SAGDP's
+        // state would be built twice.)
         self.sagdp.init(heap)?;
         self.saccp.init(heap)
     }

@@ -503,6 +503,8 @@ fn device_recovers_from_reinitialisation_and_resyncs_nonces() {
     dev.poll(&mut dhal);
     assert_eq!(dev.stats().reinits, 1);
     assert!(dev.events().contains(&Event::Reinit));
+    // The pump, SAGDP and SACCP hold four distinct blocks again.
+    assert_eq!(dev.heap().handles_in_use(), 4);
     let err_msg = dhal.pop_tx().expect("error message sent");
     assert!(err_msg.len() >= sasp::MIN_PACKET_LEN);
     // The client's nonces are now below the device's NLW: its next command gets an
