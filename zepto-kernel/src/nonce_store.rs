@@ -499,9 +499,9 @@ impl NonceStore {
         mark: Mark,
         n: u64,
     ) -> Result<u64, Error> {
-        let own = self.own_max();
         let stored = read_stored(s, self.base, self.slot, self.key)?;
-        let lost = stored_lost(&stored, self.seen(), own, self.margin()).unwrap_or(0);
+        let found_lost = self.lost(&stored);
+        let lost = found_lost.unwrap_or(0);
         let above = |n: u64| n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
         let (n, nfs, nlw) = match mark {
             Mark::Send => {
@@ -519,7 +519,7 @@ impl NonceStore {
             }
         };
         let rec = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
-        self.note_write(rec, &stored, own);
+        self.note_write(rec, &stored, found_lost);
         match mark {
             Mark::Send => {
                 self.nfs_mark = nfs;
@@ -609,12 +609,11 @@ impl NonceStore {
 
     /// [`NonceStore::checkpoint`] with storage locked.
     fn checkpoint_locked<S: Storage + ?Sized>(&mut self, s: &mut S) -> Result<(), Error> {
-        let own = self.own_max();
         // Never below what others had reserved when this store last wrote.
         let nfs = self.nfs.max(self.others.0);
         let nlw = self.nlw.max(self.others.1);
         let stored = read_stored(s, self.base, self.slot, self.key)?;
-        let lost = stored_lost(&stored, self.seen(), own, self.margin());
+        let lost = self.lost(&stored);
         let (nfs, nlw) = match (lost, stored.newest, self.last_written) {
             (Some(lost), _, _) => (lost, lost),
             (None, Some((_, newest)), Some(mine)) if newest == mine => (nfs, nlw),
@@ -626,7 +625,7 @@ impl NonceStore {
             ..stored
         };
         let rec = write_record(s, self.base, self.slot, self.key, &after, nfs, nlw)?;
-        self.note_write(rec, &stored, own);
+        self.note_write(rec, &stored, lost);
         self.writes = self.writes.saturating_add(1);
         // The rest of the range is given back: the next send reserves anew.
         self.nfs_mark = self.nfs;
@@ -656,14 +655,21 @@ impl NonceStore {
         self.written_nfs.max(self.others.0)
     }
 
-    /// Remembers a write that found `found` in storage, `own` being what this store
-    /// knew before it. If the newest record found was not this store's own, someone
-    /// else wrote meanwhile: what was stored counts as theirs from now on. If the
-    /// records were lost, the margin written above `own` stands for ranges others may
-    /// hold: no checkpoint may go below it.
-    fn note_write(&mut self, rec: Written, found: &Stored, own: u64) {
+    /// If `stored` shows the records lost, the value every mark must be raised to
+    /// (see [`stored_lost`]), from what this store knows now.
+    fn lost(&self, stored: &Stored) -> Option<u64> {
+        stored_lost(stored, self.seen(), self.own_max(), self.margin())
+    }
+
+    /// Remembers a write that found `found` in storage, `lost` being
+    /// [`NonceStore::lost`] of it before the write. If the newest record found was not
+    /// this store's own, someone else wrote meanwhile: what was stored counts as
+    /// theirs from now on. If the records were lost, the margin written above what
+    /// this store knew stands for ranges others may hold: no checkpoint may go below
+    /// it.
+    fn note_write(&mut self, rec: Written, found: &Stored, lost: Option<u64>) {
         let mine = matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n == m);
-        if let Some(lost) = stored_lost(found, self.seen(), own, self.margin()) {
+        if let Some(lost) = lost {
             self.others = (lost, lost);
         } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);
