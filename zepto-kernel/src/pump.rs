@@ -183,6 +183,14 @@ pub enum Layer {
 /// otherwise (an MCU build that reads no log sets `E = 0` and saves the RAM).
 pub const EVENT_LOG: usize = 12;
 
+/// What goes down from SACCP: the VM's step (a reply, or a wait), or SACCP's own
+/// error reply (in the request of the received packet's block) with its chain
+/// position.
+enum Down {
+    Vm(VmStep),
+    SaccpError(PacketStatus),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct VmWait {
     what: WaitingFor,
@@ -433,7 +441,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         if let Some(wake) = wake {
             self.vm_wait = None;
             let step = self.vm.resume(heap, self.prog, self.plugins, hal, wake);
-            if let Err(e) = step.and_then(|s| self.after_vm(heap, s, hal)) {
+            if let Err(e) = step.and_then(|s| self.after_vm(heap, Down::Vm(s), hal)) {
                 self.fail(heap, e);
             }
         }
@@ -602,9 +610,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
                 self.convert(heap, rx)?;
             }
             HandlerOutcome::ReplyDown => {
-                let len = self.convert(heap, rx)?;
                 let st = self.saccp.error_reply_status();
-                return self.sagdp_out(heap, hal, rx, len, st, None);
+                return self.after_vm(heap, Down::SaccpError(st), hal);
             }
             _ => return self.ignored(),
         }
@@ -622,7 +629,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
             is_last: f.is_last,
         };
         let step = self.vm.start(heap, self.prog, flags, self.plugins, hal)?;
-        self.after_vm(heap, step, hal)
+        self.after_vm(heap, Down::Vm(step), hal)
     }
 
     fn ignored(&mut self) -> Result<(), Error> {
@@ -630,27 +637,32 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         Ok(())
     }
 
-    /// Acts on what the VM reported: remember a wait, or send the reply down.
+    /// Acts on what the VM reported (remember a wait, or send the reply down), or
+    /// sends SACCP's error reply down: SAGDP's and SASP's send in one place.
     fn after_vm<H: DeviceHal>(
         &mut self,
         heap: &mut Heap<'_>,
-        step: VmStep,
+        down: Down,
         hal: &mut H,
     ) -> Result<(), Error> {
-        match step {
-            VmStep::Waiting(what) => {
+        let (h, saccp_len, chain, pad) = match down {
+            Down::SaccpError(status) => {
+                let rx = self.rx;
+                (rx, self.convert(heap, rx)?, status, None)
+            }
+            Down::Vm(VmStep::Waiting(what)) => {
                 self.log(Event::VmWaiting(what));
                 self.vm_wait = Some(VmWait {
                     what,
                     since_ms: hal.now_ms(),
                 });
-                Ok(())
+                return Ok(());
             }
-            VmStep::Done {
+            Down::Vm(VmStep::Done {
                 flags,
                 padding_to,
                 exception,
-            } => {
+            }) => {
                 self.log(Event::VmDone(exception.map(|e| e.code as u8)));
                 let p = self.prog;
                 let vm_len = self.convert(heap, p)?;
@@ -673,9 +685,10 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
                 // EXIT's FORCED-PADDING-TO counts the reply buffer; SASP pads payloads,
                 // which also hold the SACCP and SAGDP headers.
                 let pad = padding_to.map(|t| (usize::from(t), vm_len));
-                self.sagdp_out(heap, hal, p, saccp_len, chain, pad)
+                (p, saccp_len, chain, pad)
             }
-        }
+        };
+        self.sagdp_out(heap, hal, h, saccp_len, chain, pad)
     }
 
     /// SACCP's packet (`saccp_len` bytes) in the request of `h`, down through SAGDP
