@@ -69,6 +69,13 @@ impl Block {
     const fn end(&self) -> usize {
         self.start as usize + self.len()
     }
+    /// Where one part starts in the arena, and its length.
+    const fn part(&self, part: Part) -> (usize, usize) {
+        match part {
+            Part::Request => (self.start as usize, self.req as usize),
+            Part::Reply => (self.start as usize + self.req as usize, self.rep as usize),
+        }
+    }
 }
 
 /// The memory of a Zepto Heap: an arena of `N` bytes and a table of at most `B`
@@ -131,25 +138,21 @@ impl<const N: usize, const B: usize> HeapMem<N, B> {
 
     /// The request bytes of a block, read without borrowing the heap mutably.
     pub fn request(&self, h: Handle) -> Result<&[u8], Error> {
-        self.part(h, false)
+        self.part(h, Part::Request)
     }
 
     /// The reply bytes of a block, read without borrowing the heap mutably.
     pub fn reply(&self, h: Handle) -> Result<&[u8], Error> {
-        self.part(h, true)
+        self.part(h, Part::Reply)
     }
 
-    fn part(&self, h: Handle, reply: bool) -> Result<&[u8], Error> {
+    fn part(&self, h: Handle, part: Part) -> Result<&[u8], Error> {
         let b = self
             .blocks
             .get(h.index())
             .filter(|b| b.used)
             .ok_or(Error::InvalidHandle)?;
-        let (s, n) = if reply {
-            (b.start as usize + b.req as usize, b.rep as usize)
-        } else {
-            (b.start as usize, b.req as usize)
-        };
+        let (s, n) = b.part(part);
         self.arena.get(s..s + n).ok_or(Error::InvalidHandle)
     }
 }
@@ -384,20 +387,18 @@ impl Heap<'_> {
 
     /// The request bytes of a block.
     pub fn request(&self, h: Handle) -> Result<&[u8], Error> {
-        let b = self.block(h)?;
-        let s = b.start as usize;
-        self.arena
-            .get(s..s + b.req as usize)
-            .ok_or(Error::InvalidHandle)
+        self.part(h, Part::Request)
     }
 
     /// The reply bytes of a block.
     pub fn reply(&self, h: Handle) -> Result<&[u8], Error> {
-        let b = self.block(h)?;
-        let s = b.start as usize + b.req as usize;
-        self.arena
-            .get(s..s + b.rep as usize)
-            .ok_or(Error::InvalidHandle)
+        self.part(h, Part::Reply)
+    }
+
+    /// One part of a block.
+    fn part(&self, h: Handle, part: Part) -> Result<&[u8], Error> {
+        let (s, n) = self.block(h)?.part(part);
+        self.arena.get(s..s + n).ok_or(Error::InvalidHandle)
     }
 
     /// The request bytes of a block, mutable (e.g. to decrypt in place).
@@ -412,11 +413,7 @@ impl Heap<'_> {
 
     /// One part of a block, mutable.
     fn part_mut(&mut self, h: Handle, part: Part) -> Result<&mut [u8], Error> {
-        let b = *self.block(h)?;
-        let (s, n) = match part {
-            Part::Request => (b.start as usize, b.req as usize),
-            Part::Reply => (b.start as usize + b.req as usize, b.rep as usize),
-        };
+        let (s, n) = self.block(h)?.part(part);
         self.arena.get_mut(s..s + n).ok_or(Error::InvalidHandle)
     }
 
