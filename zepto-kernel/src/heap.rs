@@ -292,29 +292,28 @@ impl Heap<'_> {
     /// Packs all non-empty blocks towards offset 0, keeping their order.
     fn compact(&mut self) {
         let mut pos = 0usize;
-        let mut last: Option<(usize, usize)> = None;
+        // Non-empty blocks never overlap, so their starts order them: the next one
+        // to pack is the lowest start at or above the end of the one packed last.
+        let mut from = 0usize;
         loop {
-            // Next block in (start, index) order after `last`.
-            let mut next: Option<(usize, usize)> = None;
+            let mut next = None;
+            let mut start = usize::MAX;
             for (j, b) in self.blocks.iter().enumerate() {
-                let k = (b.start as usize, j);
-                if b.used && b.len() > 0 && last.is_none_or(|l| k > l) && next.is_none_or(|n| k < n)
-                {
-                    next = Some(k);
+                let s = b.start as usize;
+                if b.used && b.len() > 0 && s >= from && s < start {
+                    (next, start) = (Some(j), s);
                 }
             }
-            let Some((start, j)) = next else {
+            let Some(b) = next.and_then(|j| self.blocks.get_mut(j)) else {
                 break;
             };
-            let len = self.blocks.get(j).map_or(0, Block::len);
+            let len = b.len();
+            b.start = pos as u16;
             if start != pos {
                 self.arena.copy_within(start..start + len, pos);
             }
-            if let Some(b) = self.blocks.get_mut(j) {
-                b.start = pos as u16;
-            }
             pos += len;
-            last = Some((start, j));
+            from = start + len;
         }
     }
 
