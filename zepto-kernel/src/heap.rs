@@ -230,25 +230,18 @@ impl Heap<'_> {
         }
         self.compact();
         // After compaction everything is packed from 0; open the gap after block `i`
-        // by shifting every block that starts at or after its end.
+        // by shifting every block that starts at or after its end. (An empty block
+        // is not packed: it goes to the top, and no block starts there.)
         let me = *self.blocks.get(i).ok_or(Error::InvalidHandle)?;
-        let end = if me.len() == 0 {
-            self.top_excluding(i)
-        } else {
-            me.end()
-        };
-        if me.len() == 0 {
-            if let Some(b) = self.blocks.get_mut(i) {
-                b.start = end as u16;
-            }
-            return Ok(());
-        }
         let top = self.top_excluding(usize::MAX);
+        let end = if me.len() == 0 { top } else { me.end() };
         if top > end {
             self.arena.copy_within(end..top, end + extra);
         }
         for (j, b) in self.blocks.iter_mut().enumerate() {
-            if j != i && b.used && b.len() > 0 && b.start as usize >= end {
+            if j == i {
+                b.start = (end - me.len()) as u16;
+            } else if b.used && b.len() > 0 && b.start as usize >= end {
                 b.start += extra as u16;
             }
         }
