@@ -503,20 +503,27 @@ impl NonceStore {
         let found_lost = self.lost(&stored);
         let lost = found_lost.unwrap_or(0);
         let above = |n: u64| n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
-        let (n, nfs, nlw) = match mark {
+        // The mark this write raises, as stored, and the other one: as stored, as
+        // this store has it, and as a loss needs it, whichever is highest.
+        let (stored_mark, other) = match mark {
+            Mark::Send => (stored.nfs_mark, (stored.nlw_mark, self.nlw_mark)),
+            Mark::Receive => (stored.nlw_mark, (stored.nfs_mark, self.nfs_mark)),
+        };
+        let other = other.0.max(other.1).max(lost);
+        let (n, raised) = match mark {
             Mark::Send => {
                 // Above our own range and above every range reserved by anyone else.
-                let n = n.max(stored.nfs_mark.max(lost).saturating_add(1));
+                let n = n.max(stored_mark.max(lost).saturating_add(1));
                 if n > MAX_NONCE {
                     return Err(Error::NonceExhausted);
                 }
-                let nlw = stored.nlw_mark.max(self.nlw_mark).max(lost);
-                (n, above(n), nlw)
+                (n, above(n))
             }
-            Mark::Receive => {
-                let nfs = stored.nfs_mark.max(self.nfs_mark).max(lost);
-                (n, nfs, stored.nlw_mark.max(above(n)))
-            }
+            Mark::Receive => (n, stored_mark.max(above(n))),
+        };
+        let (nfs, nlw) = match mark {
+            Mark::Send => (raised, other),
+            Mark::Receive => (other, raised),
         };
         let rec = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
         self.note_write(rec, &stored, found_lost);
