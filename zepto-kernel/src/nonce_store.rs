@@ -840,32 +840,26 @@ fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> R
 /// Slots up to this size are written with one call (record and 0xFF padding).
 const ONE_WRITE: usize = 32;
 
-/// Writes one record padded with 0xFF to the slot length (whole granules; one write
-/// call for slots up to [`ONE_WRITE`] bytes); returns its tag.
+/// Writes one record padded with 0xFF to the slot length (whole granules), in calls
+/// of at most [`ONE_WRITE`] bytes (one for slots up to that size); returns its tag.
 fn write_slot<S: Storage + ?Sized>(
     storage: &mut S,
     addr: usize,
     slot: usize,
     rec: &Record,
 ) -> Result<Tag, Error> {
-    // The record, then 0xFF (up to the slot's end for slots of one write).
-    let mut one = [0xffu8; ONE_WRITE];
-    let (enc, _) = one
+    // The record, then 0xFF; after the first call, 0xFF only.
+    let mut buf = [0xffu8; ONE_WRITE];
+    let (enc, _) = buf
         .split_first_chunk_mut::<RECORD_LEN>()
         .ok_or(Error::Storage)?;
     *enc = rec.encode();
     let tag = Record::tag(enc);
-    if let Some(buf) = one.get_mut(..slot) {
-        storage.write(addr, buf)?;
-        return Ok(tag);
-    }
-    // Larger granules: the record, then 0xFF up to the granule end.
-    storage.write(addr, one.get(..RECORD_LEN).ok_or(Error::Storage)?)?;
-    let mut at = addr + RECORD_LEN;
-    let fill = [0xffu8; RECORD_LEN];
-    while at < addr + slot {
-        let n = (addr + slot - at).min(RECORD_LEN);
-        storage.write(at, fill.get(..n).ok_or(Error::Storage)?)?;
+    let mut at = 0;
+    while at < slot {
+        let n = (slot - at).min(ONE_WRITE);
+        storage.write(addr + at, buf.get(..n).ok_or(Error::Storage)?)?;
+        buf = [0xff; ONE_WRITE];
         at += n;
     }
     Ok(tag)
