@@ -553,7 +553,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
 
     /// The reply of `h` becomes its request (the next layer's); returns its length.
     fn convert(&mut self, heap: &mut Heap<'_>, h: Handle) -> Result<usize, Error> {
-        heap.convert_reply_to_request(h)
+        convert(heap, h).map(usize::from)
     }
 
     /// The packet in the request of `rx`, up through SASP, SAGDP and SACCP into the VM.
@@ -772,6 +772,14 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
             _ => Ok(()),
         }
     }
+}
+
+/// [`Heap::convert_reply_to_request`] with the length as a `u16` (a block's length
+/// is one): out of line, and its result fits a register, so each of the pump's calls
+/// is a few instructions.
+#[inline(never)]
+fn convert(heap: &mut Heap<'_>, h: Handle) -> Result<u16, Error> {
+    heap.convert_reply_to_request(h).map(|n| n as u16)
 }
 
 /// Provisions fresh nonce records (NFS = NLW = 0) for a new `key` in `storage` at
