@@ -425,7 +425,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
             Ok(0) => {}
             Ok(n) => {
                 crate::count(&mut self.stats.packets_in);
-                self.log(Event::Received(n as u16));
+                self.log(Event::Received(n));
                 if let Err(e) = self.packet_up(heap, hal) {
                     self.fail(heap, e);
                 }
@@ -454,7 +454,8 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
     }
 
     /// Receives a pending packet (if any) straight into the `rx` block; 0 if none.
-    fn receive<H: DeviceHal>(&mut self, heap: &mut Heap<'_>, hal: &mut H) -> Result<usize, Error> {
+    /// (Its length as a `u16`, at most the MTU: the result fits a register.)
+    fn receive<H: DeviceHal>(&mut self, heap: &mut Heap<'_>, hal: &mut H) -> Result<u16, Error> {
         let bus = self.cfg.bus;
         let mtu = usize::from(self.cfg.mtu);
         let room = hal.rx_room(bus, mtu).max(mtu);
@@ -463,7 +464,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
             heap.set_request(self.rx, &[])?;
             return Err(Error::BufferTooSmall);
         }
-        Ok(n)
+        Ok(n as u16)
     }
 
     /// A packet could not be handled: count it, drop it and free what it held (the
