@@ -480,25 +480,36 @@ impl NonceStore {
         if n > MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
-        if n <= self.nfs_mark {
-            return Ok(n);
+        if n > self.nfs_mark {
+            // NFS is now just below the nonce the new mark covers.
+            self.write_mark(storage, Mark::Send, n)?;
         }
+        Ok(self.nfs + 1)
+    }
+
+    /// Writes a record whose `mark` covers `n` and the reserve above it before `n`
+    /// is used, with storage locked. For sending, `n` goes above every range storage
+    /// shows reserved by anyone, and NFS moves to just below it.
+    #[inline(never)]
+    fn write_mark<S: Storage + ?Sized>(
+        &mut self,
+        storage: &mut S,
+        mark: Mark,
+        n: u64,
+    ) -> Result<(), Error> {
         storage.lock()?;
-        let r = self.write_mark(storage, Mark::Send, n);
+        let r = self.write_mark_locked(storage, mark, n);
         storage.unlock();
         r
     }
 
-    /// With storage locked: writes a record whose `mark` covers `n` and the
-    /// reserve above it before `n` is used. For sending, `n` goes above every range
-    /// storage shows reserved by anyone; returns the nonce the mark covers.
-    #[inline(never)]
-    fn write_mark<S: Storage + ?Sized>(
+    /// [`NonceStore::write_mark`] with storage locked.
+    fn write_mark_locked<S: Storage + ?Sized>(
         &mut self,
         s: &mut S,
         mark: Mark,
         n: u64,
-    ) -> Result<u64, Error> {
+    ) -> Result<(), Error> {
         let stored = read_stored(s, self.base, self.slot, self.key)?;
         let found_lost = self.lost(&stored);
         let lost = found_lost.unwrap_or(0);
@@ -537,7 +548,7 @@ impl NonceStore {
             // NFS mark stays this store's own range (others' ranges are theirs).
             Mark::Receive => self.nlw_mark = nlw,
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Raises NFS to at least `v` (on an "old nonce" message). RAM only: the next
@@ -581,10 +592,7 @@ impl NonceStore {
             return Ok(false);
         }
         if n > self.nlw_mark {
-            storage.lock()?;
-            let r = self.write_mark(storage, Mark::Receive, n);
-            storage.unlock();
-            r?;
+            self.write_mark(storage, Mark::Receive, n)?;
         }
         self.nlw = n;
         Ok(true)
