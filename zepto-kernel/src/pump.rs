@@ -288,8 +288,8 @@ impl<
     /// opened and its heap has no blocks, so [`Device::poll`] receives no packet
     /// and sends none. [`Device::start`] makes it work, in place. (A `const fn`:
     /// every part is a constant but the VM, so the object is built where it is to
-    /// stay, without a copy through a temporary.)
-    #[inline(never)]
+    /// stay, without a copy through a temporary. It may be inlined: where the VM
+    /// and the configuration are constants, they are stored as such.)
     pub const fn unkeyed(vm: V, plugins: &'t mut [Bodypart<'p>], cfg: DeviceConfig) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::HANDLES;
