@@ -709,10 +709,14 @@ impl Parser {
 
     /// The unread bytes, borrowed from the heap.
     pub fn rest<'h>(&self, heap: &'h Heap<'_>) -> Result<&'h [u8], Error> {
-        if heap.generation(self.handle)? != self.generation {
+        let b = heap.block(self.handle)?;
+        if b.generation != self.generation {
             return Err(Error::StaleParser);
         }
-        heap.request(self.handle)?
+        let (s, n) = b.part(Part::Request);
+        heap.arena
+            .get(s..s + n)
+            .ok_or(Error::InvalidHandle)?
             .get(self.pos as usize..self.end as usize)
             .ok_or(Error::StaleParser)
     }
