@@ -213,13 +213,15 @@ impl Heap<'_> {
         if new_len > u16::MAX as usize || self.used_bytes() + extra > self.arena.len() {
             return Err(Error::OutOfMemory);
         }
-        if me.len() > 0 && self.gap_after(i) >= extra {
+        // One scan: the highest end of the other blocks, and the lowest start after
+        // this one's end.
+        let (top, next) = self.around(i, self.arena.len(), me.end());
+        if me.len() > 0 && next.saturating_sub(me.end()) >= extra {
             return Ok(());
         }
         // Room above the other blocks: the block goes there, and only its own bytes
         // move (an empty block just takes the place).
-        let top = self.top_excluding(i);
-        if self.arena.len() - top >= me.len() + extra {
+        if self.arena.len() - top >= new_len {
             if me.start as usize != top {
                 self.arena.copy_within(me.start as usize..me.end(), top);
                 if let Some(b) = self.blocks.get_mut(i) {
@@ -265,16 +267,6 @@ impl Heap<'_> {
             }
         }
         (below, above)
-    }
-
-    /// Free bytes between the end of block `i` and the next non-empty block (or the
-    /// end of the arena).
-    fn gap_after(&self, i: usize) -> usize {
-        let Some(me) = self.blocks.get(i) else {
-            return 0;
-        };
-        let end = me.end();
-        self.around(i, 0, end).1.saturating_sub(end)
     }
 
     /// Highest end of any non-empty block other than `skip`.
