@@ -220,13 +220,12 @@ impl Heap<'_> {
             return Ok(());
         }
         // Room above the other blocks: the block goes there, and only its own bytes
-        // move (an empty block just takes the place).
+        // move (an empty block just takes the place). A non-empty block there
+        // already had its gap above.
         if self.arena.len() - top >= new_len {
-            if me.start as usize != top {
-                self.arena.copy_within(me.start as usize..me.end(), top);
-                if let Some(b) = self.blocks.get_mut(i) {
-                    b.start = top as u16;
-                }
+            self.arena.copy_within(me.start as usize..me.end(), top);
+            if let Some(b) = self.blocks.get_mut(i) {
+                b.start = top as u16;
             }
             return Ok(());
         }
