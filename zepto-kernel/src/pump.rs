@@ -543,11 +543,11 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         heap.reset();
         self.rx = heap.alloc()?;
         self.prog = heap.alloc()?;
-        // Each `init` builds its layer afresh and takes a new block: the handle it
-        // held (if any) is the third or the fourth of the heap, by this order since
-        // the first start, free after the reset and not one of the two above, so
-        // the layer does not keep it. (No fresh layer is built here first: SAGDP's
-        // state would be built twice.)
+        // SAGDP's and SACCP's `init` build their layer afresh and allocate a new
+        // block: the handle each held (if any) is the third or the fourth of the
+        // heap (allocated in this order at every start), free after the reset and
+        // not one of the two above, so neither keeps it. (No fresh layer is made
+        // here first: SAGDP's state would be built twice.)
         self.sagdp.init(heap)?;
         self.saccp.init(heap)
     }
