@@ -592,12 +592,10 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
                 self.convert(heap, rx)?;
             }
             HandlerOutcome::ReplyDown => {
-                self.convert(heap, rx)?;
-                return self.sasp_out(heap, hal, rx, None);
+                return self.lsp_out(heap, hal);
             }
             HandlerOutcome::FatalErrorReinit => {
-                self.convert(heap, rx)?;
-                let sent = self.sasp_out(heap, hal, rx, None);
+                let sent = self.lsp_out(heap, hal);
                 self.reinit(heap);
                 return sent;
             }
@@ -721,6 +719,15 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         sent
     }
 
+    /// SAGDP's reply in the `rx` block (a resent packet or an Error Message),
+    /// encrypted and sent. (Out of line: one call for its three callers.)
+    #[inline(never)]
+    fn lsp_out<H: DeviceHal>(&mut self, heap: &mut Heap<'_>, hal: &mut H) -> Result<(), Error> {
+        let rx = self.rx;
+        self.convert(heap, rx)?;
+        self.sasp_out(heap, hal, rx, None)
+    }
+
     /// SAGDP's packet in the request of `h`, encrypted and sent.
     fn sasp_out<H: DeviceHal>(
         &mut self,
@@ -766,10 +773,7 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         let sasp = &mut self.sasp;
         let mut ids = || sasp.reserve_packet_id(hal).map(PacketId::from_bytes);
         match self.sagdp.on_timeout(heap, rx, now, &mut ids)? {
-            HandlerOutcome::ReplyDown => {
-                self.convert(heap, rx)?;
-                self.sasp_out(heap, hal, rx, None)
-            }
+            HandlerOutcome::ReplyDown => self.lsp_out(heap, hal),
             _ => Ok(()),
         }
     }
