@@ -220,12 +220,13 @@ impl Heap<'_> {
             return Ok(());
         }
         // Room above the other blocks: the block goes there, and only its own bytes
-        // move (an empty block just takes the place). A non-empty block there
-        // already had its gap above.
+        // move (an empty block just takes the place).
         if self.arena.len() - top >= new_len {
-            self.arena.copy_within(me.start as usize..me.end(), top);
-            if let Some(b) = self.blocks.get_mut(i) {
-                b.start = top as u16;
+            if me.start as usize != top {
+                self.arena.copy_within(me.start as usize..me.end(), top);
+                if let Some(b) = self.blocks.get_mut(i) {
+                    b.start = top as u16;
+                }
             }
             return Ok(());
         }
