@@ -23,10 +23,10 @@
 //! `OMAC^2`). Independent blocks go to the cipher together
 //! ([`BlockCipher128::encrypt2`]: the `aes` crate's software code on 32-bit CPUs
 //! encrypts two blocks for the price of one): the two first blocks, `N` with the
-//! header's MAC (seal) or the first `OMAC^2` step (open), each keystream block
-//! with an `OMAC^2` step. Open computes `OMAC^2(C)`
-//! and decrypts in the same pass; if the tag does not match it encrypts the data
-//! back, so a wrong tag leaves the buffer as it was.
+//! header's MAC, each keystream block with an `OMAC^2` step. Seal and open are one
+//! pass over the data (encrypting, or decrypting while `OMAC^2` reads the
+//! ciphertext first); if the tag does not match, open runs the pass again to
+//! encrypt the data back, so a wrong tag leaves the buffer as it was.
 
 pub use crate::cipher::{BlockCipher128, KeyInit128};
 use crate::error::Error;
@@ -61,17 +61,6 @@ fn inc(c: &mut Blk) {
     for b in c.iter_mut().rev() {
         *b = b.wrapping_add(1);
         if *b != 0 {
-            break;
-        }
-    }
-}
-
-/// Counts a big-endian counter block down by one (the inverse of [`inc`]).
-fn dec(c: &mut Blk) {
-    for b in c.iter_mut().rev() {
-        let was = *b;
-        *b = was.wrapping_sub(1);
-        if was != 0 {
             break;
         }
     }
@@ -169,17 +158,20 @@ fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed) -> Blk {
     x
 }
 
-/// Encrypts `buf` in place and writes the tag into `tag`. (Out of line, as
-/// [`open`]: its blocks are on the stack only while it runs, not in its caller's
-/// frame; the tag goes straight to where the caller keeps it.)
+/// Encrypts (or, with `decrypt`, decrypts) `buf` in place and writes the tag of
+/// the ciphertext into `tag`: seal, and the pass of open, which then compares the
+/// tag and on a mismatch runs it again to encrypt the data back. (Out of line: its
+/// blocks are on the stack only while it runs, not in its caller's frame; the tag
+/// goes straight to where the caller keeps it.)
 #[inline(never)]
-fn seal<C: BlockCipher128 + ?Sized>(
+fn crypt<C: BlockCipher128 + ?Sized>(
     c: &C,
     k: &Keyed,
     nonce: &[u8],
+    tag: &mut Blk,
+    decrypt: bool,
     aad: &[u8],
     buf: &mut [u8],
-    tag: &mut Blk,
 ) {
     // `x` starts as E([0; 15] || 2) and chains OMAC^2 over the ciphertext.
     let (e0, mut x) = starts(c);
@@ -198,8 +190,13 @@ fn seal<C: BlockCipher128 + ?Sized>(
     c.encrypt(&mut ks);
     let m = buf.len().div_ceil(BLOCK);
     for (i, chunk) in buf.chunks_mut(BLOCK).enumerate() {
+        if decrypt {
+            xor_into(&mut x, chunk);
+        }
         xor_into(chunk, &ks);
-        xor_into(&mut x, chunk);
+        if !decrypt {
+            xor_into(&mut x, chunk);
+        }
         if i + 1 == m {
             finish(&mut x, &k.b, chunk.len());
             c.encrypt(&mut x);
@@ -212,84 +209,37 @@ fn seal<C: BlockCipher128 + ?Sized>(
     xor_into(tag, &x);
 }
 
-/// XORs `buf`'s CTR keystream from counter `n` into it.
-fn ctr<C: BlockCipher128 + ?Sized>(c: &C, n: &Blk, buf: &mut [u8]) {
-    let mut ctr = *n;
-    for chunk in buf.chunks_mut(BLOCK) {
-        let mut ks = ctr;
-        c.encrypt(&mut ks);
-        xor_into(chunk, &ks);
-        inc(&mut ctr);
-    }
+/// Encrypts `buf` in place and writes the tag into `tag`.
+fn seal<C: BlockCipher128 + ?Sized>(
+    c: &C,
+    k: &Keyed,
+    nonce: &[u8],
+    tag: &mut Blk,
+    aad: &[u8],
+    buf: &mut [u8],
+) {
+    crypt(c, k, nonce, tag, false, aad, buf);
 }
 
-/// Checks `tag` and decrypts `buf` in place; on a wrong tag `buf` is encrypted
+/// Decrypts `buf` in place and checks `tag`; on a wrong tag `buf` is encrypted
 /// back and the result is false.
-#[inline(never)]
 fn open<C: BlockCipher128 + ?Sized>(
     c: &C,
     k: &Keyed,
     nonce: &[u8],
+    tag: &Blk,
     aad: &[u8],
     buf: &mut [u8],
-    tag: &Blk,
 ) -> bool {
-    let (e0, e2) = starts(c);
-    let mut n = omac_input(c, k, 0, e0, nonce);
-    let mut h = header_input(c, k, aad);
-    let x = if buf.is_empty() {
-        c.encrypt2(&mut n, &mut h);
-        empty_mac(c, k)
-    } else {
-        // The OMAC^2 step over ciphertext block i+1 goes with keystream block i;
-        // block i is decrypted after it was MACed. H goes with the last
-        // keystream block.
-        let m = buf.len().div_ceil(BLOCK);
-        let mut x = e2;
-        let mut chunks = buf.chunks_mut(BLOCK);
-        let mut cur = chunks.next();
-        if let Some(first) = cur.as_deref() {
-            xor_into(&mut x, first);
-            if m == 1 {
-                finish(&mut x, &k.b, first.len());
-            }
-        }
-        c.encrypt2(&mut n, &mut x);
-        // `n` counts the keystream blocks and is counted back to N afterwards
-        // (one block less in this frame, which is on the deepest stack path).
-        let mut i = 1;
-        while let Some(chunk) = cur {
-            let next = chunks.next();
-            let mut ks = n;
-            match next.as_deref() {
-                Some(nx) => {
-                    xor_into(&mut x, nx);
-                    i += 1;
-                    if i == m {
-                        finish(&mut x, &k.b, nx.len());
-                    }
-                    c.encrypt2(&mut ks, &mut x);
-                }
-                None => c.encrypt2(&mut ks, &mut h),
-            }
-            xor_into(chunk, &ks);
-            inc(&mut n);
-            cur = next;
-        }
-        for _ in 0..m {
-            dec(&mut n);
-        }
-        x
-    };
-    xor_into(&mut h, &n);
-    xor_into(&mut h, &x);
+    let mut t = [0; BLOCK];
+    crypt(c, k, nonce, &mut t, true, aad, buf);
     // Compare without an early exit.
-    let diff = h
+    let diff = t
         .iter()
         .zip(tag.iter())
         .fold(0u8, |acc, (a, b)| acc | (a ^ b));
     if diff != 0 {
-        ctr(c, &n, buf);
+        crypt(c, k, nonce, &mut t, false, aad, buf);
     }
     diff == 0
 }
@@ -349,14 +299,14 @@ impl<C: BlockCipher128> Eax<C> {
     /// Encrypts `buf` in place; returns the 16-byte tag.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> [u8; BLOCK] {
         let mut tag = [0; BLOCK];
-        seal(&self.cipher, &self.keys, nonce, aad, buf, &mut tag);
+        seal(&self.cipher, &self.keys, nonce, &mut tag, aad, buf);
         tag
     }
 
     /// Encrypts `buf` in place and writes the 16-byte tag into `tag` (no copy of
     /// it through the caller's stack).
     pub fn seal_to(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &mut [u8; BLOCK]) {
-        seal(&self.cipher, &self.keys, nonce, aad, buf, tag);
+        seal(&self.cipher, &self.keys, nonce, tag, aad, buf);
     }
 
     /// Checks `tag` and decrypts `buf` in place. On a wrong tag (or a tag that is
@@ -366,7 +316,7 @@ impl<C: BlockCipher128> Eax<C> {
         let Ok(tag) = <&[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if open(&self.cipher, &self.keys, nonce, aad, buf, tag) {
+        if open(&self.cipher, &self.keys, nonce, tag, aad, buf) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)
@@ -381,11 +331,11 @@ fn seal_key<C: BlockCipher128 + KeyInit128>(
     key: &Blk,
     k: &Keyed,
     nonce: &[u8],
+    tag: &mut Blk,
     aad: &[u8],
     buf: &mut [u8],
-    tag: &mut Blk,
 ) {
-    seal(&C::new(key), k, nonce, aad, buf, tag);
+    seal(&C::new(key), k, nonce, tag, aad, buf);
 }
 
 /// [`open`] with the cipher expanded from `key` in this function's frame.
@@ -394,11 +344,11 @@ fn open_key<C: BlockCipher128 + KeyInit128>(
     key: &Blk,
     k: &Keyed,
     nonce: &[u8],
+    tag: &Blk,
     aad: &[u8],
     buf: &mut [u8],
-    tag: &Blk,
 ) -> bool {
-    open(&C::new(key), k, nonce, aad, buf, tag)
+    open(&C::new(key), k, nonce, tag, aad, buf)
 }
 
 /// EAX that keeps its key and `B`, not the expanded cipher: each seal and open
@@ -438,7 +388,7 @@ impl<C: BlockCipher128 + KeyInit128> EaxKey<C> {
 
     /// As [`Eax::seal_to`], with the cipher expanded for this message.
     pub fn seal_to(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &mut [u8; BLOCK]) {
-        seal_key::<C>(&self.key, &self.keys, nonce, aad, buf, tag);
+        seal_key::<C>(&self.key, &self.keys, nonce, tag, aad, buf);
     }
 
     /// As [`Eax::open`], with the cipher expanded for this message.
@@ -448,7 +398,7 @@ impl<C: BlockCipher128 + KeyInit128> EaxKey<C> {
         let Ok(tag) = <&[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if open_key::<C>(&self.key, &self.keys, nonce, aad, buf, tag) {
+        if open_key::<C>(&self.key, &self.keys, nonce, tag, aad, buf) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)
