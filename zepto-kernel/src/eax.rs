@@ -17,7 +17,8 @@
 //!   tag `= N xor H xor OMAC^2(C)`; CTR increments `N` as a 128-bit big-endian
 //!   integer per block.
 //!
-//! `B` depends on the key alone and is computed once, in [`Eax::new_from_slice`]. A
+//! `L` is the first block of `OMAC^0` encrypted, so `B` is derived per message
+//! from a block that is encrypted anyway (nothing but the key is kept). A
 //! packet costs the first blocks of `OMAC^0` and `OMAC^2`, one block for `N` and
 //! `OMAC^1` of the header (SASP has none), and two per block of data (CTR and
 //! `OMAC^2`). Independent blocks go to the cipher together
@@ -103,26 +104,9 @@ fn last_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, mut x: Blk, data: &[u8
     x
 }
 
-/// What depends on the key alone: `B = dbl(E(0))` (16 bytes; the encrypted first
-/// blocks of `OMAC^0`, `OMAC^1` and `OMAC^2` are computed per message, in pairs
-/// with other blocks, instead of being kept).
-#[derive(Clone, Default)]
-struct Keyed {
-    b: Blk,
-}
-
-impl Keyed {
-    /// Computes the per-key value.
-    fn new<C: BlockCipher128 + ?Sized>(c: &C) -> Self {
-        let mut b = [0; BLOCK];
-        c.encrypt(&mut b);
-        dbl(&mut b);
-        Keyed { b }
-    }
-}
-
 /// `E([0; 15] || 0)` and `E([0; 15] || 2)`: `OMAC^0` and `OMAC^2` after their
-/// first block, in one cipher call.
+/// first block, in one cipher call. The first is also `L = E(0)`, from which `B`
+/// comes: nothing needs to be kept per key but the key.
 #[inline(always)]
 fn starts<C: BlockCipher128 + ?Sized>(c: &C) -> (Blk, Blk) {
     let (mut e0, mut e2) = (omac_prefix(0), omac_prefix(2));
@@ -132,28 +116,28 @@ fn starts<C: BlockCipher128 + ?Sized>(c: &C) -> (Blk, Blk) {
 
 /// The input of the last cipher call of `OMAC^t(data)`, where `e` is
 /// `E([0; 15] || t)` (not used for empty data).
-fn omac_input<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, t: u8, e: Blk, data: &[u8]) -> Blk {
+fn omac_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, t: u8, e: Blk, data: &[u8]) -> Blk {
     if data.is_empty() {
         let mut x = omac_prefix(t);
-        xor_into(&mut x, &k.b);
+        xor_into(&mut x, b);
         return x;
     }
-    last_input(c, &k.b, e, data)
+    last_input(c, b, e, data)
 }
 
 /// The input of the last cipher call of `OMAC^1(aad)` (SASP has no header: then
 /// no cipher call is needed before it).
-fn header_input<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed, aad: &[u8]) -> Blk {
+fn header_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, aad: &[u8]) -> Blk {
     let mut e1 = omac_prefix(1);
     if !aad.is_empty() {
         c.encrypt(&mut e1);
     }
-    omac_input(c, k, 1, e1, aad)
+    omac_input(c, b, 1, e1, aad)
 }
 
 /// `OMAC^2` of the empty message.
-fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed) -> Blk {
-    let mut x = omac_input(c, k, 2, [0; BLOCK], &[]);
+fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk) -> Blk {
+    let mut x = omac_input(c, b, 2, [0; BLOCK], &[]);
     c.encrypt(&mut x);
     x
 }
@@ -166,7 +150,6 @@ fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, k: &Keyed) -> Blk {
 #[inline(never)]
 fn crypt<C: BlockCipher128 + ?Sized>(
     c: &C,
-    k: &Keyed,
     nonce: &[u8],
     tag: &mut Blk,
     decrypt: bool,
@@ -175,13 +158,16 @@ fn crypt<C: BlockCipher128 + ?Sized>(
 ) {
     // `x` starts as E([0; 15] || 2) and chains OMAC^2 over the ciphertext.
     let (e0, mut x) = starts(c);
-    let mut n = omac_input(c, k, 0, e0, nonce);
-    *tag = header_input(c, k, aad);
+    // B = dbl(L), L = E(0) = e0.
+    let mut b = e0;
+    dbl(&mut b);
+    let mut n = omac_input(c, &b, 0, e0, nonce);
+    *tag = header_input(c, &b, aad);
     // N = OMAC^0(nonce) and H = OMAC^1(aad) together.
     c.encrypt2(&mut n, tag);
     xor_into(tag, &n);
     if buf.is_empty() {
-        xor_into(tag, &empty_mac(c, k));
+        xor_into(tag, &empty_mac(c, &b));
         return;
     }
     // `n` counts from N on; keystream block i+1 and the OMAC^2 step over
@@ -198,7 +184,7 @@ fn crypt<C: BlockCipher128 + ?Sized>(
             xor_into(&mut x, chunk);
         }
         if i + 1 == m {
-            finish(&mut x, &k.b, chunk.len());
+            finish(&mut x, &b, chunk.len());
             c.encrypt(&mut x);
         } else {
             inc(&mut n);
@@ -212,34 +198,32 @@ fn crypt<C: BlockCipher128 + ?Sized>(
 /// Encrypts `buf` in place and writes the tag into `tag`.
 fn seal<C: BlockCipher128 + ?Sized>(
     c: &C,
-    k: &Keyed,
     nonce: &[u8],
     tag: &mut Blk,
     aad: &[u8],
     buf: &mut [u8],
 ) {
-    crypt(c, k, nonce, tag, false, aad, buf);
+    crypt(c, nonce, tag, false, aad, buf);
 }
 
 /// Decrypts `buf` in place and checks `tag`; on a wrong tag `buf` is encrypted
 /// back and the result is false.
 fn open<C: BlockCipher128 + ?Sized>(
     c: &C,
-    k: &Keyed,
     nonce: &[u8],
     tag: &Blk,
     aad: &[u8],
     buf: &mut [u8],
 ) -> bool {
     let mut t = [0; BLOCK];
-    crypt(c, k, nonce, &mut t, true, aad, buf);
+    crypt(c, nonce, &mut t, true, aad, buf);
     // Compare without an early exit.
     let diff = t
         .iter()
         .zip(tag.iter())
         .fold(0u8, |acc, (a, b)| acc | (a ^ b));
     if diff != 0 {
-        crypt(c, k, nonce, &mut t, false, aad, buf);
+        crypt(c, nonce, &mut t, false, aad, buf);
     }
     diff == 0
 }
@@ -254,12 +238,10 @@ pub fn cmac<C: BlockCipher128 + ?Sized>(cipher: &C, data: &[u8]) -> [u8; BLOCK] 
     x
 }
 
-/// EAX over a 128-bit block cipher whose key is expanded once, at construction,
-/// together with the one value EAX derives from the key alone (16 bytes).
+/// EAX over a 128-bit block cipher whose key is expanded once, at construction.
 #[derive(Clone)]
 pub struct Eax<C> {
     cipher: C,
-    keys: Keyed,
 }
 
 impl<C> core::fmt::Debug for Eax<C> {
@@ -280,15 +262,13 @@ impl<C: BlockCipher128 + KeyInit128> Eax<C> {
     #[inline(never)]
     pub fn set_key(&mut self, key: &[u8; 16]) {
         self.cipher = C::new(key);
-        self.keys = Keyed::new(&self.cipher);
     }
 }
 
 impl<C: BlockCipher128> Eax<C> {
     /// EAX over an already keyed `cipher`.
     pub fn from_cipher(cipher: C) -> Self {
-        let keys = Keyed::new(&cipher);
-        Self { cipher, keys }
+        Self { cipher }
     }
 
     /// The block cipher.
@@ -299,14 +279,14 @@ impl<C: BlockCipher128> Eax<C> {
     /// Encrypts `buf` in place; returns the 16-byte tag.
     pub fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> [u8; BLOCK] {
         let mut tag = [0; BLOCK];
-        seal(&self.cipher, &self.keys, nonce, &mut tag, aad, buf);
+        seal(&self.cipher, nonce, &mut tag, aad, buf);
         tag
     }
 
     /// Encrypts `buf` in place and writes the 16-byte tag into `tag` (no copy of
     /// it through the caller's stack).
     pub fn seal_to(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &mut [u8; BLOCK]) {
-        seal(&self.cipher, &self.keys, nonce, tag, aad, buf);
+        seal(&self.cipher, nonce, tag, aad, buf);
     }
 
     /// Checks `tag` and decrypts `buf` in place. On a wrong tag (or a tag that is
@@ -316,7 +296,7 @@ impl<C: BlockCipher128> Eax<C> {
         let Ok(tag) = <&[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if open(&self.cipher, &self.keys, nonce, tag, aad, buf) {
+        if open(&self.cipher, nonce, tag, aad, buf) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)
@@ -329,29 +309,27 @@ impl<C: BlockCipher128> Eax<C> {
 #[inline(never)]
 fn seal_key<C: BlockCipher128 + KeyInit128>(
     key: &Blk,
-    k: &Keyed,
     nonce: &[u8],
     tag: &mut Blk,
     aad: &[u8],
     buf: &mut [u8],
 ) {
-    seal(&C::new(key), k, nonce, tag, aad, buf);
+    seal(&C::new(key), nonce, tag, aad, buf);
 }
 
 /// [`open`] with the cipher expanded from `key` in this function's frame.
 #[inline(never)]
 fn open_key<C: BlockCipher128 + KeyInit128>(
     key: &Blk,
-    k: &Keyed,
     nonce: &[u8],
     tag: &Blk,
     aad: &[u8],
     buf: &mut [u8],
 ) -> bool {
-    open(&C::new(key), k, nonce, tag, aad, buf)
+    open(&C::new(key), nonce, tag, aad, buf)
 }
 
-/// EAX that keeps its key and `B`, not the expanded cipher: each seal and open
+/// EAX that keeps its key, not the expanded cipher: each seal and open
 /// expands the key in a frame of its own, which exists only while the message is
 /// encrypted. (For the `aes` crate's AES-128 that takes its 352 bytes of round keys
 /// out of the long-lived state, where they sat under every call path of a device,
@@ -359,7 +337,6 @@ fn open_key<C: BlockCipher128 + KeyInit128>(
 #[derive(Clone)]
 pub struct EaxKey<C> {
     key: [u8; BLOCK],
-    keys: Keyed,
     cipher: PhantomData<C>,
 }
 
@@ -370,13 +347,10 @@ impl<C> core::fmt::Debug for EaxKey<C> {
 }
 
 impl<C: BlockCipher128 + KeyInit128> EaxKey<C> {
-    /// EAX with `key`: computes `B` once (the cipher expanded in this function's
-    /// frame only), keeps the key.
-    #[inline(never)]
-    pub fn new(key: &[u8; BLOCK]) -> Self {
+    /// EAX with `key` (kept as it is).
+    pub const fn new(key: &[u8; BLOCK]) -> Self {
         Self {
             key: *key,
-            keys: Keyed::new(&C::new(key)),
             cipher: PhantomData,
         }
     }
@@ -388,7 +362,7 @@ impl<C: BlockCipher128 + KeyInit128> EaxKey<C> {
 
     /// As [`Eax::seal_to`], with the cipher expanded for this message.
     pub fn seal_to(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8], tag: &mut [u8; BLOCK]) {
-        seal_key::<C>(&self.key, &self.keys, nonce, tag, aad, buf);
+        seal_key::<C>(&self.key, nonce, tag, aad, buf);
     }
 
     /// As [`Eax::open`], with the cipher expanded for this message.
@@ -398,7 +372,7 @@ impl<C: BlockCipher128 + KeyInit128> EaxKey<C> {
         let Ok(tag) = <&[u8; BLOCK]>::try_from(tag) else {
             return Err(Error::AuthenticationFailed);
         };
-        if open_key::<C>(&self.key, &self.keys, nonce, tag, aad, buf) {
+        if open_key::<C>(&self.key, nonce, tag, aad, buf) {
             Ok(())
         } else {
             Err(Error::AuthenticationFailed)
@@ -572,8 +546,7 @@ mod tests {
         xor_into(&mut x, &e0);
         xor_into(&mut x, &b);
         // The nonce really gives `n`.
-        let k = Keyed::new(&c);
-        let mut got = omac_input(&c, &k, 0, e0, &x);
+        let mut got = omac_input(&c, &b, 0, e0, &x);
         c.encrypt(&mut got);
         assert_eq!(got, n);
         x
