@@ -87,21 +87,21 @@ fn finish(x: &mut Blk, b: &Blk, len: usize) {
     xor_into(x, &k);
 }
 
-/// The input of the last cipher call of a CMAC over `data` (not empty, or a plain
-/// CMAC with `x` = 0) that has chained to `x` so far.
-fn last_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, mut x: Blk, data: &[u8]) -> Blk {
+/// Turns `x`, a CMAC chained so far (over the message's start, or 0 for a plain
+/// CMAC), into the input of the last cipher call of the CMAC over `data` (not
+/// empty, for a chained one).
+fn last_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, x: &mut Blk, data: &[u8]) {
     let n = data.len().div_ceil(BLOCK);
     for (i, chunk) in data.chunks(BLOCK).enumerate() {
-        xor_into(&mut x, chunk);
+        xor_into(x, chunk);
         if i + 1 == n {
-            finish(&mut x, b, chunk.len());
-            return x;
+            finish(x, b, chunk.len());
+            return;
         }
-        c.encrypt(&mut x);
+        c.encrypt(x);
     }
     // Empty message: one padded block.
-    finish(&mut x, b, 0);
-    x
+    finish(x, b, 0);
 }
 
 /// `E([0; 15] || 0)` and `E([0; 15] || 2)`: `OMAC^0` and `OMAC^2` after their
@@ -114,32 +114,25 @@ fn starts<C: BlockCipher128 + ?Sized>(c: &C) -> (Blk, Blk) {
     (e0, e2)
 }
 
-/// The input of the last cipher call of `OMAC^t(data)`, where `e` is
-/// `E([0; 15] || t)` (not used for empty data).
-fn omac_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, t: u8, e: Blk, data: &[u8]) -> Blk {
+/// Turns `x` = `E([0; 15] || t)` (not used for empty data) into the input of
+/// the last cipher call of `OMAC^t(data)`.
+fn omac_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, t: u8, x: &mut Blk, data: &[u8]) {
     if data.is_empty() {
-        let mut x = omac_prefix(t);
-        xor_into(&mut x, b);
-        return x;
+        *x = omac_prefix(t);
+        xor_into(x, b);
+        return;
     }
-    last_input(c, b, e, data)
+    last_input(c, b, x, data)
 }
 
-/// The input of the last cipher call of `OMAC^1(aad)` (SASP has no header: then
-/// no cipher call is needed before it).
-fn header_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, aad: &[u8]) -> Blk {
-    let mut e1 = omac_prefix(1);
+/// Writes into `x` the input of the last cipher call of `OMAC^1(aad)` (SASP has
+/// no header: then no cipher call is needed before it).
+fn header_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, aad: &[u8], x: &mut Blk) {
+    *x = omac_prefix(1);
     if !aad.is_empty() {
-        c.encrypt(&mut e1);
+        c.encrypt(x);
     }
-    omac_input(c, b, 1, e1, aad)
-}
-
-/// `OMAC^2` of the empty message.
-fn empty_mac<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk) -> Blk {
-    let mut x = omac_input(c, b, 2, [0; BLOCK], &[]);
-    c.encrypt(&mut x);
-    x
+    omac_input(c, b, 1, x, aad)
 }
 
 /// Encrypts (or, with `decrypt`, decrypts) `buf` in place and writes the tag of
@@ -157,17 +150,20 @@ fn crypt<C: BlockCipher128 + ?Sized>(
     buf: &mut [u8],
 ) {
     // `x` starts as E([0; 15] || 2) and chains OMAC^2 over the ciphertext.
-    let (e0, mut x) = starts(c);
-    // B = dbl(L), L = E(0) = e0.
-    let mut b = e0;
+    // `n` starts as E([0; 15] || 0), which is also L = E(0): B = dbl(L).
+    let (mut n, mut x) = starts(c);
+    let mut b = n;
     dbl(&mut b);
-    let mut n = omac_input(c, &b, 0, e0, nonce);
-    *tag = header_input(c, &b, aad);
+    omac_input(c, &b, 0, &mut n, nonce);
+    header_input(c, &b, aad, tag);
     // N = OMAC^0(nonce) and H = OMAC^1(aad) together.
     c.encrypt2(&mut n, tag);
     xor_into(tag, &n);
     if buf.is_empty() {
-        xor_into(tag, &empty_mac(c, &b));
+        // OMAC^2 of the empty message.
+        omac_input(c, &b, 2, &mut x, &[]);
+        c.encrypt(&mut x);
+        xor_into(tag, &x);
         return;
     }
     // `n` counts from N on; keystream block i+1 and the OMAC^2 step over
@@ -233,7 +229,8 @@ pub fn cmac<C: BlockCipher128 + ?Sized>(cipher: &C, data: &[u8]) -> [u8; BLOCK] 
     let mut l = [0; BLOCK];
     cipher.encrypt(&mut l);
     dbl(&mut l);
-    let mut x = last_input(cipher, &l, [0; BLOCK], data);
+    let mut x = [0; BLOCK];
+    last_input(cipher, &l, &mut x, data);
     cipher.encrypt(&mut x);
     x
 }
@@ -546,7 +543,8 @@ mod tests {
         xor_into(&mut x, &e0);
         xor_into(&mut x, &b);
         // The nonce really gives `n`.
-        let mut got = omac_input(&c, &b, 0, e0, &x);
+        let mut got = e0;
+        omac_input(&c, &b, 0, &mut got, &x);
         c.encrypt(&mut got);
         assert_eq!(got, n);
         x
