@@ -197,26 +197,6 @@ pub enum VmStatus {
     },
 }
 
-/// Why a command was rejected: an SACCP error reply, or a local failure.
-enum Reject {
-    Reply(ErrorCode),
-    Local(Error),
-}
-
-impl From<Error> for Reject {
-    // One copy of the mapping, not one at every `?` of the parser.
-    #[inline(never)]
-    fn from(e: Error) -> Self {
-        match e {
-            Error::UnexpectedEnd
-            | Error::InvalidEncoding
-            | Error::ValueOutOfRange
-            | Error::Malformed => Reject::Reply(ErrorCode::INVALID_FORMAT),
-            other => Reject::Local(other),
-        }
-    }
-}
-
 /// The device side of SACCP. `A` is the AES-128 implementation of the checksum
 /// (the software `aes` crate unless the port has AES in hardware).
 #[derive(Debug, Clone)]
@@ -373,37 +353,45 @@ impl<A: ChecksumAes> Saccp<A> {
                 });
                 Ok(HandlerOutcome::Pass)
             }
-            Err(Reject::Reply(code)) => {
+            Err(e) => {
                 heap.clear_reply(h)?;
+                let code = match e {
+                    // `check_old`'s mismatch (no heap or parser call fails so).
+                    Error::AuthenticationFailed => ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH,
+                    Error::UnexpectedEnd
+                    | Error::InvalidEncoding
+                    | Error::ValueOutOfRange
+                    | Error::Malformed => ErrorCode::INVALID_FORMAT,
+                    local => return Err(local),
+                };
                 write_error(heap, h, code)?;
                 Ok(HandlerOutcome::ReplyDown)
-            }
-            Err(Reject::Local(e)) => {
-                heap.clear_reply(h)?;
-                Err(e)
             }
         }
     }
 
-    /// Parses the command and writes the program to the reply of `h`.
+    /// Parses the command and writes the program to the reply of `h`. A command
+    /// that gets an ERROR reply fails with a format error ([`Error::Malformed`] and
+    /// the like: INVALID_FORMAT) or [`Error::AuthenticationFailed`] (the old
+    /// program's checksum does not match); any other error is local.
     fn parse_command(
         &self,
         heap: &mut Heap<'_>,
         h: Handle,
         old: Handle,
         checksum: Option<[u8; 16]>,
-    ) -> Result<(ProgramSource, ExtraHeaders), Reject> {
+    ) -> Result<(ProgramSource, ExtraHeaders), Error> {
         let mut p = heap.parser(h)?;
         let head = p.u8(heap)?;
         if head & HEAD_RESERVED != 0 {
-            return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+            return Err(Error::Malformed);
         }
         let kind = head & 0x07;
         if !matches!(
             kind,
             REQ_NEW_PROGRAM | REQ_REPEAT_OLD_PROGRAM | REQ_REUSE_OLD_PROGRAM
         ) {
-            return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+            return Err(Error::Malformed);
         }
         let headers = if head & EXTRA_HEADERS_FLAG != 0 {
             parse_extra_headers(heap, &mut p)?
@@ -420,7 +408,7 @@ impl<A: ChecksumAes> Saccp<A> {
             REQ_REPEAT_OLD_PROGRAM => {
                 self.check_old(heap, &mut p, checksum)?;
                 if !p.is_empty() {
-                    return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+                    return Err(Error::Malformed);
                 }
                 heap.append_reply_of(h, old)?;
                 Ok((ProgramSource::Repeat, headers))
@@ -430,8 +418,8 @@ impl<A: ChecksumAes> Saccp<A> {
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
-                    let len = usize::try_from(p.uint(heap, 2)?)
-                        .map_err(|_| Reject::Reply(ErrorCode::INVALID_FORMAT))?;
+                    let len =
+                        usize::try_from(p.uint(heap, 2)?).map_err(|_| Error::ValueOutOfRange)?;
                     match tag {
                         FRAGMENT_VERBATIM => {
                             let start = p.position();
@@ -440,14 +428,14 @@ impl<A: ChecksumAes> Saccp<A> {
                         }
                         FRAGMENT_REFERENCE => {
                             let off = usize::try_from(p.uint(heap, 2)?)
-                                .map_err(|_| Reject::Reply(ErrorCode::INVALID_FORMAT))?;
+                                .map_err(|_| Error::ValueOutOfRange)?;
                             let end = off
                                 .checked_add(len)
                                 .filter(|e| *e <= old_len)
-                                .ok_or(Reject::Reply(ErrorCode::INVALID_FORMAT))?;
+                                .ok_or(Error::ValueOutOfRange)?;
                             heap.append_reply_from(h, old, Part::Reply, off..end)?;
                         }
-                        _ => return Err(Reject::Reply(ErrorCode::INVALID_FORMAT)),
+                        _ => return Err(Error::Malformed),
                     }
                 }
                 Ok((ProgramSource::Reuse, headers))
@@ -456,21 +444,21 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 
     /// Reads Checksum-Length and Checksum and compares them with the kept
-    /// program's `checksum`.
+    /// program's `checksum` ([`Error::AuthenticationFailed`] if they differ).
     fn check_old(
         &self,
         heap: &Heap<'_>,
         p: &mut Parser,
         checksum: Option<[u8; 16]>,
-    ) -> Result<(), Reject> {
+    ) -> Result<(), Error> {
         let n = p.u8(heap)?;
         if !(MIN_CHECKSUM_LEN..=MAX_CHECKSUM_LEN).contains(&n) {
-            return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+            return Err(Error::Malformed);
         }
         let got = p.bytes(heap, usize::from(n))?;
         match checksum {
             Some(sum) if sum.get(..got.len()) == Some(got) => Ok(()),
-            _ => Err(Reject::Reply(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH)),
+            _ => Err(Error::AuthenticationFailed),
         }
     }
 
@@ -536,7 +524,7 @@ fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Er
 
 /// Parses extra headers up to END_OF_HEADERS. Unknown header types are skipped by
 /// their length.
-fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Reject> {
+fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Error> {
     let mut out = ExtraHeaders::default();
     loop {
         let v = p.uint(heap, 2)?;
@@ -547,7 +535,7 @@ fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, 
                 return if len == 0 {
                     Ok(out)
                 } else {
-                    Err(Reject::Reply(ErrorCode::INVALID_FORMAT))
+                    Err(Error::Malformed)
                 };
             }
             HDR_ENABLE_ZEPTOERR => {
@@ -558,7 +546,7 @@ fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, 
                             truncate_most_recent: b & 1 != 0,
                         });
                     }
-                    _ => return Err(Reject::Reply(ErrorCode::INVALID_FORMAT)),
+                    _ => return Err(Error::Malformed),
                 }
             }
             _ => p.skip(heap, len)?,
