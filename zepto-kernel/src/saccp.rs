@@ -474,21 +474,18 @@ impl<A: ChecksumAes> Saccp<A> {
     ) -> Result<HandlerOutcome, Error> {
         let len = heap.request_len(h)?;
         heap.clear_reply(h)?;
-        let (field, n) = match status {
-            VmStatus::Ok { truncated } => {
-                let n = len.min(MAX_OK_SIZE);
-                let t = truncated || n < len;
-                (REPLY_OK | u16::from(t) << 3 | (n as u16) << 4, n)
-            }
-            VmStatus::Exception { truncated } => {
-                let n = len.min(MAX_EXCEPTION_SIZE);
-                let t = truncated || n < len;
-                (
-                    REPLY_ERROR | 1 << 3 | u16::from(t) << 4 | (n as u16) << 5,
-                    n,
-                )
-            }
+        // The field's layout: its type bits, where TRUNCATED goes and where the
+        // size starts (the size takes the bits above it, up to MAX_OK_SIZE or
+        // MAX_EXCEPTION_SIZE).
+        const _: () = assert!(MAX_OK_SIZE == (u16::MAX >> 4) as usize);
+        const _: () = assert!(MAX_EXCEPTION_SIZE == (u16::MAX >> 5) as usize);
+        let (kind, t_bit, truncated) = match status {
+            VmStatus::Ok { truncated } => (REPLY_OK, 3, truncated),
+            VmStatus::Exception { truncated } => (REPLY_ERROR | 1 << 3, 4, truncated),
         };
+        let n = len.min(usize::from(u16::MAX >> (t_bit + 1)));
+        let t = truncated || n < len;
+        let field = kind | u16::from(t) << t_bit | (n as u16) << (t_bit + 1);
         if n == len {
             // The reply buffer stays where it is, the field goes in front of it.
             let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
