@@ -25,6 +25,7 @@
 
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, Heap};
+use core::marker::PhantomData;
 use core::num::NonZeroU64;
 use crc::{Crc, NoTable, CRC_32_ISO_HDLC};
 
@@ -311,10 +312,37 @@ const fn deadline_after(now_ms: u64, interval_ms: u32) -> u64 {
     }
 }
 
+/// Which roles a [`Sagdp`] can take, fixed by its type: [`DeviceOnly`] (a device's,
+/// whose code has no master paths) or [`EitherRole`] (chosen when it is made).
+pub trait RoleKind: Copy + core::fmt::Debug {
+    /// The role every instance of the type has, if the type fixes one.
+    const FIXED: Option<Role>;
+}
+
+/// A [`Sagdp`] that is a device (the slave) by its type ([`Sagdp::slave`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceOnly;
+
+impl RoleKind for DeviceOnly {
+    const FIXED: Option<Role> = Some(Role::Slave);
+}
+
+/// A [`Sagdp`] whose role is given when it is made ([`Sagdp::new`],
+/// [`Sagdp::master`]).
+#[derive(Debug, Clone, Copy)]
+pub struct EitherRole;
+
+impl RoleKind for EitherRole {
+    const FIXED: Option<Role> = None;
+}
+
 /// The SAGDP state machine (fixed-size state plus one heap handle holding the LSP).
+/// A device's instance is a `Sagdp` ([`DeviceOnly`]); a client's, or one whose
+/// role is chosen at run time, a `Sagdp<EitherRole>`.
 #[derive(Debug, Clone)]
-pub struct Sagdp {
+pub struct Sagdp<R: RoleKind = DeviceOnly> {
     role: Role,
+    kind: PhantomData<R>,
     config: Config,
     state: State,
     lsp: Option<Handle>,
@@ -336,11 +364,34 @@ pub struct Sagdp {
     answered_digest: u32,
 }
 
-impl Sagdp {
+impl Sagdp<EitherRole> {
     /// A new, not yet initialised instance.
     pub const fn new(role: Role, config: Config) -> Self {
+        Self::make(role, config)
+    }
+
+    /// A client-side instance with [`Config::MASTER`].
+    pub const fn master() -> Self {
+        Self::new(Role::Master, Config::MASTER)
+    }
+}
+
+impl Sagdp<DeviceOnly> {
+    /// A device-side instance with [`Config::SLAVE`].
+    pub const fn slave() -> Self {
+        Self::make(Role::Slave, Config::SLAVE)
+    }
+}
+
+impl<R: RoleKind> Sagdp<R> {
+    /// A new, not yet initialised instance (`role` is the type's, if it fixes one).
+    const fn make(role: Role, config: Config) -> Self {
         Self {
-            role,
+            role: match R::FIXED {
+                Some(r) => r,
+                None => role,
+            },
+            kind: PhantomData,
             config,
             state: State::NotInitialized,
             lsp: None,
@@ -359,16 +410,6 @@ impl Sagdp {
         }
     }
 
-    /// A device-side instance with [`Config::SLAVE`].
-    pub const fn slave() -> Self {
-        Self::new(Role::Slave, Config::SLAVE)
-    }
-
-    /// A client-side instance with [`Config::MASTER`].
-    pub const fn master() -> Self {
-        Self::new(Role::Master, Config::MASTER)
-    }
-
     /// The "initializing" event: allocates the LSP handle (first call) or empties it,
     /// drops all chain data and enters [`State::Idle`].
     ///
@@ -379,7 +420,7 @@ impl Sagdp {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
         };
-        *self = Self::new(self.role, self.config);
+        *self = Self::make(self.role, self.config);
         self.lsp = Some(lsp);
         self.state = State::Idle;
         Ok(())
@@ -392,7 +433,10 @@ impl Sagdp {
 
     /// The role given at construction.
     pub const fn role(&self) -> Role {
-        self.role
+        match R::FIXED {
+            Some(r) => r,
+            None => self.role,
+        }
     }
 
     /// After [`receive`](Self::receive) returned [`HandlerOutcome::Pass`]: the chain
@@ -448,7 +492,7 @@ impl Sagdp {
         let hdr = Header::parse(heap.request(h)?)?;
         heap.clear_reply(h)?;
         self.received = None;
-        let master = self.role == Role::Master;
+        let master = matches!(self.role(), Role::Master);
         match hdr.status {
             PacketStatus::ErrorMessage => {
                 if master {
@@ -524,7 +568,7 @@ impl Sagdp {
                 Some(self.lrpid.ok_or(Error::InvalidState)?)
             }
             _ => {
-                return match self.role {
+                return match self.role() {
                     Role::Slave => {
                         let pid = self.lrpid.unwrap_or_default();
                         self.fail(heap, h, pid)
@@ -615,7 +659,7 @@ impl Sagdp {
         match self.state {
             State::NotInitialized => Err(Error::InvalidState),
             State::WaitRemote => self.resend(heap, h, false, now_ms, ids),
-            _ => match self.role {
+            _ => match self.role() {
                 Role::Slave => {
                     let pid = self.lrpid.unwrap_or_default();
                     self.fail(heap, h, pid)
@@ -733,7 +777,7 @@ impl Sagdp {
         h: Handle,
         pid: PacketId,
     ) -> Result<HandlerOutcome, Error> {
-        match self.role {
+        match self.role() {
             Role::Slave => self.fail(heap, h, pid),
             Role::Master => Ok(HandlerOutcome::IgnorePacket),
         }
@@ -759,7 +803,7 @@ impl Sagdp {
             let _ = heap.clear_reply(lsp);
         }
         let (role, config, lsp) = (self.role, self.config, self.lsp);
-        *self = Self::new(role, config);
+        *self = Self::make(role, config);
         self.lsp = lsp;
         res?;
         Ok(HandlerOutcome::FatalErrorReinit)
@@ -807,7 +851,7 @@ mod tests {
 
     struct Rig {
         heap: H,
-        s: Sagdp,
+        s: Sagdp<EitherRole>,
         h: Handle,
         ids: Ids,
     }
@@ -1515,6 +1559,66 @@ mod tests {
             prop_assert_eq!(h.to_bytes().to_vec(), bytes);
             prop_assert_eq!(h.id_field.value(), id);
             prop_assert_eq!(PacketId::from_bytes(h.id_field.to_bytes()), h.id_field);
+        }
+
+        /// The device's type ([`DeviceOnly`], whose code has no master paths) does
+        /// what a slave chosen at run time does: the same outcomes, replies, states,
+        /// packet IDs and timers for any sequence of packets, sends and timer events.
+        #[test]
+        fn device_only_acts_as_a_runtime_slave(
+            steps in proptest::collection::vec((0u8..0x20, 0u64..300, proptest::collection::vec(any::<u8>(), 0..8)), 1..40),
+        ) {
+            let mut dm = H::new();
+            let mut em = H::new();
+            let mut d = Sagdp::slave();
+            let mut e = Sagdp::new(Role::Slave, Config::SLAVE);
+            d.init(&mut dm.heap()).unwrap();
+            e.init(&mut em.heap()).unwrap();
+            let dh = dm.heap().alloc().unwrap();
+            let eh = em.heap().alloc().unwrap();
+            let (mut di, mut ei) = (Ids(200), Ids(200));
+            let mut next_pid = 10u64;
+            for (i, (op, id, payload)) in steps.into_iter().enumerate() {
+                let now = i as u64 * 700;
+                next_pid += 1;
+                let st = PacketStatus::from_flags(op);
+                let (od, oe) = match op >> 3 {
+                    0 | 1 => {
+                        let pkt = up(op & 0x0F, id, &payload);
+                        dm.heap().set_request(dh, &pkt).unwrap();
+                        em.heap().set_request(eh, &pkt).unwrap();
+                        (
+                            d.receive(&mut dm.heap(), dh, pid(next_pid), now, &mut di),
+                            e.receive(&mut em.heap(), eh, pid(next_pid), now, &mut ei),
+                        )
+                    }
+                    2 => {
+                        dm.heap().set_request(dh, &payload).unwrap();
+                        em.heap().set_request(eh, &payload).unwrap();
+                        (
+                            d.send(&mut dm.heap(), dh, st, now, &mut di),
+                            e.send(&mut em.heap(), eh, st, now, &mut ei),
+                        )
+                    }
+                    _ => (
+                        d.on_timeout(&mut dm.heap(), dh, now, &mut di),
+                        e.on_timeout(&mut em.heap(), eh, now, &mut ei),
+                    ),
+                };
+                prop_assert_eq!(od, oe);
+                let dr = dm.heap().reply(dh).unwrap().to_vec();
+                let er = em.heap().reply(eh).unwrap().to_vec();
+                prop_assert_eq!(dr, er);
+                prop_assert_eq!(d.state(), e.state());
+                prop_assert_eq!(d.role(), e.role());
+                prop_assert_eq!(d.last_sent_pid(), e.last_sent_pid());
+                prop_assert_eq!(d.received_status(), e.received_status());
+                prop_assert_eq!(d.next_timeout_ms(now), e.next_timeout_ms(now));
+                if d.state() == State::NotInitialized {
+                    d.init(&mut dm.heap()).unwrap();
+                    e.init(&mut em.heap()).unwrap();
+                }
+            }
         }
 
         /// Arbitrary packet sequences never panic, keep the state machine coherent and
