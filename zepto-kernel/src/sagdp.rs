@@ -317,14 +317,18 @@ const fn deadline_after(now_ms: u64, interval_ms: u32) -> u64 {
 pub trait RoleKind: Copy + core::fmt::Debug {
     /// The role every instance of the type has, if the type fixes one.
     const FIXED: Option<Role>;
+    /// The timing every instance of the type has, if the type fixes it.
+    const TIMING: Option<Config>;
 }
 
-/// A [`Sagdp`] that is a device (the slave) by its type ([`Sagdp::slave`]).
+/// A [`Sagdp`] that is a device (the slave, with [`Config::SLAVE`]) by its type
+/// ([`Sagdp::slave`]).
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceOnly;
 
 impl RoleKind for DeviceOnly {
     const FIXED: Option<Role> = Some(Role::Slave);
+    const TIMING: Option<Config> = Some(Config::SLAVE);
 }
 
 /// A [`Sagdp`] whose role is given when it is made ([`Sagdp::new`],
@@ -334,6 +338,7 @@ pub struct EitherRole;
 
 impl RoleKind for EitherRole {
     const FIXED: Option<Role> = None;
+    const TIMING: Option<Config> = None;
 }
 
 /// The SAGDP state machine (fixed-size state plus one heap handle holding the LSP).
@@ -384,8 +389,13 @@ impl Sagdp<DeviceOnly> {
 }
 
 impl<R: RoleKind> Sagdp<R> {
-    /// A new, not yet initialised instance (`role` is the type's, if it fixes one).
+    /// A new, not yet initialised instance (`role` and `config` are the type's, if
+    /// it fixes them).
     const fn make(role: Role, config: Config) -> Self {
+        let config = match R::TIMING {
+            Some(c) => c,
+            None => config,
+        };
         Self {
             role: match R::FIXED {
                 Some(r) => r,
@@ -429,6 +439,14 @@ impl<R: RoleKind> Sagdp<R> {
     /// The current state.
     pub const fn state(&self) -> State {
         self.state
+    }
+
+    /// The timing given at construction.
+    const fn timing(&self) -> Config {
+        match R::TIMING {
+            Some(c) => c,
+            None => self.config,
+        }
     }
 
     /// The role given at construction.
@@ -599,7 +617,7 @@ impl<R: RoleKind> Sagdp<R> {
         self.answered_digest = self.lr_digest;
         self.last_sent_pid = Some(pid);
         self.resends = 0;
-        self.interval_ms = self.config.initial_timeout_ms;
+        self.interval_ms = self.timing().initial_timeout_ms;
         if status == PacketStatus::Terminating {
             self.state = State::Idle;
             self.deadline_ms = NO_DEADLINE;
@@ -628,7 +646,7 @@ impl<R: RoleKind> Sagdp<R> {
         {
             return Ok(HandlerOutcome::IgnorePacket);
         }
-        if let Some(max) = self.config.max_resends {
+        if let Some(max) = self.timing().max_resends {
             if self.resends >= max {
                 self.drop_chain();
                 return Err(Error::Timeout);
@@ -639,7 +657,7 @@ impl<R: RoleKind> Sagdp<R> {
         self.interval_ms = self
             .interval_ms
             .saturating_mul(2)
-            .min(self.config.max_timeout_ms);
+            .min(self.timing().max_timeout_ms);
         self.deadline_ms = deadline_after(now_ms, self.interval_ms);
         Ok(out)
     }
