@@ -430,10 +430,17 @@ impl<R: RoleKind> Sagdp<R> {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
         };
-        *self = Self::make(self.role, self.config);
-        self.lsp = Some(lsp);
+        self.forget(Some(lsp));
         self.state = State::Idle;
         Ok(())
+    }
+
+    /// Drops all chain data ([`State::NotInitialized`]), keeping `lsp` as the LSP
+    /// handle.
+    #[inline(never)]
+    fn forget(&mut self, lsp: Option<Handle>) {
+        *self = Self::make(self.role, self.config);
+        self.lsp = lsp;
     }
 
     /// The current state.
@@ -820,9 +827,7 @@ impl<R: RoleKind> Sagdp<R> {
             // Best effort: the data is invalid either way.
             let _ = heap.clear_reply(lsp);
         }
-        let (role, config, lsp) = (self.role, self.config, self.lsp);
-        *self = Self::make(role, config);
-        self.lsp = lsp;
+        self.forget(self.lsp);
         res?;
         Ok(HandlerOutcome::FatalErrorReinit)
     }
