@@ -285,6 +285,20 @@ impl IdRange {
     }
 }
 
+/// What [`Sagdp::receive`] does with a packet.
+#[derive(Clone, Copy)]
+enum Act {
+    /// Pass it up and go to the state; first abandon the chain if the flag is set.
+    Deliver(State, bool),
+    /// Answer the repeated packet with the LSP (unless it asks for a resend).
+    Duplicate,
+    Ignore,
+    /// Out of the chain: a slave fails, a master ignores it.
+    Inconsistent,
+    /// An Error Message to a slave.
+    Fail,
+}
+
 /// How a received PPID relates to what we sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Relation {
@@ -520,51 +534,58 @@ impl<R: RoleKind> Sagdp<R> {
         heap.clear_reply(h)?;
         self.received = None;
         let master = matches!(self.role(), Role::Master);
-        match hdr.status {
+        // What to do, decided first; each action is then taken in one place.
+        let act = match hdr.status {
             PacketStatus::ErrorMessage => {
                 if master {
-                    self.drop_chain();
-                    self.deliver(heap, h, pid, hdr, State::Idle)
+                    Act::Deliver(State::Idle, true)
                 } else {
-                    self.fail(heap, h, pid)
+                    Act::Fail
                 }
             }
             PacketStatus::First => {
                 if Some(hdr.id_field) == self.lrcid && self.is_repeat(heap, h)? {
                     // The first packet of the current chain again.
                     match self.state {
-                        State::WaitLocal => Ok(HandlerOutcome::IgnorePacket),
-                        _ => self.duplicate(heap, h, hdr, now_ms, ids),
+                        State::WaitLocal => Act::Ignore,
+                        _ => Act::Duplicate,
                     }
                 } else {
                     match (self.state, master) {
-                        (State::Idle, _) => self.deliver(heap, h, pid, hdr, State::WaitLocal),
-                        (_, false) => {
-                            // The master starts a new chain: it is always right.
-                            self.drop_chain();
-                            self.deliver(heap, h, pid, hdr, State::WaitLocal)
-                        }
-                        (_, true) => Ok(HandlerOutcome::IgnorePacket),
+                        (State::Idle, _) => Act::Deliver(State::WaitLocal, false),
+                        // The master starts a new chain: it is always right.
+                        (_, false) => Act::Deliver(State::WaitLocal, true),
+                        (_, true) => Act::Ignore,
                     }
                 }
             }
             PacketStatus::Intermediate => match (self.state, self.relate(hdr.id_field)) {
-                (State::WaitRemote, Relation::Last) => {
-                    self.deliver(heap, h, pid, hdr, State::WaitLocal)
-                }
+                (State::WaitRemote, Relation::Last) => Act::Deliver(State::WaitLocal, false),
                 (State::Idle | State::WaitRemote, Relation::Previous)
                     if self.is_repeat(heap, h)? =>
                 {
-                    self.duplicate(heap, h, hdr, now_ms, ids)
+                    Act::Duplicate
                 }
-                (State::WaitLocal, Relation::Last) => Ok(HandlerOutcome::IgnorePacket),
-                _ => self.inconsistent(heap, h, pid),
+                (State::WaitLocal, Relation::Last) => Act::Ignore,
+                _ => Act::Inconsistent,
             },
             PacketStatus::Terminating => match (self.state, self.relate(hdr.id_field)) {
-                (State::WaitRemote, Relation::Last) => self.deliver(heap, h, pid, hdr, State::Idle),
-                (State::Idle, Relation::Last) => Ok(HandlerOutcome::IgnorePacket),
-                _ => self.inconsistent(heap, h, pid),
+                (State::WaitRemote, Relation::Last) => Act::Deliver(State::Idle, false),
+                (State::Idle, Relation::Last) => Act::Ignore,
+                _ => Act::Inconsistent,
             },
+        };
+        match act {
+            Act::Deliver(next, drop_chain) => {
+                if drop_chain {
+                    self.drop_chain();
+                }
+                self.deliver(heap, h, pid, hdr, next)
+            }
+            Act::Duplicate => self.duplicate(heap, h, hdr, now_ms, ids),
+            Act::Ignore => Ok(HandlerOutcome::IgnorePacket),
+            Act::Inconsistent => self.inconsistent(heap, h, pid),
+            Act::Fail => self.fail(heap, h, pid),
         }
     }
 
