@@ -170,8 +170,8 @@ fn crypt<C: BlockCipher128 + ?Sized>(
     // ciphertext block i go together.
     let mut ks = n;
     c.encrypt(&mut ks);
-    let m = buf.len().div_ceil(BLOCK);
-    for (i, chunk) in buf.chunks_mut(BLOCK).enumerate() {
+    let mut rest = buf;
+    while let Some((chunk, tail)) = rest.split_at_mut_checked(rest.len().min(BLOCK)) {
         if decrypt {
             xor_into(&mut x, chunk);
         }
@@ -179,14 +179,15 @@ fn crypt<C: BlockCipher128 + ?Sized>(
         if !decrypt {
             xor_into(&mut x, chunk);
         }
-        if i + 1 == m {
+        if tail.is_empty() {
             finish(&mut x, &b, chunk.len());
             c.encrypt(&mut x);
-        } else {
-            inc(&mut n);
-            ks = n;
-            c.encrypt2(&mut x, &mut ks);
+            break;
         }
+        inc(&mut n);
+        ks = n;
+        c.encrypt2(&mut x, &mut ks);
+        rest = tail;
     }
     xor_into(tag, &x);
 }
