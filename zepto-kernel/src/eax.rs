@@ -91,17 +91,17 @@ fn finish(x: &mut Blk, b: &Blk, len: usize) {
 /// CMAC), into the input of the last cipher call of the CMAC over `data` (not
 /// empty, for a chained one).
 fn last_input<C: BlockCipher128 + ?Sized>(c: &C, b: &Blk, x: &mut Blk, data: &[u8]) {
-    let n = data.len().div_ceil(BLOCK);
-    for (i, chunk) in data.chunks(BLOCK).enumerate() {
+    let mut rest = data;
+    // An empty message is one padded block.
+    while let Some((chunk, tail)) = rest.split_at_checked(rest.len().min(BLOCK)) {
         xor_into(x, chunk);
-        if i + 1 == n {
+        if tail.is_empty() {
             finish(x, b, chunk.len());
             return;
         }
         c.encrypt(x);
+        rest = tail;
     }
-    // Empty message: one padded block.
-    finish(x, b, 0);
 }
 
 /// `E([0; 15] || 0)` and `E([0; 15] || 2)`: `OMAC^0` and `OMAC^2` after their
