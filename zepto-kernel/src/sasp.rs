@@ -441,19 +441,19 @@ impl<C: SaspCipher> Sasp<C> {
         hal: &mut H,
     ) -> Result<HandlerOutcome, Error> {
         self.refused = false;
-        let len = heap.request_len(h)?;
-        if len <= OVERHEAD {
-            crate::count(&mut self.stats.malformed);
-            return Ok(HandlerOutcome::IgnorePacket);
-        }
         // Decrypted in place: the payload then becomes the reply without a copy.
         let (vp, to_sasp, payload) = {
             let req = heap.request_mut(h)?;
-            let (hdr, rest) = req
-                .split_at_mut_checked(HEADER_LEN)
-                .ok_or(Error::Malformed)?;
-            let hdr: [u8; HEADER_LEN] = (&*hdr).try_into().map_err(|_| Error::Malformed)?;
-            let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
+            // The header, the tag and at least one byte of data.
+            let parts = req
+                .split_first_chunk_mut::<HEADER_LEN>()
+                .and_then(|(hdr, rest)| Some((hdr, rest.split_first_chunk_mut::<TAG_LEN>()?)))
+                .filter(|(_, (_, data))| !data.is_empty());
+            let Some((hdr, (tag, data))) = parts else {
+                crate::count(&mut self.stats.malformed);
+                return Ok(HandlerOutcome::IgnorePacket);
+            };
+            let hdr: [u8; HEADER_LEN] = *hdr;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
             if self.aead()?.open(&nonce, &[], data, tag).is_err() {
                 crate::count(&mut self.stats.auth_failures);
