@@ -398,6 +398,10 @@ impl<A: ChecksumAes> Saccp<A> {
         } else {
             ExtraHeaders::default()
         };
+        if kind != REQ_NEW_PROGRAM {
+            // REPEAT_OLD_PROGRAM and REUSE_OLD_PROGRAM name the kept program.
+            self.check_old(heap, &mut p, checksum)?;
+        }
         match kind {
             REQ_NEW_PROGRAM => {
                 // The program is the rest of the command: it becomes the reply in
@@ -406,7 +410,6 @@ impl<A: ChecksumAes> Saccp<A> {
                 Ok((ProgramSource::New, headers))
             }
             REQ_REPEAT_OLD_PROGRAM => {
-                self.check_old(heap, &mut p, checksum)?;
                 if !p.is_empty() {
                     return Err(Error::Malformed);
                 }
@@ -414,7 +417,6 @@ impl<A: ChecksumAes> Saccp<A> {
                 Ok((ProgramSource::Repeat, headers))
             }
             _ => {
-                self.check_old(heap, &mut p, checksum)?;
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
