@@ -488,14 +488,11 @@ impl<A: ChecksumAes> Saccp<A> {
         let n = len.min(usize::from(u16::MAX >> (t_bit + 1)));
         let t = truncated || n < len;
         let field = kind | u16::from(t) << t_bit | (n as u16) << (t_bit + 1);
-        if n == len {
-            // The reply buffer stays where it is, the field goes in front of it.
-            let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
-            heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
-        } else {
-            heap.append_reply_uint(h, u64::from(field), 2)?;
-            heap.append_reply_from(h, h, Part::Request, 0..n)?;
-        }
+        // The reply buffer stays where it is, the field goes in front of it; what
+        // does not fit the size field is cut off behind it.
+        let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
+        heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
+        heap.truncate_reply(h, k + n)?;
         self.flags = None;
         Ok(HandlerOutcome::Pass)
     }
