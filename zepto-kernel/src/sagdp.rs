@@ -55,8 +55,9 @@ pub const HEADER_LEN: usize = 7;
 
 /// A 48-bit packet ID (SASP nonce), "PID" in the spec.
 ///
-/// Kept as the value plus one in a `NonZeroU64`, so that the `Option<PacketId>`
-/// fields of [`Sagdp`] take 8 bytes each instead of 16.
+/// Kept with bit 63 set in a `NonZeroU64` (which keeps the order of the values),
+/// so that the `Option<PacketId>` fields of [`Sagdp`] take 8 bytes each instead
+/// of 16.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PacketId(NonZeroU64);
 
@@ -66,7 +67,7 @@ impl PacketId {
 
     /// The packet ID of a value known to be at most [`PacketId::MAX`].
     const fn of(value: u64) -> Self {
-        match NonZeroU64::new((value & Self::MAX) + 1) {
+        match NonZeroU64::new((value & Self::MAX) | Self::TAG) {
             Some(v) => Self(v),
             None => Self(NonZeroU64::MIN),
         }
@@ -108,8 +109,11 @@ impl PacketId {
 
     /// The numeric value.
     pub const fn value(self) -> u64 {
-        self.0.get() - 1
+        self.0.get() & Self::MAX
     }
+
+    /// The bit that makes every kept value non-zero.
+    const TAG: u64 = 1 << 63;
 }
 
 impl Default for PacketId {
