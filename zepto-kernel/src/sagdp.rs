@@ -611,14 +611,14 @@ impl<R: RoleKind> Sagdp<R> {
         now_ms: u64,
         ids: &mut dyn PacketIdSource,
     ) -> Result<HandlerOutcome, Error> {
-        let id_field = match (self.state, status) {
-            (_, PacketStatus::ErrorMessage) | (State::NotInitialized, _) => {
-                return Err(Error::InvalidState)
-            }
-            (State::Idle, PacketStatus::First) => None,
-            (State::WaitLocal, PacketStatus::Intermediate | PacketStatus::Terminating) => {
-                Some(self.lrpid.ok_or(Error::InvalidState)?)
-            }
+        if status == PacketStatus::ErrorMessage || self.state == State::NotInitialized {
+            return Err(Error::InvalidState);
+        }
+        // A chain starts from Idle; its other packets answer in WaitLocal.
+        let first = status == PacketStatus::First;
+        let id_field = match (self.state, first) {
+            (State::Idle, true) => None,
+            (State::WaitLocal, false) => Some(self.lrpid.ok_or(Error::InvalidState)?),
             _ => {
                 return match self.role() {
                     Role::Slave => {
