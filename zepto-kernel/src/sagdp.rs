@@ -538,6 +538,7 @@ impl<R: RoleKind> Sagdp<R> {
         heap.clear_reply(h)?;
         self.received = None;
         let master = matches!(self.role(), Role::Master);
+        let rel = self.relate(hdr.id_field);
         // What to do, decided first; each action is then taken in one place.
         let act = match hdr.status {
             PacketStatus::ErrorMessage => {
@@ -563,7 +564,7 @@ impl<R: RoleKind> Sagdp<R> {
                     }
                 }
             }
-            PacketStatus::Intermediate => match (self.state, self.relate(hdr.id_field)) {
+            PacketStatus::Intermediate => match (self.state, rel) {
                 (State::WaitRemote, Relation::Last) => Act::Deliver(State::WaitLocal, false),
                 (State::Idle | State::WaitRemote, Relation::Previous)
                     if self.is_repeat(heap, h)? =>
@@ -573,7 +574,7 @@ impl<R: RoleKind> Sagdp<R> {
                 (State::WaitLocal, Relation::Last) => Act::Ignore,
                 _ => Act::Inconsistent,
             },
-            PacketStatus::Terminating => match (self.state, self.relate(hdr.id_field)) {
+            PacketStatus::Terminating => match (self.state, rel) {
                 (State::WaitRemote, Relation::Last) => Act::Deliver(State::Idle, false),
                 (State::Idle, Relation::Last) => Act::Ignore,
                 _ => Act::Inconsistent,
