@@ -459,8 +459,42 @@ impl<R: RoleKind> Sagdp<R> {
     /// handle.
     #[inline(never)]
     fn forget(&mut self, lsp: Option<Handle>) {
-        *self = Self::make(self.role, self.config);
-        self.lsp = lsp;
+        // Field by field, in place (role and timing stay): what `make` gives. (The
+        // pattern names every field: a new one must be reset here too.)
+        let interval = self.timing().initial_timeout_ms;
+        let Self {
+            role: _,
+            kind: _,
+            config: _,
+            state,
+            lsp: kept,
+            lsp_valid,
+            lrcid,
+            lrpid,
+            lspidr,
+            pspidr,
+            deadline_ms,
+            interval_ms,
+            resends,
+            last_sent_pid,
+            received,
+            lr_digest,
+            answered_digest,
+        } = self;
+        *state = State::NotInitialized;
+        *kept = lsp;
+        *lsp_valid = false;
+        *lrcid = None;
+        *lrpid = None;
+        *lspidr = None;
+        *pspidr = None;
+        *deadline_ms = NO_DEADLINE;
+        *interval_ms = interval;
+        *resends = 0;
+        *last_sent_pid = None;
+        *received = None;
+        *lr_digest = 0;
+        *answered_digest = 0;
     }
 
     /// The current state.
@@ -1610,6 +1644,31 @@ mod tests {
             prop_assert_eq!(h.to_bytes().to_vec(), bytes);
             prop_assert_eq!(h.id_field.value(), id);
             prop_assert_eq!(PacketId::from_bytes(h.id_field.to_bytes()), h.id_field);
+        }
+
+        /// Re-initialising (and failing) leaves an instance as a new one, but for its
+        /// LSP handle.
+        #[test]
+        fn init_forgets_everything_but_the_lsp(
+            pkts in proptest::collection::vec((0u8..0x08, 0u64..300, proptest::collection::vec(any::<u8>(), 0..8)), 1..20),
+            role_master in any::<bool>(),
+        ) {
+            let role = if role_master { Role::Master } else { Role::Slave };
+            let mut r = Rig::new(role);
+            let mut next_pid = 10u64;
+            for (i, (flags, id, payload)) in pkts.into_iter().enumerate() {
+                next_pid += 1;
+                r.heap.heap().set_request(r.h, &up(flags, id, &payload)).unwrap();
+                let _ = r.s.receive(&mut r.heap.heap(), r.h, pid(next_pid), i as u64, &mut r.ids);
+                if r.s.state() == State::WaitLocal {
+                    let _ = r.send(b"a", PacketStatus::Intermediate, i as u64);
+                }
+            }
+            r.s.init(&mut r.heap.heap()).unwrap();
+            let mut fresh = Sagdp::new(role, if role_master { Config::MASTER } else { Config::SLAVE });
+            fresh.lsp = r.s.lsp;
+            fresh.state = State::Idle;
+            prop_assert_eq!(format!("{:?}", r.s), format!("{:?}", fresh));
         }
 
         /// The device's type ([`DeviceOnly`], whose code has no master paths) does
