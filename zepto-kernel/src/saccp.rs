@@ -241,8 +241,18 @@ impl<A: ChecksumAes> Saccp<A> {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
         };
-        *self = Self::with_aes();
-        self.old = Some(old);
+        // What `with_aes` gives, in place (the pattern names every field).
+        let Self {
+            old: kept,
+            has_old,
+            flags,
+            error_status,
+            aes: _,
+        } = self;
+        *kept = Some(old);
+        *has_old = false;
+        *flags = None;
+        *error_status = PacketStatus::Terminating;
         Ok(())
     }
 
@@ -1032,6 +1042,25 @@ mod tests {
             r.c.send_error(&mut r.heap.heap(), r.h, ErrorCode(0x1000)),
             Err(Error::ValueOutOfRange)
         );
+    }
+
+    #[test]
+    fn init_forgets_the_kept_program_and_flags() {
+        let mut r = Rig::new();
+        assert_eq!(
+            r.recv(&[REQ_NEW_PROGRAM, 0x08, 0x02], PacketStatus::Terminating),
+            HandlerOutcome::Pass
+        );
+        assert!(r.c.exec_flags().is_some());
+        assert_eq!(r.c.error_reply_status(), PacketStatus::First);
+        assert_eq!(r.old(), Some(vec![0x08, 0x02]));
+        let old = r.c.old;
+        r.c.init(&mut r.heap.heap()).unwrap();
+        assert_eq!(r.c.old, old);
+        assert_eq!(r.old(), None);
+        assert_eq!(r.c.exec_flags(), None);
+        assert_eq!(r.c.error_reply_status(), PacketStatus::Terminating);
+        assert!(r.heap.reply(old.unwrap()).unwrap().is_empty());
     }
 
     #[test]
