@@ -1,22 +1,34 @@
 //! Feeds a sequence of arbitrary UP packets (with growing packet IDs, interleaved
 //! with higher-layer sends and timer events) to an SAGDP device and client; nothing
-//! may panic and the state machine must stay coherent.
+//! may panic and the state machine must stay coherent. The device's type
+//! (`Sagdp::slave`) must do what a slave chosen at run time does.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zepto_kernel::sagdp::{PacketId, PacketStatus, Sagdp, State};
+use zepto_kernel::sagdp::{Config, PacketId, PacketStatus, Role, RoleKind, Sagdp, State};
 use zepto_kernel::{Error, HandlerOutcome, HeapMem};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, mut rest)) = data.split_first() else {
+    let Some((&sel, rest)) = data.split_first() else {
         return;
     };
+    if sel & 1 == 0 {
+        // The device's type and a slave chosen at run time do the same.
+        let device = run(Sagdp::slave(), rest);
+        let either = run(Sagdp::new(Role::Slave, Config::SLAVE), rest);
+        assert_eq!(device, either);
+    } else {
+        run(Sagdp::master(), rest);
+    }
+});
+
+/// What one step gave: the outcome, the reply and the state after it.
+type Step = (Result<HandlerOutcome, Error>, Vec<u8>, State);
+
+/// Runs the steps of `rest` on `s` and returns what each gave.
+fn run<R: RoleKind>(mut s: Sagdp<R>, mut rest: &[u8]) -> Vec<Step> {
+    let mut log = Vec::new();
     let mut heap_mem = HeapMem::<512, 4>::new();
     let mut heap = heap_mem.heap();
-    let mut s = if sel & 1 == 0 {
-        Sagdp::slave()
-    } else {
-        Sagdp::master()
-    };
     s.init(&mut heap).expect("fresh heap");
     let h = heap.alloc().expect("fresh heap");
     let mut next = 1u64;
@@ -40,11 +52,15 @@ fuzz_target!(|data: &[u8]| {
                     PacketStatus::ErrorMessage,
                 ][usize::from(len & 3)];
                 if heap.set_request(h, pkt).is_ok() {
-                    let _ = s.send(&mut heap, h, st, now, &mut ids);
+                    let out = s.send(&mut heap, h, st, now, &mut ids);
+                    let reply = heap.reply(h).expect("live").to_vec();
+                    log.push((out, reply, s.state()));
                 }
             }
             1 => {
-                let _ = s.on_timeout(&mut heap, h, now, &mut ids);
+                let out = s.on_timeout(&mut heap, h, now, &mut ids);
+                let reply = heap.reply(h).expect("live").to_vec();
+                log.push((out, reply, s.state()));
             }
             _ => {
                 rx += 1;
@@ -59,6 +75,7 @@ fuzz_target!(|data: &[u8]| {
                     now,
                     &mut ids,
                 );
+                log.push((out, heap.reply(h).expect("live").to_vec(), s.state()));
                 match out {
                     Err(Error::Malformed | Error::UnexpectedEnd) => assert_eq!(s.state(), state),
                     Ok(HandlerOutcome::FatalErrorReinit) => {
@@ -78,4 +95,5 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(heap.handles_in_use(), 2);
     }
-});
+    log
+}

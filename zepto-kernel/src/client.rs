@@ -14,7 +14,7 @@ use crate::nonce_store::{key_id, BlankStart, NonceStore};
 use crate::saccp::client::{self as saccp_client, Reply};
 use crate::saccp::ExtraHeaders;
 use crate::sagdp::{
-    Config as SagdpConfig, PacketId, PacketStatus, Role as SagdpRole, Sagdp, State,
+    Config as SagdpConfig, EitherRole, PacketId, PacketStatus, Role as SagdpRole, Sagdp, State,
 };
 use crate::sasp::{self, DefaultCipher, Role, Sasp, SaspCipher};
 
@@ -70,7 +70,7 @@ pub struct Client<C: SaspCipher = DefaultCipher, const N: usize = 1024, const B:
     mem: HeapMem<N, B>,
     h: Handle,
     sasp: Sasp<C>,
-    sagdp: Sagdp,
+    sagdp: Sagdp<EitherRole>,
     has_reply: bool,
     /// When old nonces below the highest answered may be answered again.
     old_window_ms: u64,

@@ -197,26 +197,6 @@ pub enum VmStatus {
     },
 }
 
-/// Why a command was rejected: an SACCP error reply, or a local failure.
-enum Reject {
-    Reply(ErrorCode),
-    Local(Error),
-}
-
-impl From<Error> for Reject {
-    // One copy of the mapping, not one at every `?` of the parser.
-    #[inline(never)]
-    fn from(e: Error) -> Self {
-        match e {
-            Error::UnexpectedEnd
-            | Error::InvalidEncoding
-            | Error::ValueOutOfRange
-            | Error::Malformed => Reject::Reply(ErrorCode::INVALID_FORMAT),
-            other => Reject::Local(other),
-        }
-    }
-}
-
 /// The device side of SACCP. `A` is the AES-128 implementation of the checksum
 /// (the software `aes` crate unless the port has AES in hardware).
 #[derive(Debug, Clone)]
@@ -261,8 +241,18 @@ impl<A: ChecksumAes> Saccp<A> {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
         };
-        *self = Self::with_aes();
-        self.old = Some(old);
+        // What `with_aes` gives, in place (the pattern names every field).
+        let Self {
+            old: kept,
+            has_old,
+            flags,
+            error_status,
+            aes: _,
+        } = self;
+        *kept = Some(old);
+        *has_old = false;
+        *flags = None;
+        *error_status = PacketStatus::Terminating;
         Ok(())
     }
 
@@ -373,43 +363,55 @@ impl<A: ChecksumAes> Saccp<A> {
                 });
                 Ok(HandlerOutcome::Pass)
             }
-            Err(Reject::Reply(code)) => {
+            Err(e) => {
                 heap.clear_reply(h)?;
+                let code = match e {
+                    // `check_old`'s mismatch (no heap or parser call fails so).
+                    Error::AuthenticationFailed => ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH,
+                    Error::UnexpectedEnd
+                    | Error::InvalidEncoding
+                    | Error::ValueOutOfRange
+                    | Error::Malformed => ErrorCode::INVALID_FORMAT,
+                    local => return Err(local),
+                };
                 write_error(heap, h, code)?;
                 Ok(HandlerOutcome::ReplyDown)
-            }
-            Err(Reject::Local(e)) => {
-                heap.clear_reply(h)?;
-                Err(e)
             }
         }
     }
 
-    /// Parses the command and writes the program to the reply of `h`.
+    /// Parses the command and writes the program to the reply of `h`. A command
+    /// that gets an ERROR reply fails with a format error ([`Error::Malformed`] and
+    /// the like: INVALID_FORMAT) or [`Error::AuthenticationFailed`] (the old
+    /// program's checksum does not match); any other error is local.
     fn parse_command(
         &self,
         heap: &mut Heap<'_>,
         h: Handle,
         old: Handle,
         checksum: Option<[u8; 16]>,
-    ) -> Result<(ProgramSource, ExtraHeaders), Reject> {
+    ) -> Result<(ProgramSource, ExtraHeaders), Error> {
         let mut p = heap.parser(h)?;
         let head = p.u8(heap)?;
         if head & HEAD_RESERVED != 0 {
-            return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+            return Err(Error::Malformed);
         }
         let kind = head & 0x07;
         if !matches!(
             kind,
             REQ_NEW_PROGRAM | REQ_REPEAT_OLD_PROGRAM | REQ_REUSE_OLD_PROGRAM
         ) {
-            return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+            return Err(Error::Malformed);
         }
         let headers = if head & EXTRA_HEADERS_FLAG != 0 {
             parse_extra_headers(heap, &mut p)?
         } else {
             ExtraHeaders::default()
         };
+        if kind != REQ_NEW_PROGRAM {
+            // REPEAT_OLD_PROGRAM and REUSE_OLD_PROGRAM name the kept program.
+            self.check_old(heap, &mut p, checksum)?;
+        }
         match kind {
             REQ_NEW_PROGRAM => {
                 // The program is the rest of the command: it becomes the reply in
@@ -418,20 +420,18 @@ impl<A: ChecksumAes> Saccp<A> {
                 Ok((ProgramSource::New, headers))
             }
             REQ_REPEAT_OLD_PROGRAM => {
-                self.check_old(heap, &mut p, checksum)?;
                 if !p.is_empty() {
-                    return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+                    return Err(Error::Malformed);
                 }
                 heap.append_reply_of(h, old)?;
                 Ok((ProgramSource::Repeat, headers))
             }
             _ => {
-                self.check_old(heap, &mut p, checksum)?;
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
-                    let len = usize::try_from(p.uint(heap, 2)?)
-                        .map_err(|_| Reject::Reply(ErrorCode::INVALID_FORMAT))?;
+                    let len =
+                        usize::try_from(p.uint(heap, 2)?).map_err(|_| Error::ValueOutOfRange)?;
                     match tag {
                         FRAGMENT_VERBATIM => {
                             let start = p.position();
@@ -440,14 +440,14 @@ impl<A: ChecksumAes> Saccp<A> {
                         }
                         FRAGMENT_REFERENCE => {
                             let off = usize::try_from(p.uint(heap, 2)?)
-                                .map_err(|_| Reject::Reply(ErrorCode::INVALID_FORMAT))?;
+                                .map_err(|_| Error::ValueOutOfRange)?;
                             let end = off
                                 .checked_add(len)
                                 .filter(|e| *e <= old_len)
-                                .ok_or(Reject::Reply(ErrorCode::INVALID_FORMAT))?;
+                                .ok_or(Error::ValueOutOfRange)?;
                             heap.append_reply_from(h, old, Part::Reply, off..end)?;
                         }
-                        _ => return Err(Reject::Reply(ErrorCode::INVALID_FORMAT)),
+                        _ => return Err(Error::Malformed),
                     }
                 }
                 Ok((ProgramSource::Reuse, headers))
@@ -456,21 +456,21 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 
     /// Reads Checksum-Length and Checksum and compares them with the kept
-    /// program's `checksum`.
+    /// program's `checksum` ([`Error::AuthenticationFailed`] if they differ).
     fn check_old(
         &self,
         heap: &Heap<'_>,
         p: &mut Parser,
         checksum: Option<[u8; 16]>,
-    ) -> Result<(), Reject> {
+    ) -> Result<(), Error> {
         let n = p.u8(heap)?;
         if !(MIN_CHECKSUM_LEN..=MAX_CHECKSUM_LEN).contains(&n) {
-            return Err(Reject::Reply(ErrorCode::INVALID_FORMAT));
+            return Err(Error::Malformed);
         }
         let got = p.bytes(heap, usize::from(n))?;
         match checksum {
             Some(sum) if sum.get(..got.len()) == Some(got) => Ok(()),
-            _ => Err(Reject::Reply(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH)),
+            _ => Err(Error::AuthenticationFailed),
         }
     }
 
@@ -486,29 +486,23 @@ impl<A: ChecksumAes> Saccp<A> {
     ) -> Result<HandlerOutcome, Error> {
         let len = heap.request_len(h)?;
         heap.clear_reply(h)?;
-        let (field, n) = match status {
-            VmStatus::Ok { truncated } => {
-                let n = len.min(MAX_OK_SIZE);
-                let t = truncated || n < len;
-                (REPLY_OK | u16::from(t) << 3 | (n as u16) << 4, n)
-            }
-            VmStatus::Exception { truncated } => {
-                let n = len.min(MAX_EXCEPTION_SIZE);
-                let t = truncated || n < len;
-                (
-                    REPLY_ERROR | 1 << 3 | u16::from(t) << 4 | (n as u16) << 5,
-                    n,
-                )
-            }
+        // The field's layout: its type bits, where TRUNCATED goes and where the
+        // size starts (the size takes the bits above it, up to MAX_OK_SIZE or
+        // MAX_EXCEPTION_SIZE).
+        const _: () = assert!(MAX_OK_SIZE == (u16::MAX >> 4) as usize);
+        const _: () = assert!(MAX_EXCEPTION_SIZE == (u16::MAX >> 5) as usize);
+        let (kind, t_bit, truncated) = match status {
+            VmStatus::Ok { truncated } => (REPLY_OK, 3, truncated),
+            VmStatus::Exception { truncated } => (REPLY_ERROR | 1 << 3, 4, truncated),
         };
-        if n == len {
-            // The reply buffer stays where it is, the field goes in front of it.
-            let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
-            heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
-        } else {
-            heap.append_reply_uint(h, u64::from(field), 2)?;
-            heap.append_reply_from(h, h, Part::Request, 0..n)?;
-        }
+        let n = len.min(usize::from(u16::MAX >> (t_bit + 1)));
+        let t = truncated || n < len;
+        let field = kind | u16::from(t) << t_bit | (n as u16) << (t_bit + 1);
+        // The reply buffer stays where it is, the field goes in front of it; what
+        // does not fit the size field is cut off behind it.
+        let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
+        heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
+        heap.truncate_reply(h, k + n)?;
         self.flags = None;
         Ok(HandlerOutcome::Pass)
     }
@@ -536,7 +530,7 @@ fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Er
 
 /// Parses extra headers up to END_OF_HEADERS. Unknown header types are skipped by
 /// their length.
-fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Reject> {
+fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Error> {
     let mut out = ExtraHeaders::default();
     loop {
         let v = p.uint(heap, 2)?;
@@ -547,7 +541,7 @@ fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, 
                 return if len == 0 {
                     Ok(out)
                 } else {
-                    Err(Reject::Reply(ErrorCode::INVALID_FORMAT))
+                    Err(Error::Malformed)
                 };
             }
             HDR_ENABLE_ZEPTOERR => {
@@ -558,7 +552,7 @@ fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, 
                             truncate_most_recent: b & 1 != 0,
                         });
                     }
-                    _ => return Err(Reject::Reply(ErrorCode::INVALID_FORMAT)),
+                    _ => return Err(Error::Malformed),
                 }
             }
             _ => p.skip(heap, len)?,
@@ -1048,6 +1042,25 @@ mod tests {
             r.c.send_error(&mut r.heap.heap(), r.h, ErrorCode(0x1000)),
             Err(Error::ValueOutOfRange)
         );
+    }
+
+    #[test]
+    fn init_forgets_the_kept_program_and_flags() {
+        let mut r = Rig::new();
+        assert_eq!(
+            r.recv(&[REQ_NEW_PROGRAM, 0x08, 0x02], PacketStatus::Terminating),
+            HandlerOutcome::Pass
+        );
+        assert!(r.c.exec_flags().is_some());
+        assert_eq!(r.c.error_reply_status(), PacketStatus::First);
+        assert_eq!(r.old(), Some(vec![0x08, 0x02]));
+        let old = r.c.old;
+        r.c.init(&mut r.heap.heap()).unwrap();
+        assert_eq!(r.c.old, old);
+        assert_eq!(r.old(), None);
+        assert_eq!(r.c.exec_flags(), None);
+        assert_eq!(r.c.error_reply_status(), PacketStatus::Terminating);
+        assert!(r.heap.reply(old.unwrap()).unwrap().is_empty());
     }
 
     #[test]

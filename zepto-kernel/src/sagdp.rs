@@ -25,6 +25,7 @@
 
 use crate::error::{Error, HandlerOutcome};
 use crate::heap::{Handle, Heap};
+use core::marker::PhantomData;
 use core::num::NonZeroU64;
 use crc::{Crc, NoTable, CRC_32_ISO_HDLC};
 
@@ -54,8 +55,9 @@ pub const HEADER_LEN: usize = 7;
 
 /// A 48-bit packet ID (SASP nonce), "PID" in the spec.
 ///
-/// Kept as the value plus one in a `NonZeroU64`, so that the `Option<PacketId>`
-/// fields of [`Sagdp`] take 8 bytes each instead of 16.
+/// Kept with bit 63 set in a `NonZeroU64` (which keeps the order of the values),
+/// so that the `Option<PacketId>` fields of [`Sagdp`] take 8 bytes each instead
+/// of 16.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PacketId(NonZeroU64);
 
@@ -65,7 +67,7 @@ impl PacketId {
 
     /// The packet ID of a value known to be at most [`PacketId::MAX`].
     const fn of(value: u64) -> Self {
-        match NonZeroU64::new((value & Self::MAX) + 1) {
+        match NonZeroU64::new((value & Self::MAX) | Self::TAG) {
             Some(v) => Self(v),
             None => Self(NonZeroU64::MIN),
         }
@@ -107,8 +109,11 @@ impl PacketId {
 
     /// The numeric value.
     pub const fn value(self) -> u64 {
-        self.0.get() - 1
+        self.0.get() & Self::MAX
     }
+
+    /// The bit that makes every kept value non-zero.
+    const TAG: u64 = 1 << 63;
 }
 
 impl Default for PacketId {
@@ -284,6 +289,20 @@ impl IdRange {
     }
 }
 
+/// What [`Sagdp::receive`] does with a packet.
+#[derive(Clone, Copy)]
+enum Act {
+    /// Pass it up and go to the state; first abandon the chain if the flag is set.
+    Deliver(State, bool),
+    /// Answer the repeated packet with the LSP (unless it asks for a resend).
+    Duplicate,
+    Ignore,
+    /// Out of the chain: a slave fails, a master ignores it.
+    Inconsistent,
+    /// An Error Message to a slave.
+    Fail,
+}
+
 /// How a received PPID relates to what we sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Relation {
@@ -301,7 +320,9 @@ enum Relation {
 const NO_DEADLINE: u64 = u64::MAX;
 
 /// The deadline `interval_ms` after `now_ms`: saturated one below [`NO_DEADLINE`],
-/// so that a clock near its end still has a timer that fires, not none.
+/// so that a clock near its end still has a timer that fires, not none. (Out of
+/// line: its 64-bit saturating sum is one copy for its three callers.)
+#[inline(never)]
 const fn deadline_after(now_ms: u64, interval_ms: u32) -> u64 {
     let d = now_ms.saturating_add(interval_ms as u64);
     if d == NO_DEADLINE {
@@ -311,10 +332,42 @@ const fn deadline_after(now_ms: u64, interval_ms: u32) -> u64 {
     }
 }
 
+/// Which roles a [`Sagdp`] can take, fixed by its type: [`DeviceOnly`] (a device's,
+/// whose code has no master paths) or [`EitherRole`] (chosen when it is made).
+pub trait RoleKind: Copy + core::fmt::Debug {
+    /// The role every instance of the type has, if the type fixes one.
+    const FIXED: Option<Role>;
+    /// The timing every instance of the type has, if the type fixes it.
+    const TIMING: Option<Config>;
+}
+
+/// A [`Sagdp`] that is a device (the slave, with [`Config::SLAVE`]) by its type
+/// ([`Sagdp::slave`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceOnly;
+
+impl RoleKind for DeviceOnly {
+    const FIXED: Option<Role> = Some(Role::Slave);
+    const TIMING: Option<Config> = Some(Config::SLAVE);
+}
+
+/// A [`Sagdp`] whose role is given when it is made ([`Sagdp::new`],
+/// [`Sagdp::master`]).
+#[derive(Debug, Clone, Copy)]
+pub struct EitherRole;
+
+impl RoleKind for EitherRole {
+    const FIXED: Option<Role> = None;
+    const TIMING: Option<Config> = None;
+}
+
 /// The SAGDP state machine (fixed-size state plus one heap handle holding the LSP).
+/// A device's instance is a `Sagdp` ([`DeviceOnly`]); a client's, or one whose
+/// role is chosen at run time, a `Sagdp<EitherRole>`.
 #[derive(Debug, Clone)]
-pub struct Sagdp {
+pub struct Sagdp<R: RoleKind = DeviceOnly> {
     role: Role,
+    kind: PhantomData<R>,
     config: Config,
     state: State,
     lsp: Option<Handle>,
@@ -336,11 +389,39 @@ pub struct Sagdp {
     answered_digest: u32,
 }
 
-impl Sagdp {
+impl Sagdp<EitherRole> {
     /// A new, not yet initialised instance.
     pub const fn new(role: Role, config: Config) -> Self {
+        Self::make(role, config)
+    }
+
+    /// A client-side instance with [`Config::MASTER`].
+    pub const fn master() -> Self {
+        Self::new(Role::Master, Config::MASTER)
+    }
+}
+
+impl Sagdp<DeviceOnly> {
+    /// A device-side instance with [`Config::SLAVE`].
+    pub const fn slave() -> Self {
+        Self::make(Role::Slave, Config::SLAVE)
+    }
+}
+
+impl<R: RoleKind> Sagdp<R> {
+    /// A new, not yet initialised instance (`role` and `config` are the type's, if
+    /// it fixes them).
+    const fn make(role: Role, config: Config) -> Self {
+        let config = match R::TIMING {
+            Some(c) => c,
+            None => config,
+        };
         Self {
-            role,
+            role: match R::FIXED {
+                Some(r) => r,
+                None => role,
+            },
+            kind: PhantomData,
             config,
             state: State::NotInitialized,
             lsp: None,
@@ -359,16 +440,6 @@ impl Sagdp {
         }
     }
 
-    /// A device-side instance with [`Config::SLAVE`].
-    pub const fn slave() -> Self {
-        Self::new(Role::Slave, Config::SLAVE)
-    }
-
-    /// A client-side instance with [`Config::MASTER`].
-    pub const fn master() -> Self {
-        Self::new(Role::Master, Config::MASTER)
-    }
-
     /// The "initializing" event: allocates the LSP handle (first call) or empties it,
     /// drops all chain data and enters [`State::Idle`].
     ///
@@ -379,10 +450,51 @@ impl Sagdp {
             Some(h) if heap.clear_reply(h).is_ok() => h,
             _ => heap.alloc()?,
         };
-        *self = Self::new(self.role, self.config);
-        self.lsp = Some(lsp);
+        self.forget(Some(lsp));
         self.state = State::Idle;
         Ok(())
+    }
+
+    /// Drops all chain data ([`State::NotInitialized`]), keeping `lsp` as the LSP
+    /// handle.
+    #[inline(never)]
+    fn forget(&mut self, lsp: Option<Handle>) {
+        // Field by field, in place (role and timing stay): what `make` gives. (The
+        // pattern names every field: a new one must be reset here too.)
+        let interval = self.timing().initial_timeout_ms;
+        let Self {
+            role: _,
+            kind: _,
+            config: _,
+            state,
+            lsp: kept,
+            lsp_valid,
+            lrcid,
+            lrpid,
+            lspidr,
+            pspidr,
+            deadline_ms,
+            interval_ms,
+            resends,
+            last_sent_pid,
+            received,
+            lr_digest,
+            answered_digest,
+        } = self;
+        *state = State::NotInitialized;
+        *kept = lsp;
+        *lsp_valid = false;
+        *lrcid = None;
+        *lrpid = None;
+        *lspidr = None;
+        *pspidr = None;
+        *deadline_ms = NO_DEADLINE;
+        *interval_ms = interval;
+        *resends = 0;
+        *last_sent_pid = None;
+        *received = None;
+        *lr_digest = 0;
+        *answered_digest = 0;
     }
 
     /// The current state.
@@ -390,9 +502,20 @@ impl Sagdp {
         self.state
     }
 
+    /// The timing given at construction.
+    const fn timing(&self) -> Config {
+        match R::TIMING {
+            Some(c) => c,
+            None => self.config,
+        }
+    }
+
     /// The role given at construction.
     pub const fn role(&self) -> Role {
-        self.role
+        match R::FIXED {
+            Some(r) => r,
+            None => self.role,
+        }
     }
 
     /// After [`receive`](Self::receive) returned [`HandlerOutcome::Pass`]: the chain
@@ -448,52 +571,60 @@ impl Sagdp {
         let hdr = Header::parse(heap.request(h)?)?;
         heap.clear_reply(h)?;
         self.received = None;
-        let master = self.role == Role::Master;
-        match hdr.status {
+        let master = matches!(self.role(), Role::Master);
+        let rel = self.relate(hdr.id_field);
+        // What to do, decided first; each action is then taken in one place.
+        let act = match hdr.status {
             PacketStatus::ErrorMessage => {
                 if master {
-                    self.drop_chain();
-                    self.deliver(heap, h, pid, hdr, State::Idle)
+                    Act::Deliver(State::Idle, true)
                 } else {
-                    self.fail(heap, h, pid)
+                    Act::Fail
                 }
             }
             PacketStatus::First => {
                 if Some(hdr.id_field) == self.lrcid && self.is_repeat(heap, h)? {
                     // The first packet of the current chain again.
                     match self.state {
-                        State::WaitLocal => Ok(HandlerOutcome::IgnorePacket),
-                        _ => self.duplicate(heap, h, hdr, now_ms, ids),
+                        State::WaitLocal => Act::Ignore,
+                        _ => Act::Duplicate,
                     }
                 } else {
                     match (self.state, master) {
-                        (State::Idle, _) => self.deliver(heap, h, pid, hdr, State::WaitLocal),
-                        (_, false) => {
-                            // The master starts a new chain: it is always right.
-                            self.drop_chain();
-                            self.deliver(heap, h, pid, hdr, State::WaitLocal)
-                        }
-                        (_, true) => Ok(HandlerOutcome::IgnorePacket),
+                        (State::Idle, _) => Act::Deliver(State::WaitLocal, false),
+                        // The master starts a new chain: it is always right.
+                        (_, false) => Act::Deliver(State::WaitLocal, true),
+                        (_, true) => Act::Ignore,
                     }
                 }
             }
-            PacketStatus::Intermediate => match (self.state, self.relate(hdr.id_field)) {
-                (State::WaitRemote, Relation::Last) => {
-                    self.deliver(heap, h, pid, hdr, State::WaitLocal)
-                }
+            PacketStatus::Intermediate => match (self.state, rel) {
+                (State::WaitRemote, Relation::Last) => Act::Deliver(State::WaitLocal, false),
                 (State::Idle | State::WaitRemote, Relation::Previous)
                     if self.is_repeat(heap, h)? =>
                 {
-                    self.duplicate(heap, h, hdr, now_ms, ids)
+                    Act::Duplicate
                 }
-                (State::WaitLocal, Relation::Last) => Ok(HandlerOutcome::IgnorePacket),
-                _ => self.inconsistent(heap, h, pid),
+                (State::WaitLocal, Relation::Last) => Act::Ignore,
+                _ => Act::Inconsistent,
             },
-            PacketStatus::Terminating => match (self.state, self.relate(hdr.id_field)) {
-                (State::WaitRemote, Relation::Last) => self.deliver(heap, h, pid, hdr, State::Idle),
-                (State::Idle, Relation::Last) => Ok(HandlerOutcome::IgnorePacket),
-                _ => self.inconsistent(heap, h, pid),
+            PacketStatus::Terminating => match (self.state, rel) {
+                (State::WaitRemote, Relation::Last) => Act::Deliver(State::Idle, false),
+                (State::Idle, Relation::Last) => Act::Ignore,
+                _ => Act::Inconsistent,
             },
+        };
+        match act {
+            Act::Deliver(next, drop_chain) => {
+                if drop_chain {
+                    self.drop_chain();
+                }
+                self.deliver(heap, h, pid, hdr, next)
+            }
+            Act::Duplicate => self.duplicate(heap, h, hdr, now_ms, ids),
+            Act::Ignore => Ok(HandlerOutcome::IgnorePacket),
+            Act::Inconsistent => self.inconsistent(heap, h, pid),
+            Act::Fail => self.fail(heap, h, pid),
         }
     }
 
@@ -515,16 +646,16 @@ impl Sagdp {
         now_ms: u64,
         ids: &mut dyn PacketIdSource,
     ) -> Result<HandlerOutcome, Error> {
-        let id_field = match (self.state, status) {
-            (_, PacketStatus::ErrorMessage) | (State::NotInitialized, _) => {
-                return Err(Error::InvalidState)
-            }
-            (State::Idle, PacketStatus::First) => None,
-            (State::WaitLocal, PacketStatus::Intermediate | PacketStatus::Terminating) => {
-                Some(self.lrpid.ok_or(Error::InvalidState)?)
-            }
+        if status == PacketStatus::ErrorMessage || self.state == State::NotInitialized {
+            return Err(Error::InvalidState);
+        }
+        // A chain starts from Idle; its other packets answer in WaitLocal.
+        let first = status == PacketStatus::First;
+        let id_field = match (self.state, first) {
+            (State::Idle, true) => None,
+            (State::WaitLocal, false) => Some(self.lrpid.ok_or(Error::InvalidState)?),
             _ => {
-                return match self.role {
+                return match self.role() {
                     Role::Slave => {
                         let pid = self.lrpid.unwrap_or_default();
                         self.fail(heap, h, pid)
@@ -555,7 +686,7 @@ impl Sagdp {
         self.answered_digest = self.lr_digest;
         self.last_sent_pid = Some(pid);
         self.resends = 0;
-        self.interval_ms = self.config.initial_timeout_ms;
+        self.interval_ms = self.timing().initial_timeout_ms;
         if status == PacketStatus::Terminating {
             self.state = State::Idle;
             self.deadline_ms = NO_DEADLINE;
@@ -584,7 +715,7 @@ impl Sagdp {
         {
             return Ok(HandlerOutcome::IgnorePacket);
         }
-        if let Some(max) = self.config.max_resends {
+        if let Some(max) = self.timing().max_resends {
             if self.resends >= max {
                 self.drop_chain();
                 return Err(Error::Timeout);
@@ -595,7 +726,7 @@ impl Sagdp {
         self.interval_ms = self
             .interval_ms
             .saturating_mul(2)
-            .min(self.config.max_timeout_ms);
+            .min(self.timing().max_timeout_ms);
         self.deadline_ms = deadline_after(now_ms, self.interval_ms);
         Ok(out)
     }
@@ -615,7 +746,7 @@ impl Sagdp {
         match self.state {
             State::NotInitialized => Err(Error::InvalidState),
             State::WaitRemote => self.resend(heap, h, false, now_ms, ids),
-            _ => match self.role {
+            _ => match self.role() {
                 Role::Slave => {
                     let pid = self.lrpid.unwrap_or_default();
                     self.fail(heap, h, pid)
@@ -733,7 +864,7 @@ impl Sagdp {
         h: Handle,
         pid: PacketId,
     ) -> Result<HandlerOutcome, Error> {
-        match self.role {
+        match self.role() {
             Role::Slave => self.fail(heap, h, pid),
             Role::Master => Ok(HandlerOutcome::IgnorePacket),
         }
@@ -758,9 +889,7 @@ impl Sagdp {
             // Best effort: the data is invalid either way.
             let _ = heap.clear_reply(lsp);
         }
-        let (role, config, lsp) = (self.role, self.config, self.lsp);
-        *self = Self::new(role, config);
-        self.lsp = lsp;
+        self.forget(self.lsp);
         res?;
         Ok(HandlerOutcome::FatalErrorReinit)
     }
@@ -807,7 +936,7 @@ mod tests {
 
     struct Rig {
         heap: H,
-        s: Sagdp,
+        s: Sagdp<EitherRole>,
         h: Handle,
         ids: Ids,
     }
@@ -1515,6 +1644,91 @@ mod tests {
             prop_assert_eq!(h.to_bytes().to_vec(), bytes);
             prop_assert_eq!(h.id_field.value(), id);
             prop_assert_eq!(PacketId::from_bytes(h.id_field.to_bytes()), h.id_field);
+        }
+
+        /// Re-initialising (and failing) leaves an instance as a new one, but for its
+        /// LSP handle.
+        #[test]
+        fn init_forgets_everything_but_the_lsp(
+            pkts in proptest::collection::vec((0u8..0x08, 0u64..300, proptest::collection::vec(any::<u8>(), 0..8)), 1..20),
+            role_master in any::<bool>(),
+        ) {
+            let role = if role_master { Role::Master } else { Role::Slave };
+            let mut r = Rig::new(role);
+            let mut next_pid = 10u64;
+            for (i, (flags, id, payload)) in pkts.into_iter().enumerate() {
+                next_pid += 1;
+                r.heap.heap().set_request(r.h, &up(flags, id, &payload)).unwrap();
+                let _ = r.s.receive(&mut r.heap.heap(), r.h, pid(next_pid), i as u64, &mut r.ids);
+                if r.s.state() == State::WaitLocal {
+                    let _ = r.send(b"a", PacketStatus::Intermediate, i as u64);
+                }
+            }
+            r.s.init(&mut r.heap.heap()).unwrap();
+            let mut fresh = Sagdp::new(role, if role_master { Config::MASTER } else { Config::SLAVE });
+            fresh.lsp = r.s.lsp;
+            fresh.state = State::Idle;
+            prop_assert_eq!(format!("{:?}", r.s), format!("{:?}", fresh));
+        }
+
+        /// The device's type ([`DeviceOnly`], whose code has no master paths) does
+        /// what a slave chosen at run time does: the same outcomes, replies, states,
+        /// packet IDs and timers for any sequence of packets, sends and timer events.
+        #[test]
+        fn device_only_acts_as_a_runtime_slave(
+            steps in proptest::collection::vec((0u8..0x20, 0u64..300, proptest::collection::vec(any::<u8>(), 0..8)), 1..40),
+        ) {
+            let mut dm = H::new();
+            let mut em = H::new();
+            let mut d = Sagdp::slave();
+            let mut e = Sagdp::new(Role::Slave, Config::SLAVE);
+            d.init(&mut dm.heap()).unwrap();
+            e.init(&mut em.heap()).unwrap();
+            let dh = dm.heap().alloc().unwrap();
+            let eh = em.heap().alloc().unwrap();
+            let (mut di, mut ei) = (Ids(200), Ids(200));
+            let mut next_pid = 10u64;
+            for (i, (op, id, payload)) in steps.into_iter().enumerate() {
+                let now = i as u64 * 700;
+                next_pid += 1;
+                let st = PacketStatus::from_flags(op);
+                let (od, oe) = match op >> 3 {
+                    0 | 1 => {
+                        let pkt = up(op & 0x0F, id, &payload);
+                        dm.heap().set_request(dh, &pkt).unwrap();
+                        em.heap().set_request(eh, &pkt).unwrap();
+                        (
+                            d.receive(&mut dm.heap(), dh, pid(next_pid), now, &mut di),
+                            e.receive(&mut em.heap(), eh, pid(next_pid), now, &mut ei),
+                        )
+                    }
+                    2 => {
+                        dm.heap().set_request(dh, &payload).unwrap();
+                        em.heap().set_request(eh, &payload).unwrap();
+                        (
+                            d.send(&mut dm.heap(), dh, st, now, &mut di),
+                            e.send(&mut em.heap(), eh, st, now, &mut ei),
+                        )
+                    }
+                    _ => (
+                        d.on_timeout(&mut dm.heap(), dh, now, &mut di),
+                        e.on_timeout(&mut em.heap(), eh, now, &mut ei),
+                    ),
+                };
+                prop_assert_eq!(od, oe);
+                let dr = dm.heap().reply(dh).unwrap().to_vec();
+                let er = em.heap().reply(eh).unwrap().to_vec();
+                prop_assert_eq!(dr, er);
+                prop_assert_eq!(d.state(), e.state());
+                prop_assert_eq!(d.role(), e.role());
+                prop_assert_eq!(d.last_sent_pid(), e.last_sent_pid());
+                prop_assert_eq!(d.received_status(), e.received_status());
+                prop_assert_eq!(d.next_timeout_ms(now), e.next_timeout_ms(now));
+                if d.state() == State::NotInitialized {
+                    d.init(&mut dm.heap()).unwrap();
+                    e.init(&mut em.heap()).unwrap();
+                }
+            }
         }
 
         /// Arbitrary packet sequences never panic, keep the state machine coherent and

@@ -413,7 +413,8 @@ impl<C: SaspCipher> Sasp<C> {
 
     /// Handles a packet from the bus (request of `h`). See the module documentation
     /// for the outcomes. Errors are storage or heap failures; the packet must then
-    /// be dropped (no nonce state changed).
+    /// be dropped (no nonce state changed). The reply is empty unless the outcome
+    /// is [`HandlerOutcome::Pass`] or [`HandlerOutcome::ReplyDown`].
     #[inline(never)]
     pub fn receive<H: Storage + Random + ?Sized>(
         &mut self,
@@ -422,20 +423,37 @@ impl<C: SaspCipher> Sasp<C> {
         hal: &mut H,
     ) -> Result<HandlerOutcome, Error> {
         heap.clear_reply(h)?;
-        self.refused = false;
-        let len = heap.request_len(h)?;
-        if len <= OVERHEAD {
-            crate::count(&mut self.stats.malformed);
-            return Ok(HandlerOutcome::IgnorePacket);
+        let r = self.receive_packet(heap, h, hal);
+        if !matches!(r, Ok(HandlerOutcome::Pass | HandlerOutcome::ReplyDown)) {
+            // Dropped: no plaintext is left behind.
+            heap.clear_reply(h)?;
         }
+        r
+    }
+
+    /// [`Sasp::receive`] after its reply was emptied; the reply needs emptying
+    /// again unless the packet is passed up or answered.
+    #[inline(always)]
+    fn receive_packet<H: Storage + Random + ?Sized>(
+        &mut self,
+        heap: &mut Heap<'_>,
+        h: Handle,
+        hal: &mut H,
+    ) -> Result<HandlerOutcome, Error> {
+        self.refused = false;
         // Decrypted in place: the payload then becomes the reply without a copy.
         let (vp, to_sasp, payload) = {
             let req = heap.request_mut(h)?;
-            let (hdr, rest) = req
-                .split_at_mut_checked(HEADER_LEN)
-                .ok_or(Error::Malformed)?;
-            let hdr: [u8; HEADER_LEN] = (&*hdr).try_into().map_err(|_| Error::Malformed)?;
-            let (tag, data) = rest.split_at_mut_checked(TAG_LEN).ok_or(Error::Malformed)?;
+            // The header, the tag and at least one byte of data.
+            let parts = req
+                .split_first_chunk_mut::<HEADER_LEN>()
+                .and_then(|(hdr, rest)| Some((hdr, rest.split_first_chunk_mut::<TAG_LEN>()?)))
+                .filter(|(_, (_, data))| !data.is_empty());
+            let Some((hdr, (tag, data))) = parts else {
+                crate::count(&mut self.stats.malformed);
+                return Ok(HandlerOutcome::IgnorePacket);
+            };
+            let hdr: [u8; HEADER_LEN] = *hdr;
             let nonce = eax_nonce(&hdr, self.role.other_flag());
             if self.aead()?.open(&nonce, &[], data, tag).is_err() {
                 crate::count(&mut self.stats.auth_failures);
@@ -459,16 +477,12 @@ impl<C: SaspCipher> Sasp<C> {
                 return Ok(HandlerOutcome::Pass);
             }
             Ok(false) => {}
-            Err(e) => {
-                // NLW could not be made durable: drop the packet, plaintext included.
-                heap.clear_reply(h)?;
-                return Err(e);
-            }
+            // NLW could not be made durable: drop the packet, plaintext included.
+            Err(e) => return Err(e),
         }
         // Authentic but old: tell the peer the lowest nonce it may use next, unless
         // this is an old nonce again (a replay, most likely) and the window is shut.
         if !self.old_window && vp <= self.old_answered {
-            heap.clear_reply(h)?;
             crate::count(&mut self.stats.old_nonce_unanswered);
             return Ok(HandlerOutcome::IgnorePacket);
         }
@@ -478,10 +492,7 @@ impl<C: SaspCipher> Sasp<C> {
             encoding::write_uint_le(self.nonces.nlw(), rest);
         }
         heap.clear_reply(h)?;
-        if let Err(e) = self.build(heap, h, hal, true, Source::Bytes(&msg), None) {
-            heap.clear_reply(h)?;
-            return Err(e);
-        }
+        self.build(heap, h, hal, true, Source::Bytes(&msg), None)?;
         crate::count(&mut self.stats.old_nonce_replies);
         self.old_answered = self.old_answered.max(vp);
         Ok(HandlerOutcome::ReplyDown)
@@ -501,7 +512,6 @@ impl<C: SaspCipher> Sasp<C> {
                 _ => None,
             }
         };
-        heap.clear_reply(h)?;
         self.refused = matches!((value, self.last_sent), (Some(v), Some(l)) if v >= l.get());
         match value.map(|v| self.nonces.raise_nfs(v)) {
             Some(Ok(raised)) => {

@@ -4,7 +4,7 @@
 //! program reversed.
 use zepto_kernel::saccp::client::{self, Reply};
 use zepto_kernel::saccp::{ErrorCode, ExtraHeaders, Saccp, VmStatus};
-use zepto_kernel::sagdp::{PacketId, PacketStatus, Sagdp, State};
+use zepto_kernel::sagdp::{EitherRole, PacketId, PacketStatus, Sagdp, State};
 use zepto_kernel::{Error, HandlerOutcome, Heap, HeapMem};
 
 type H = HeapMem<1024, 6>;
@@ -85,7 +85,7 @@ impl Device {
 struct Client {
     heap: H,
     h: zepto_kernel::Handle,
-    sagdp: Sagdp,
+    sagdp: Sagdp<EitherRole>,
     next_id: u64,
 }
 

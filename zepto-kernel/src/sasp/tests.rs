@@ -454,6 +454,15 @@ fn tampered_byte_is_dropped_without_state_change() {
         recv(&mut dev, &mut dhal, &[]).0,
         HandlerOutcome::IgnorePacket
     );
+    // Up to 22 bytes (header and tag, no data) are malformed; 23 bytes are
+    // checked, and fail, as any packet.
+    assert_eq!(dev.stats().malformed, 2);
+    assert_eq!(
+        recv(&mut dev, &mut dhal, &p[..23]).0,
+        HandlerOutcome::IgnorePacket
+    );
+    assert_eq!(dev.stats().malformed, 2);
+    assert_eq!(dev.stats().auth_failures as usize, 2 * p.len() + 2);
     // The untouched packet still goes through.
     assert_eq!(recv(&mut dev, &mut dhal, &p).0, HandlerOutcome::Pass);
 }
