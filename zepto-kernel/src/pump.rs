@@ -541,13 +541,12 @@ impl<'t, 'p, V: Execution, C: SaspCipher, const E: usize, A: ChecksumAes> Pump<'
         self.vm.abort(heap, self.plugins);
         self.vm_wait = None;
         heap.reset();
+        // The blocks SAGDP and SACCP held are free now: each `init` resets its layer
+        // in place and allocates a new block.
+        self.sagdp.heap_was_reset();
+        self.saccp.heap_was_reset();
         self.rx = heap.alloc()?;
         self.prog = heap.alloc()?;
-        // SAGDP's and SACCP's `init` build their layer afresh and allocate a new
-        // block: the handle each held (if any) is the third or the fourth of the
-        // heap (allocated in this order at every start), free after the reset and
-        // not one of the two above, so neither keeps it. (No fresh layer is made
-        // here first: SAGDP's state would be built twice.)
         self.sagdp.init(heap)?;
         self.saccp.init(heap)
     }

@@ -234,8 +234,16 @@ impl<A: ChecksumAes> Saccp<A> {
         }
     }
 
+    /// Forgets the handle of the old program after the whole heap was reset (the
+    /// block may now be another owner's), so that [`init`](Self::init) allocates a
+    /// new one.
+    pub fn heap_was_reset(&mut self) {
+        self.old = None;
+    }
+
     /// Allocates (first call) or empties the handle holding the old program and
-    /// forgets it. After the pump resets the heap, use a fresh [`Saccp::new`].
+    /// forgets it. After the whole heap was reset, call
+    /// [`heap_was_reset`](Self::heap_was_reset) first.
     pub fn init(&mut self, heap: &mut Heap<'_>) -> Result<(), Error> {
         let old = match self.old {
             Some(h) if heap.clear_reply(h).is_ok() => h,

@@ -443,8 +443,8 @@ impl<R: RoleKind> Sagdp<R> {
     /// The "initializing" event: allocates the LSP handle (first call) or empties it,
     /// drops all chain data and enters [`State::Idle`].
     ///
-    /// After the pump resets the whole heap, create a fresh instance with
-    /// [`Sagdp::new`] before calling `init` (the old handle is no longer ours).
+    /// After the whole heap was reset, call [`heap_was_reset`](Self::heap_was_reset)
+    /// first (the old handle is no longer ours).
     pub fn init(&mut self, heap: &mut Heap<'_>) -> Result<(), Error> {
         let lsp = match self.lsp {
             Some(h) if heap.clear_reply(h).is_ok() => h,
@@ -453,6 +453,12 @@ impl<R: RoleKind> Sagdp<R> {
         self.forget(Some(lsp));
         self.state = State::Idle;
         Ok(())
+    }
+
+    /// Forgets the LSP handle after the whole heap was reset (the block may now be
+    /// another owner's), so that [`init`](Self::init) allocates a new one.
+    pub fn heap_was_reset(&mut self) {
+        self.lsp = None;
     }
 
     /// Drops all chain data ([`State::NotInitialized`]), keeping `lsp` as the LSP
