@@ -615,7 +615,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         let mut hdr = [0u8; 6];
         loop {
             let n = reply::exception_header(code, position, truncated, &mut hdr);
-            match heap.prepend_reply(h, hdr.get(..n).unwrap_or(&[])) {
+            match reply::insert(heap, h, 0, hdr.get(..n).unwrap_or(&[])) {
                 Ok(()) => break,
                 Err(Error::OutOfMemory) => {
                     let len = heap.reply_len(h)?;
