@@ -247,9 +247,10 @@ pub(crate) fn close_frame(
         d += encoding::encode_uint(u64::from(e.line), 2, data.get_mut(d..).unwrap_or(&mut []))?;
         let hv = (HEADER_PLUGIN_EXCEPTION as u64) << 1 | (d as u64) << 4;
         n += encoding::encode_uint(hv, 2, &mut hdr)?;
+        let data = data.get(..d).ok_or(Error::BufferTooSmall)?;
         hdr.get_mut(n..n + d)
             .ok_or(Error::BufferTooSmall)?
-            .copy_from_slice(data.get(..d).unwrap_or(&[]));
+            .copy_from_slice(data);
         n += d;
     }
     n += encoding::encode_uint(v, 2, hdr.get_mut(n..).unwrap_or(&mut []))?;
