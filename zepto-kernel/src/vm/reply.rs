@@ -62,15 +62,17 @@ pub(crate) fn frame_span(buf: &[u8], at: usize) -> Result<FrameSpan, Error> {
     loop {
         let rest = buf.get(pos..).ok_or(Error::Malformed)?;
         let (v, n) = encoding::decode_uint(rest, 2)?;
+        // At most 0xFFFF (max=2).
+        let v = v as usize;
         if v & 1 == 0 {
-            let size = (v >> 4) as usize;
+            let size = v >> 4;
             pos += n + size;
             if pos > buf.len() {
                 return Err(Error::Malformed);
             }
         } else {
             let body = pos + n;
-            let end = body + (v >> 2) as usize;
+            let end = body + (v >> 2);
             if end > buf.len() {
                 return Err(Error::Malformed);
             }
