@@ -89,15 +89,19 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             .map_err(exc_of)?
             .get(span.body..span.end)
             .ok_or(Exc::InvalidReplyNumber)?;
+        // The fields are read in order; the value is the last one's.
         let mut pos = 0;
-        let mut value = None;
-        for c in fields {
+        let mut rest = fields;
+        while let Some((c, tail)) = rest.split_first() {
             let t = FieldType::from_code(*c).ok_or(Exc::InvalidParameter)?;
             let (v, n) = t.read(body.get(pos..).unwrap_or(&[]))?;
+            if tail.is_empty() {
+                return Ok(v);
+            }
             pos += n;
-            value = Some(v);
+            rest = tail;
         }
-        value.ok_or(Exc::InvalidParameter)
+        Err(Exc::InvalidParameter)
     }
 
     /// Appends the DEVICECAPS answer for indicator `f`; returns true if it did not
