@@ -467,16 +467,15 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         loop {
             // Only PARALLEL (VM-Medium) starts pseudo-threads.
             if LEVEL < MEDIUM || self.nthreads == 0 {
-                match self.run_ctx(0, heap, h, plugins, hal, &mut budget) {
+                let (f, p) = match self.run_ctx(0, heap, h, plugins, hal, &mut budget) {
                     Ok(Run::Continue) => return Ok(VmStep::Waiting(WaitingFor::time(0))),
                     Ok(Run::Waiting(w)) => return Ok(VmStep::Waiting(w)),
                     Ok(Run::Deferred) => continue,
-                    Ok(Run::Finished) => {
-                        return self.exit(heap, h, plugins, ReplyFlags::IsLast, None)
-                    }
-                    Ok(Run::Exit(f, p)) => return self.exit(heap, h, plugins, f, p),
+                    Ok(Run::Finished) => (ReplyFlags::IsLast, None),
+                    Ok(Run::Exit(f, p)) => (f, p),
                     Err(e) => return self.raise(heap, h, plugins, e, self.main.pc),
-                }
+                };
+                return self.exit(heap, h, plugins, f, p);
             }
             // PARALLEL: one round over the pseudo-threads.
             let mut wait: Option<WaitingFor> = None;
