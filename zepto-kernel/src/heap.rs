@@ -486,6 +486,16 @@ impl Heap<'_> {
         self.append_reply_from(dst, src, Part::Reply, 0..n)
     }
 
+    /// Makes the reply of `dst` a copy of the reply of `src`: [`Heap::clear_reply`]
+    /// of `dst`, then [`Heap::append_reply_of`] (SAGDP keeping the packet it sent or
+    /// sending it again, SACCP keeping the program). On an error the reply of `dst`
+    /// is left empty.
+    #[inline(never)]
+    pub fn set_reply_of(&mut self, dst: Handle, src: Handle) -> Result<(), Error> {
+        self.clear_reply(dst)?;
+        self.append_reply_of(dst, src)
+    }
+
     /// Shortens the reply to `len` bytes (no effect if it is already shorter).
     #[inline(never)]
     pub fn truncate_reply(&mut self, h: Handle, len: usize) -> Result<(), Error> {
@@ -920,6 +930,24 @@ mod tests {
         assert_eq!(heap.append_reply_of(a, a), Err(Error::InvalidHandle));
         heap.drop_reply_front(a, 2).unwrap();
         assert_eq!(heap.reply(a).unwrap(), &[3, 4, 5]);
+    }
+
+    #[test]
+    fn set_reply_of_replaces_the_reply() {
+        let mut heap_mem = H::new();
+        let mut heap = heap_mem.heap();
+        let a = heap.alloc().unwrap();
+        let b = heap.alloc().unwrap();
+        heap.set_request(a, &[9]).unwrap();
+        heap.append_reply(a, &[1, 2]).unwrap();
+        heap.append_reply(b, &[3, 4, 5]).unwrap();
+        heap.set_reply_of(a, b).unwrap();
+        assert_eq!(heap.request(a).unwrap(), &[9]);
+        assert_eq!(heap.reply(a).unwrap(), &[3, 4, 5]);
+        assert_eq!(heap.reply(b).unwrap(), &[3, 4, 5]);
+        // A block's own reply: an error, and the reply is left empty.
+        assert_eq!(heap.set_reply_of(a, a), Err(Error::InvalidHandle));
+        assert_eq!(heap.reply(a).unwrap(), &[] as &[u8]);
     }
 
     #[test]

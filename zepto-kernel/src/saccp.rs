@@ -360,8 +360,7 @@ impl<A: ChecksumAes> Saccp<A> {
             Ok((source, headers)) => {
                 // Keep the program for REPEAT / REUSE.
                 self.has_old = false;
-                heap.clear_reply(old)?;
-                heap.append_reply_of(old, h)?;
+                heap.set_reply_of(old, h)?;
                 self.has_old = true;
                 self.flags = Some(ExecFlags {
                     is_first,
@@ -431,7 +430,7 @@ impl<A: ChecksumAes> Saccp<A> {
                 if !p.is_empty() {
                     return Err(Error::Malformed);
                 }
-                heap.append_reply_of(h, old)?;
+                heap.set_reply_of(h, old)?;
                 Ok((ProgramSource::Repeat, headers))
             }
             _ => {

@@ -684,8 +684,7 @@ impl<R: RoleKind> Sagdp<R> {
         // Keep the LSP for resends.
         let lsp = self.lsp.ok_or(Error::InvalidState)?;
         self.lsp_valid = false;
-        heap.clear_reply(lsp)?;
-        heap.append_reply_of(lsp, h)?;
+        heap.set_reply_of(lsp, h)?;
         self.lsp_valid = true;
         self.pspidr = self.lspidr;
         self.lspidr = Some(IdRange::one(pid));
@@ -843,8 +842,7 @@ impl<R: RoleKind> Sagdp<R> {
             _ => return Ok(HandlerOutcome::IgnorePacket),
         };
         let pid = self.fresh_pid(ids)?;
-        heap.clear_reply(h)?;
-        heap.append_reply_of(h, lsp)?;
+        heap.set_reply_of(h, lsp)?;
         {
             let reply = heap.reply_mut(h)?;
             let first = reply.first_mut().ok_or(Error::InvalidState)?;

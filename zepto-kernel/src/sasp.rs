@@ -209,6 +209,18 @@ pub const fn packet_len(len: usize) -> usize {
 static ZEROS: [u8; OVERHEAD + encoding::MAX_ENCODED_LEN] =
     [0; OVERHEAD + encoding::MAX_ENCODED_LEN];
 
+/// Size of the "old nonce" message's packet: its payload (type byte and 6-byte
+/// value) padded to one block.
+const OLD_NONCE_PACKET_LEN: usize = packet_len(OLD_NONCE_MSG_LEN);
+/// The first two bytes of the "old nonce" message's data under encryption: the type
+/// with the padding flag, and the size field of its padding (one byte).
+const OLD_NONCE_HEAD: [u8; 2] = [
+    MSG_OLD_NONCE | 0x80,
+    (due_len(OLD_NONCE_MSG_LEN) - OLD_NONCE_MSG_LEN) as u8,
+];
+/// Bytes of that data before its random padding: the two above and the value.
+const OLD_NONCE_FIXED_LEN: usize = OLD_NONCE_HEAD.len() + OLD_NONCE_MSG_LEN - 1;
+
 /// Appends `n` zero bytes to the reply of `h`.
 fn append_zeros(heap: &mut Heap<'_>, h: Handle, mut n: usize) -> Result<(), Error> {
     while n > 0 {
@@ -217,13 +229,6 @@ fn append_zeros(heap: &mut Heap<'_>, h: Handle, mut n: usize) -> Result<(), Erro
         n -= k;
     }
     Ok(())
-}
-
-/// Where the payload of a packet being built comes from.
-#[derive(Clone, Copy)]
-enum Source<'a> {
-    Request,
-    Bytes(&'a [u8]),
 }
 
 /// One end of an SASP link: key, role, nonces and counters.
@@ -486,16 +491,50 @@ impl<C: SaspCipher> Sasp<C> {
             crate::count(&mut self.stats.old_nonce_unanswered);
             return Ok(HandlerOutcome::IgnorePacket);
         }
-        let mut msg = [0u8; OLD_NONCE_MSG_LEN];
-        if let Some((t, rest)) = msg.split_first_mut() {
-            *t = MSG_OLD_NONCE;
-            encoding::write_uint_le(self.nonces.nlw(), rest);
-        }
         heap.clear_reply(h)?;
-        self.build(heap, h, hal, true, Source::Bytes(&msg), None)?;
+        self.build_old_nonce(heap, h, hal)?;
         crate::count(&mut self.stats.old_nonce_replies);
         self.old_answered = self.old_answered.max(vp);
         Ok(HandlerOutcome::ReplyDown)
+    }
+
+    /// Builds the "old nonce" message (NLW as its value) in the reply of `h`, which
+    /// must be empty: the packet [`Sasp::build`] makes of that payload, whose data
+    /// under encryption is one block (`0x81`, size field 9, NLW in 6 bytes, 8
+    /// random bytes).
+    fn build_old_nonce<H: Storage + Random + ?Sized>(
+        &mut self,
+        heap: &mut Heap<'_>,
+        h: Handle,
+        hal: &mut H,
+    ) -> Result<(), Error> {
+        append_zeros(heap, h, OLD_NONCE_PACKET_LEN)?;
+        let nlw = self.nonces.nlw();
+        let vp = self.nonces.next_send(hal)?;
+        let hdr = header(vp, true);
+        let rep = heap.reply_mut(h)?;
+        let (hslot, rest) = rep
+            .split_first_chunk_mut::<HEADER_LEN>()
+            .ok_or(Error::BufferTooSmall)?;
+        let (tslot, due) = rest
+            .split_first_chunk_mut::<TAG_LEN>()
+            .ok_or(Error::BufferTooSmall)?;
+        let due = due
+            .first_chunk_mut::<BLOCK_LEN>()
+            .ok_or(Error::BufferTooSmall)?;
+        *hslot = hdr;
+        let (fixed, pad) = due
+            .split_first_chunk_mut::<OLD_NONCE_FIXED_LEN>()
+            .ok_or(Error::BufferTooSmall)?;
+        if let Some((head, value)) = fixed.split_first_chunk_mut::<2>() {
+            *head = OLD_NONCE_HEAD;
+            encoding::write_uint_le(nlw, value);
+        }
+        hal.fill_random(pad)?;
+        let nonce = eax_nonce(&hdr, self.role.peer_flag());
+        self.aead()?.seal_to(&nonce, &[], due, tslot);
+        self.last_sent = NonZeroU64::new(vp);
+        Ok(())
     }
 
     fn receive_sasp_message(
@@ -551,35 +590,30 @@ impl<C: SaspCipher> Sasp<C> {
         pad_to: Option<usize>,
     ) -> Result<HandlerOutcome, Error> {
         heap.clear_reply(h)?;
-        if let Err(e) = self.build(heap, h, hal, false, Source::Request, pad_to) {
+        if let Err(e) = self.build(heap, h, hal, pad_to) {
             heap.clear_reply(h)?;
             return Err(e);
         }
         Ok(HandlerOutcome::Pass)
     }
 
-    /// Builds a packet in the reply of `h` (which must be empty).
-    // Inlined into its two callers: one frame less on the send path.
+    /// Builds a packet of the payload in the request of `h` in its reply (which
+    /// must be empty).
+    // Inlined into its caller: one frame less on the send path.
     #[inline(always)]
     fn build<H: Storage + Random + ?Sized>(
         &mut self,
         heap: &mut Heap<'_>,
         h: Handle,
         hal: &mut H,
-        to_sasp: bool,
-        src: Source<'_>,
         pad_to: Option<usize>,
     ) -> Result<(), Error> {
-        let p = match src {
-            Source::Request => {
-                let req = heap.request(h)?;
-                match req.first() {
-                    Some(b) if *b < 0x80 => req.len(),
-                    _ => return Err(Error::ValueOutOfRange),
-                }
+        let p = {
+            let req = heap.request(h)?;
+            match req.first() {
+                Some(b) if *b < 0x80 => req.len(),
+                _ => return Err(Error::ValueOutOfRange),
             }
-            Source::Bytes([]) => return Err(Error::ValueOutOfRange),
-            Source::Bytes(b) => b.len(),
         };
         let q = pad_to.unwrap_or(p);
         if q < p {
@@ -601,24 +635,14 @@ impl<C: SaspCipher> Sasp<C> {
             return Err(Error::ValueOutOfRange);
         }
         // The packet is built in the reply: header, tag and size field in front of
-        // the payload's bytes (in place, after the request, for a payload in the
-        // request), then the padding.
-        let first = match src {
-            Source::Request => {
-                heap.wrap_request(
-                    h,
-                    ZEROS.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?,
-                )?;
-                append_zeros(heap, h, c - clen)?;
-                None
-            }
-            Source::Bytes(b) => {
-                append_zeros(heap, h, OVERHEAD + total)?;
-                b.split_first()
-            }
-        };
+        // the payload's bytes (in place, after the request), then the padding.
+        heap.wrap_request(
+            h,
+            ZEROS.get(..OVERHEAD + clen).ok_or(Error::BufferTooSmall)?,
+        )?;
+        append_zeros(heap, h, c - clen)?;
         let vp = self.nonces.next_send(hal)?;
-        let hdr = header(vp, to_sasp);
+        let hdr = header(vp, false);
         let rep = heap.reply_mut(h)?;
         let (head, due) = rep
             .split_at_mut_checked(OVERHEAD)
@@ -629,21 +653,13 @@ impl<C: SaspCipher> Sasp<C> {
             .split_at_mut_checked(1 + clen)
             .ok_or(Error::BufferTooSmall)?;
         // With the payload in place, its first byte is the last of `d_head`.
-        let (first, rest) = match first {
-            Some((f, r)) => (*f, Some(r)),
-            None => (*d_head.last().ok_or(Error::BufferTooSmall)?, None),
-        };
+        let first = *d_head.last().ok_or(Error::BufferTooSmall)?;
         let (d_first, d_size) = d_head.split_first_mut().ok_or(Error::BufferTooSmall)?;
         *d_first = first | if c > 0 { 0x80 } else { 0 };
         if c > 0 {
             encoding::encode_uint(c as u64, 2, d_size)?;
         }
-        let (d_bytes, d_pad) = d_rest
-            .split_at_mut_checked(p - 1)
-            .ok_or(Error::BufferTooSmall)?;
-        if let Some(r) = rest {
-            d_bytes.copy_from_slice(r);
-        }
+        let d_pad = d_rest.get_mut(p - 1..).ok_or(Error::BufferTooSmall)?;
         hal.fill_random(d_pad)?;
         let nonce = eax_nonce(&hdr, self.role.peer_flag());
         let tslot: &mut [u8; TAG_LEN] = tslot.try_into().map_err(|_| Error::BufferTooSmall)?;

@@ -89,15 +89,19 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             .map_err(exc_of)?
             .get(span.body..span.end)
             .ok_or(Exc::InvalidReplyNumber)?;
+        // The fields are read in order; the value is the last one's.
         let mut pos = 0;
-        let mut value = None;
-        for c in fields {
+        let mut rest = fields;
+        while let Some((c, tail)) = rest.split_first() {
             let t = FieldType::from_code(*c).ok_or(Exc::InvalidParameter)?;
             let (v, n) = t.read(body.get(pos..).unwrap_or(&[]))?;
+            if tail.is_empty() {
+                return Ok(v);
+            }
             pos += n;
-            value = Some(v);
+            rest = tail;
         }
-        value.ok_or(Exc::InvalidParameter)
+        Err(Exc::InvalidParameter)
     }
 
     /// Appends the DEVICECAPS answer for indicator `f`; returns true if it did not
@@ -199,6 +203,9 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         // The PC after the instruction, once it was read whole.
         let next = |r: &Rd<'_>| r.end().map(|n| c.pc + n as u16);
         let mut new_pc;
+        // A reply frame the instruction wrote, closed after the match: (its body's
+        // start, truncated, the plugin's exception).
+        let mut frame = None;
         match opcode {
             op::DEVICECAPS => {
                 while r.u8() != 0 {}
@@ -228,7 +235,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                         break;
                     }
                 }
-                self.close(ti, heap, hr, at, trunc, None)?;
+                frame = Some((at, trunc, None));
             }
             op::EXEC => {
                 let bodypart = r.sint2();
@@ -277,7 +284,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 if body == 0 && e.is_none() && !trunc {
                     return Err(Exc::PluginError);
                 }
-                self.close(ti, heap, hr, at, trunc, e)?;
+                frame = Some((at, trunc, e));
             }
             op::PUSHREPLY => {
                 let n = usize::from(r.uint2());
@@ -286,7 +293,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 self.check_new_frame(ti)?;
                 let at = heap.reply_len(hr).map_err(exc_of)?;
                 let trunc = Self::copy_program(heap, h, hr, usize::from(new_pc) - n, n)?;
-                self.close(ti, heap, hr, at, trunc, None)?;
+                frame = Some((at, trunc, None));
             }
             op::SLEEP => {
                 let ms = r.uint(4) as u32;
@@ -613,6 +620,9 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 return Ok(Run::Continue);
             }
             _ => return Err(Exc::InvalidInstruction),
+        }
+        if let Some((at, trunc, e)) = frame {
+            self.close(ti, heap, hr, at, trunc, e)?;
         }
         let cur = self.ctx_mut(ti)?;
         cur.pc = new_pc;

@@ -464,19 +464,25 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     ) -> Result<VmStep, Error> {
         hal.feed();
         let mut budget = self.cfg.budget;
-        loop {
+        'rounds: loop {
             // Only PARALLEL (VM-Medium) starts pseudo-threads.
             if LEVEL < MEDIUM || self.nthreads == 0 {
-                match self.run_ctx(0, heap, h, plugins, hal, &mut budget) {
-                    Ok(Run::Continue) => return Ok(VmStep::Waiting(WaitingFor::time(0))),
-                    Ok(Run::Waiting(w)) => return Ok(VmStep::Waiting(w)),
-                    Ok(Run::Deferred) => continue,
-                    Ok(Run::Finished) => {
-                        return self.exit(heap, h, plugins, ReplyFlags::IsLast, None)
+                // One exception path for the program's and the EXIT's exceptions.
+                let e = 'exc: {
+                    let (f, p) = match self.run_ctx(0, heap, h, plugins, hal, &mut budget) {
+                        Ok(Run::Continue) => return Ok(VmStep::Waiting(WaitingFor::time(0))),
+                        Ok(Run::Waiting(w)) => return Ok(VmStep::Waiting(w)),
+                        Ok(Run::Deferred) => continue 'rounds,
+                        Ok(Run::Finished) => (ReplyFlags::IsLast, None),
+                        Ok(Run::Exit(f, p)) => (f, p),
+                        Err(e) => break 'exc e,
+                    };
+                    match self.exit(heap, h, plugins, f, p)? {
+                        Ok(step) => return Ok(step),
+                        Err(e) => e,
                     }
-                    Ok(Run::Exit(f, p)) => return self.exit(heap, h, plugins, f, p),
-                    Err(e) => return self.raise(heap, h, plugins, e, self.main.pc),
-                }
+                };
+                return self.raise(heap, h, plugins, e, self.main.pc);
             }
             // PARALLEL: one round over the pseudo-threads.
             let mut wait: Option<WaitingFor> = None;
@@ -560,6 +566,8 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         Ok(())
     }
 
+    /// Ends the program with an EXIT (`flags`, `padding_to`), or returns the
+    /// exception the EXIT raises (at the PC of the main context).
     fn exit(
         &mut self,
         heap: &mut Heap<'_>,
@@ -567,8 +575,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         plugins: &mut [Bodypart<'_>],
         flags: ReplyFlags,
         padding_to: Option<u16>,
-    ) -> Result<VmStep, Error> {
-        let pos = self.main.pc;
+    ) -> Result<Result<VmStep, Exc>, Error> {
         let empty = heap.reply_len(h)? == 0;
         // A command that left its chain open is answered inside it (not ISFIRST); a
         // command that closed its chain (is-last), or a program that went through
@@ -579,21 +586,21 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
             !empty && flags != ReplyFlags::IsFirst
         };
         if !ok {
-            return self.raise(heap, h, plugins, Exc::ProgramErrorInvalidReplySequence, pos);
+            return Ok(Err(Exc::ProgramErrorInvalidReplySequence));
         }
         if let Some(p) = padding_to {
             if usize::from(p) < heap.reply_len(h)? {
-                return self.raise(heap, h, plugins, Exc::InvalidParameter, pos);
+                return Ok(Err(Exc::InvalidParameter));
             }
         }
         self.release(heap, plugins, None);
         self.flags = 0;
         self.main.status = FINISHED;
-        Ok(VmStep::Done {
+        Ok(Ok(VmStep::Done {
             flags,
             padding_to,
             exception: None,
-        })
+        }))
     }
 
     /// Turns the reply buffer into the exception reply and ends the program.
@@ -615,7 +622,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         let mut hdr = [0u8; 6];
         loop {
             let n = reply::exception_header(code, position, truncated, &mut hdr);
-            match heap.prepend_reply(h, hdr.get(..n).unwrap_or(&[])) {
+            match reply::insert(heap, h, 0, hdr.get(..n).unwrap_or(&[])) {
                 Ok(()) => break,
                 Err(Error::OutOfMemory) => {
                     let len = heap.reply_len(h)?;

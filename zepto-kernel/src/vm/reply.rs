@@ -62,15 +62,17 @@ pub(crate) fn frame_span(buf: &[u8], at: usize) -> Result<FrameSpan, Error> {
     loop {
         let rest = buf.get(pos..).ok_or(Error::Malformed)?;
         let (v, n) = encoding::decode_uint(rest, 2)?;
+        // At most 0xFFFF (max=2).
+        let v = v as usize;
         if v & 1 == 0 {
-            let size = (v >> 4) as usize;
+            let size = v >> 4;
             pos += n + size;
             if pos > buf.len() {
                 return Err(Error::Malformed);
             }
         } else {
             let body = pos + n;
-            let end = body + (v >> 2) as usize;
+            let end = body + (v >> 2);
             if end > buf.len() {
                 return Err(Error::Malformed);
             }
@@ -247,9 +249,10 @@ pub(crate) fn close_frame(
         d += encoding::encode_uint(u64::from(e.line), 2, data.get_mut(d..).unwrap_or(&mut []))?;
         let hv = (HEADER_PLUGIN_EXCEPTION as u64) << 1 | (d as u64) << 4;
         n += encoding::encode_uint(hv, 2, &mut hdr)?;
+        let data = data.get(..d).ok_or(Error::BufferTooSmall)?;
         hdr.get_mut(n..n + d)
             .ok_or(Error::BufferTooSmall)?
-            .copy_from_slice(data.get(..d).unwrap_or(&[]));
+            .copy_from_slice(data);
         n += d;
     }
     n += encoding::encode_uint(v, 2, hdr.get_mut(n..).unwrap_or(&mut []))?;
