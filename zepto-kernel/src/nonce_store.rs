@@ -530,7 +530,9 @@ impl NonceStore {
                 }
                 (n, above(n))
             }
-            Mark::Receive => (n, stored_mark.max(above(n))),
+            // After a loss, as high as a send's write puts it: the margin stands for
+            // what other stores accepted before the loss, too.
+            Mark::Receive => (n, stored_mark.max(above(n)).max(lost)),
         };
         let (nfs, nlw) = match mark {
             Mark::Send => (raised, other),

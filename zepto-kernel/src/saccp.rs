@@ -1100,6 +1100,36 @@ mod tests {
         }
     }
 
+    /// An oversized reply needs room for its field only (3 bytes: the size is at
+    /// its largest; the rest is cut off in place): the reply is the field and the
+    /// first bytes of the VM's buffer.
+    #[test]
+    fn oversized_replies_are_cut_in_place_in_a_full_heap() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+        for (status, max) in [
+            (VmStatus::Ok { truncated: false }, MAX_OK_SIZE),
+            (VmStatus::Exception { truncated: false }, MAX_EXCEPTION_SIZE),
+        ] {
+            let mut heap_mem = HeapMem::<5003, 2>::new();
+            let mut heap = heap_mem.heap();
+            let mut c = Saccp::new();
+            c.init(&mut heap).unwrap();
+            let h = heap.alloc().unwrap();
+            heap.set_request(h, &data).unwrap();
+            assert_eq!(heap.free_bytes(), 3);
+            assert_eq!(c.send(&mut heap, h, status), Ok(HandlerOutcome::Pass));
+            let (truncated, body) = match client::decode_reply(heap.reply(h).unwrap()).unwrap() {
+                Reply::Ok { truncated, data } | Reply::Exception { truncated, data } => {
+                    (truncated, data.to_vec())
+                }
+                other => panic!("{other:?}"),
+            };
+            assert!(truncated);
+            assert_eq!(body, data[..max]);
+            assert_eq!(heap.reply(h).unwrap().len(), 3 + max);
+        }
+    }
+
     #[test]
     fn client_builds_byte_exact_commands() {
         let mut r = Rig::new();

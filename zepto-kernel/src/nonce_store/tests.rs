@@ -556,6 +556,27 @@ fn records_lost_while_running_are_written_again_above_every_mark() {
     assert!(c.next_send(&mut hal).unwrap() > b_first + u64::from(RES));
 }
 
+#[test]
+fn records_lost_then_rewritten_by_a_receive_still_cover_what_others_accepted() {
+    let mut hal = fresh();
+    let mut a = open(&mut hal);
+    let mut b = open(&mut hal);
+    // A accepts 500 (its NLW mark covers it); B, further behind, is at 0.
+    assert_eq!(a.accept_received(&mut hal, 500), Ok(true));
+    assert!(stored_marks(&mut hal).1 >= 500);
+    // The file is deleted / the storage wiped while both run.
+    hal.storage = [0xff; 64];
+    // B's receive is the first write after the loss: it writes the records again.
+    assert_eq!(b.accept_received(&mut hal, 300), Ok(true));
+    // They cover what A accepted before the loss, as a send's write would (the
+    // margin above what B knows): a newcomer does not accept A's 500 again.
+    let (nfs_mark, nlw_mark) = stored_marks(&mut hal);
+    assert!(nfs_mark >= LOST_STATE_MARGIN, "NFS mark {nfs_mark}");
+    assert!(nlw_mark >= LOST_STATE_MARGIN, "NLW mark {nlw_mark}");
+    let mut c = open(&mut hal);
+    assert_eq!(c.accept_received(&mut hal, 500), Ok(false));
+}
+
 /// What several stores on one storage may do, in any order.
 #[derive(Debug, Clone, Copy)]
 enum Op {
