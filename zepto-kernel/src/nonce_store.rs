@@ -176,18 +176,11 @@ const fn slot_len(granularity: usize) -> usize {
     RECORD_LEN.div_ceil(g) * g
 }
 
+/// Puts the low 6 bytes of `v`, little-endian, into `out` (6 bytes long).
 fn put_u48(out: &mut [u8], v: u64) {
-    for (i, b) in out.iter_mut().take(6).enumerate() {
-        *b = (v >> (8 * i)) as u8;
+    for (o, b) in out.iter_mut().zip(v.to_le_bytes()) {
+        *o = b;
     }
-}
-
-fn get_u48(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .take(6)
-        .enumerate()
-        .fold(0u64, |acc, (i, b)| acc | (u64::from(*b) << (8 * i)))
 }
 
 /// One decoded record.
@@ -223,22 +216,19 @@ impl Record {
         }
     }
 
+    /// The record in `r`, if its CRC is valid and both marks are at most
+    /// [`MAX_NONCE`] (bit 47 clear).
     fn decode(r: &[u8; RECORD_LEN]) -> Option<Record> {
-        let (head, crc) = r.split_at(RECORD_LEN - 2);
-        let stored = u16::from_le_bytes([*crc.first()?, *crc.get(1)?]);
-        if CRC16.checksum(head) != stored {
-            return None;
-        }
-        let nfs_mark = get_u48(head.get(2..8)?);
-        let nlw_mark = get_u48(head.get(8..14)?);
-        if nfs_mark > MAX_NONCE || nlw_mark > MAX_NONCE {
+        let [s0, s1, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3, b4, b5, k0, k1, k2, k3, c0, c1] = *r;
+        let (head, _) = r.split_first_chunk::<{ RECORD_LEN - 2 }>()?;
+        if CRC16.checksum(head) != u16::from_le_bytes([c0, c1]) || (a5 | b5) & 0x80 != 0 {
             return None;
         }
         Some(Record {
-            seq: u16::from_le_bytes([*head.first()?, *head.get(1)?]),
-            nfs_mark,
-            nlw_mark,
-            key: head.get(14..18)?.try_into().ok()?,
+            seq: u16::from_le_bytes([s0, s1]),
+            nfs_mark: u64::from_le_bytes([a0, a1, a2, a3, a4, a5, 0, 0]),
+            nlw_mark: u64::from_le_bytes([b0, b1, b2, b3, b4, b5, 0, 0]),
+            key: [k0, k1, k2, k3],
         })
     }
 }
