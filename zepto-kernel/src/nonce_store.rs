@@ -258,14 +258,6 @@ struct Stored {
     nlw_mark: u64,
 }
 
-/// A record written: its tag and marks.
-#[derive(Debug, Clone, Copy)]
-struct Written {
-    tag: Tag,
-    nfs_mark: u64,
-    nlw_mark: u64,
-}
-
 impl Stored {
     /// The slot the next write goes to: the one not holding the newest record.
     fn target(&self) -> u8 {
@@ -411,7 +403,7 @@ impl NonceStore {
             } else {
                 let (nfs, nlw) = blank_start(s, blank)?;
                 let seq = stored.next_seq();
-                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?.tag);
+                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?);
                 store.written_nfs = nfs;
                 store.writes = 2;
                 store.started_blank = true;
@@ -478,8 +470,9 @@ impl NonceStore {
     }
 
     /// Writes a record whose `mark` covers `n` and the reserve above it before `n`
-    /// is used, with storage locked. For sending, `n` goes above every range storage
-    /// shows reserved by anyone, and NFS moves to just below it.
+    /// is used, with storage locked; `n` is above this store's `mark`. For sending,
+    /// `n` goes above every range storage shows reserved by anyone, and NFS moves to
+    /// just below it.
     #[inline(never)]
     fn write_mark<S: Storage + ?Sized>(
         &mut self,
@@ -503,42 +496,39 @@ impl NonceStore {
         let stored = read_stored(s, self.base, self.slot, self.key)?;
         let found_lost = self.lost(&stored);
         let lost = found_lost.unwrap_or(0);
-        let above = |n: u64| n.saturating_add(u64::from(self.reserve) - 1).min(MAX_NONCE);
-        // The mark this write raises, as stored, and the other one: as stored, as
-        // this store has it, and as a loss needs it, whichever is highest.
-        let (stored_mark, other) = match mark {
-            Mark::Send => (stored.nfs_mark, (stored.nlw_mark, self.nlw_mark)),
-            Mark::Receive => (stored.nlw_mark, (stored.nfs_mark, self.nfs_mark)),
-        };
-        let other = other.0.max(other.1).max(lost);
-        let (n, raised) = match mark {
-            Mark::Send => {
-                // Above our own range and above every range reserved by anyone else.
-                let n = n.max(stored_mark.max(lost).saturating_add(1));
-                if n > MAX_NONCE {
-                    return Err(Error::NonceExhausted);
-                }
-                (n, above(n))
-            }
-            // After a loss, as high as a send's write puts it: the margin stands for
-            // what other stores accepted before the loss, too.
-            Mark::Receive => (n, stored_mark.max(above(n)).max(lost)),
-        };
-        let (nfs, nlw) = match mark {
-            Mark::Send => (raised, other),
-            Mark::Receive => (other, raised),
-        };
-        let rec = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
-        self.note_write(rec, &stored, found_lost);
-        match mark {
-            Mark::Send => {
-                self.nfs_mark = nfs;
-                // `n` is above the old NFS: skipping to just below it loses nothing.
-                self.nfs = n - 1;
-            }
+        // Each mark at least as stored, as this store has it, and as a loss needs it:
+        // the other mark is written so, the raised one goes above that.
+        let mut marks = [
+            stored.nfs_mark.max(self.nfs_mark).max(lost),
+            stored.nlw_mark.max(self.nlw_mark).max(lost),
+        ];
+        let send = mark == Mark::Send;
+        let [nfs_mark, nlw_mark] = &mut marks;
+        let raised = if send { nfs_mark } else { nlw_mark };
+        let floor = *raised;
+        // Sending: above our own range and above every range reserved by anyone
+        // else (`n` is above this store's mark already). Receiving: after a loss, as
+        // high as a send's write puts it, as the margin stands for what other stores
+        // accepted before the loss, too.
+        let n = if send { n.max(floor.saturating_add(1)) } else { n };
+        if n > MAX_NONCE {
+            return Err(Error::NonceExhausted);
+        }
+        *raised = n
+            .saturating_add(u64::from(self.reserve) - 1)
+            .min(MAX_NONCE)
+            .max(floor);
+        let [nfs, nlw] = marks;
+        let tag = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
+        self.note_write(tag, nfs, &stored, found_lost);
+        if send {
+            self.nfs_mark = nfs;
+            // `n` is above the old NFS: skipping to just below it loses nothing.
+            self.nfs = n - 1;
+        } else {
             // Storage covers every nonce up to its NLW mark, whoever raised it; the
             // NFS mark stays this store's own range (others' ranges are theirs).
-            Mark::Receive => self.nlw_mark = nlw,
+            self.nlw_mark = nlw;
         }
         Ok(())
     }
@@ -628,15 +618,15 @@ impl NonceStore {
         };
         let first = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
         let after = Stored {
-            newest: Some((stored.target(), first.tag)),
+            newest: Some((stored.target(), first)),
             ..stored
         };
-        let rec = write_record(s, self.base, self.slot, self.key, &after, nfs, nlw)?;
-        self.note_write(rec, &stored, lost);
+        let tag = write_record(s, self.base, self.slot, self.key, &after, nfs, nlw)?;
+        self.note_write(tag, nfs, &stored, lost);
         self.writes = self.writes.saturating_add(1);
         // The rest of the range is given back: the next send reserves anew.
         self.nfs_mark = self.nfs;
-        self.nlw_mark = rec.nlw_mark.max(self.nlw);
+        self.nlw_mark = nlw.max(self.nlw);
         Ok(())
     }
 
@@ -668,21 +658,22 @@ impl NonceStore {
         stored_lost(stored, self.seen(), self.own_max(), self.margin())
     }
 
-    /// Remembers a write that found `found` in storage, `lost` being
+    /// Remembers a write of the record `tag` with the NFS mark `nfs_mark` that
+    /// found `found` in storage, `lost` being
     /// [`NonceStore::lost`] of it before the write. If the newest record found was not
     /// this store's own, someone else wrote meanwhile: what was stored counts as
     /// theirs from now on. If the records were lost, the margin written above what
     /// this store knew stands for ranges others may hold: no checkpoint may go below
     /// it.
-    fn note_write(&mut self, rec: Written, found: &Stored, lost: Option<u64>) {
+    fn note_write(&mut self, tag: Tag, nfs_mark: u64, found: &Stored, lost: Option<u64>) {
         let mine = matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n == m);
         if let Some(lost) = lost {
             self.others = (lost, lost);
         } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);
         }
-        self.last_written = Some(rec.tag);
-        self.written_nfs = rec.nfs_mark;
+        self.last_written = Some(tag);
+        self.written_nfs = nfs_mark;
         self.writes = self.writes.saturating_add(1);
     }
 }
@@ -770,8 +761,8 @@ fn read_stored<S: Storage + ?Sized>(
 }
 
 /// Writes one record with the given marks into the slot after `stored`'s newest and
-/// makes it durable. (Out of line: its buffers are not part of its callers' frames
-/// while they read storage.)
+/// makes it durable; returns its tag. (Out of line: its buffers are not part of its
+/// callers' frames while they read storage.)
 #[inline(never)]
 fn write_record<S: Storage + ?Sized>(
     storage: &mut S,
@@ -781,7 +772,7 @@ fn write_record<S: Storage + ?Sized>(
     stored: &Stored,
     nfs_mark: u64,
     nlw_mark: u64,
-) -> Result<Written, Error> {
+) -> Result<Tag, Error> {
     let rec = Record {
         seq: stored.next_seq(),
         nfs_mark,
@@ -791,14 +782,11 @@ fn write_record<S: Storage + ?Sized>(
     let addr = base + usize::from(stored.target()) * slot;
     let tag = write_slot(storage, addr, slot, &rec)?;
     storage.flush()?;
-    Ok(Written {
-        tag,
-        nfs_mark,
-        nlw_mark,
-    })
+    Ok(tag)
 }
 
-/// Writes both slots (sequence numbers `seq`, `seq + 1`); returns the second record.
+/// Writes both slots (sequence numbers `seq`, `seq + 1`); returns the second
+/// record's tag.
 fn write_both<S: Storage + ?Sized>(
     storage: &mut S,
     base: usize,
@@ -807,7 +795,7 @@ fn write_both<S: Storage + ?Sized>(
     seq: u16,
     nfs: u64,
     nlw: u64,
-) -> Result<Written, Error> {
+) -> Result<Tag, Error> {
     let first = Record {
         seq,
         nfs_mark: nfs,
@@ -821,11 +809,7 @@ fn write_both<S: Storage + ?Sized>(
     };
     let tag = write_slot(storage, base + slot, slot, &second)?;
     storage.flush()?;
-    Ok(Written {
-        tag,
-        nfs_mark: nfs,
-        nlw_mark: nlw,
-    })
+    Ok(tag)
 }
 
 fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> Result<(), Error> {
