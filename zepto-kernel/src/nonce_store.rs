@@ -193,8 +193,15 @@ struct Record {
 }
 
 impl Record {
+    #[cfg(test)]
     fn encode(&self) -> [u8; RECORD_LEN] {
         let mut r = [0u8; RECORD_LEN];
+        self.encode_into(&mut r);
+        r
+    }
+
+    /// Encodes the record into `r`; returns its tag.
+    fn encode_into(&self, r: &mut [u8; RECORD_LEN]) -> Tag {
         let (head, crc) = r.split_at_mut(RECORD_LEN - 2);
         let (seq, rest) = head.split_at_mut(2);
         seq.copy_from_slice(&self.seq.to_le_bytes());
@@ -203,8 +210,12 @@ impl Record {
         put_u48(nfs, self.nfs_mark);
         put_u48(nlw, self.nlw_mark);
         key.copy_from_slice(&self.key);
-        crc.copy_from_slice(&CRC16.checksum(head).to_le_bytes());
-        r
+        let c = CRC16.checksum(head);
+        crc.copy_from_slice(&c.to_le_bytes());
+        Tag {
+            seq: self.seq,
+            crc: c,
+        }
     }
 
     /// Sequence number and CRC of an encoded record: what identifies a record
@@ -354,10 +365,11 @@ impl NonceStore {
         let slot = slot_len(storage.write_granularity());
         check_bounds(storage, base, slot)?;
         locked(storage, |s| {
-            if read_stored(s, base, slot, key)?.newest.is_some() {
+            let stored = read_stored(s, base, slot, key)?;
+            if stored.newest.is_some() {
                 return Err(Error::KeyInUse);
             }
-            write_both(s, base, slot, key, 0, nfs, nlw).map(|_| ())
+            write_records(s, base, slot, key, &stored, nfs, nlw, Writes::Both).map(|_| ())
         })
     }
 
@@ -402,8 +414,8 @@ impl NonceStore {
                 (stored.nfs_mark, stored.nlw_mark)
             } else {
                 let (nfs, nlw) = blank_start(s, blank)?;
-                let seq = stored.next_seq();
-                store.last_written = Some(write_both(s, base, slot, key, seq, nfs, nlw)?);
+                let tag = write_records(s, base, slot, key, &stored, nfs, nlw, Writes::Both)?;
+                store.last_written = Some(tag);
                 store.written_nfs = nfs;
                 store.writes = 2;
                 store.started_blank = true;
@@ -510,7 +522,11 @@ impl NonceStore {
         // else (`n` is above this store's mark already). Receiving: after a loss, as
         // high as a send's write puts it, as the margin stands for what other stores
         // accepted before the loss, too.
-        let n = if send { n.max(floor.saturating_add(1)) } else { n };
+        let n = if send {
+            n.max(floor.saturating_add(1))
+        } else {
+            n
+        };
         if n > MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
@@ -519,7 +535,8 @@ impl NonceStore {
             .min(MAX_NONCE)
             .max(floor);
         let [nfs, nlw] = marks;
-        let tag = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
+        let (base, slot, key) = (self.base, self.slot, self.key);
+        let tag = write_records(s, base, slot, key, &stored, nfs, nlw, Writes::One)?;
         self.note_write(tag, nfs, &stored, found_lost);
         if send {
             self.nfs_mark = nfs;
@@ -616,12 +633,8 @@ impl NonceStore {
             (None, Some((_, newest)), Some(mine)) if newest == mine => (nfs, nlw),
             _ => return Ok(()),
         };
-        let first = write_record(s, self.base, self.slot, self.key, &stored, nfs, nlw)?;
-        let after = Stored {
-            newest: Some((stored.target(), first)),
-            ..stored
-        };
-        let tag = write_record(s, self.base, self.slot, self.key, &after, nfs, nlw)?;
+        let (base, slot, key) = (self.base, self.slot, self.key);
+        let tag = write_records(s, base, slot, key, &stored, nfs, nlw, Writes::EachDurable)?;
         self.note_write(tag, nfs, &stored, lost);
         self.writes = self.writes.saturating_add(1);
         // The rest of the range is given back: the next send reserves anew.
@@ -760,11 +773,25 @@ fn read_stored<S: Storage + ?Sized>(
     Ok(found)
 }
 
-/// Writes one record with the given marks into the slot after `stored`'s newest and
-/// makes it durable; returns its tag. (Out of line: its buffers are not part of its
-/// callers' frames while they read storage.)
+/// How [`write_records`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// One record, then a flush.
+    One,
+    /// Two records (both slots), then a flush: a blank store's first records.
+    Both,
+    /// Two records, each followed by a flush: a checkpoint, whose first record
+    /// keeps the reserved marks of the older slot in force until it is durable.
+    EachDurable,
+}
+
+/// Writes records with the given marks, each into the slot after the newest one
+/// (`stored`'s, then the one just written), with sequence numbers following it, and
+/// makes them durable as `writes` says; returns the last record's tag. (Out of line:
+/// its buffers are not part of its callers' frames while they read storage.)
 #[inline(never)]
-fn write_record<S: Storage + ?Sized>(
+#[allow(clippy::too_many_arguments)]
+fn write_records<S: Storage + ?Sized>(
     storage: &mut S,
     base: usize,
     slot: usize,
@@ -772,44 +799,28 @@ fn write_record<S: Storage + ?Sized>(
     stored: &Stored,
     nfs_mark: u64,
     nlw_mark: u64,
+    writes: Writes,
 ) -> Result<Tag, Error> {
-    let rec = Record {
-        seq: stored.next_seq(),
-        nfs_mark,
-        nlw_mark,
-        key,
-    };
-    let addr = base + usize::from(stored.target()) * slot;
-    let tag = write_slot(storage, addr, slot, &rec)?;
-    storage.flush()?;
-    Ok(tag)
-}
-
-/// Writes both slots (sequence numbers `seq`, `seq + 1`); returns the second
-/// record's tag.
-fn write_both<S: Storage + ?Sized>(
-    storage: &mut S,
-    base: usize,
-    slot: usize,
-    key: KeyId,
-    seq: u16,
-    nfs: u64,
-    nlw: u64,
-) -> Result<Tag, Error> {
-    let first = Record {
-        seq,
-        nfs_mark: nfs,
-        nlw_mark: nlw,
-        key,
-    };
-    write_slot(storage, base, slot, &first)?;
-    let second = Record {
-        seq: seq.wrapping_add(1),
-        ..first
-    };
-    let tag = write_slot(storage, base + slot, slot, &second)?;
-    storage.flush()?;
-    Ok(tag)
+    let (mut target, mut seq) = (stored.target(), stored.next_seq());
+    let mut left = if writes == Writes::One { 1u8 } else { 2 };
+    loop {
+        let rec = Record {
+            seq,
+            nfs_mark,
+            nlw_mark,
+            key,
+        };
+        let tag = write_slot(storage, base + usize::from(target) * slot, slot, &rec)?;
+        left -= 1;
+        if left == 0 || writes == Writes::EachDurable {
+            storage.flush()?;
+        }
+        if left == 0 {
+            return Ok(tag);
+        }
+        target ^= 1;
+        seq = seq.wrapping_add(1);
+    }
 }
 
 fn check_bounds<S: Storage + ?Sized>(storage: &S, base: usize, slot: usize) -> Result<(), Error> {
@@ -837,8 +848,7 @@ fn write_slot<S: Storage + ?Sized>(
     let (enc, _) = buf
         .split_first_chunk_mut::<RECORD_LEN>()
         .ok_or(Error::Storage)?;
-    *enc = rec.encode();
-    let tag = Record::tag(enc);
+    let tag = rec.encode_into(enc);
     let mut at = 0;
     while at < slot {
         let n = (slot - at).min(ONE_WRITE);
