@@ -470,10 +470,10 @@ impl NonceStore {
     /// nonce the packet will carry. Until then only an "old nonce" message
     /// ([`NonceStore::raise_nfs`]) can move it.
     pub fn reserve_next<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<u64, Error> {
-        let n = self.nfs.checked_add(1).ok_or(Error::NonceExhausted)?;
-        if n > MAX_NONCE {
+        if self.nfs >= MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
+        let n = self.nfs + 1;
         if n > self.nfs_mark {
             // NFS is now just below the nonce the new mark covers.
             self.write_mark(storage, Mark::Send, n)?;
