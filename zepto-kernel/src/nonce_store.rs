@@ -212,19 +212,18 @@ impl Record {
         key.copy_from_slice(&self.key);
         let c = CRC16.checksum(head);
         crc.copy_from_slice(&c.to_le_bytes());
-        Tag {
-            seq: self.seq,
-            crc: c,
-        }
+        Tag::new(self.seq, c)
     }
 
     /// Sequence number and CRC of an encoded record: what identifies a record
     /// this store wrote.
     fn tag(e: &[u8; RECORD_LEN]) -> Tag {
-        Tag {
-            seq: u16::from_le_bytes([e[0], e[1]]),
-            crc: u16::from_le_bytes([e[RECORD_LEN - 2], e[RECORD_LEN - 1]]),
-        }
+        Tag(u32::from_le_bytes([
+            e[0],
+            e[1],
+            e[RECORD_LEN - 2],
+            e[RECORD_LEN - 1],
+        ]))
     }
 
     /// The record in `r`, if its CRC is valid and both marks are at most
@@ -253,11 +252,19 @@ enum Mark {
     Receive,
 }
 
-/// Identifies a written record (sequence number and CRC), in 4 bytes of RAM.
+/// Identifies a written record: its sequence number (low 16 bits) and CRC (high
+/// 16 bits), one word to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Tag {
-    seq: u16,
-    crc: u16,
+struct Tag(u32);
+
+impl Tag {
+    fn new(seq: u16, crc: u16) -> Self {
+        Tag(u32::from(seq) | (u32::from(crc) << 16))
+    }
+
+    fn seq(self) -> u16 {
+        self.0 as u16
+    }
 }
 
 /// What storage holds for one key: the slot and tag of the newest valid record,
@@ -279,7 +286,7 @@ impl Stored {
     }
 
     fn next_seq(&self) -> u16 {
-        self.newest.map_or(0, |(_, t)| t.seq.wrapping_add(1))
+        self.newest.map_or(0, |(_, t)| t.seq().wrapping_add(1))
     }
 }
 
@@ -298,7 +305,9 @@ pub struct NonceStore {
     nlw: u64,
     nlw_mark: u64,
     /// The record this store wrote last (to know whether anyone wrote since).
-    last_written: Option<Tag>,
+    last_written: Tag,
+    /// Whether this store wrote a record yet (`last_written` means nothing before).
+    wrote: bool,
     /// The NFS mark of that record. Without a loss, storage never holds less: a
     /// checkpoint of another store keeps what it found there (see
     /// [`stored_lost`]).
@@ -328,7 +337,8 @@ impl NonceStore {
             nfs_mark: MAX_NONCE,
             nlw: MAX_NONCE,
             nlw_mark: MAX_NONCE,
-            last_written: None,
+            last_written: Tag(0),
+            wrote: false,
             written_nfs: 0,
             others: (0, 0),
             started_blank: false,
@@ -400,7 +410,8 @@ impl NonceStore {
             nfs_mark: 0,
             nlw: 0,
             nlw_mark: 0,
-            last_written: None,
+            last_written: Tag(0),
+            wrote: false,
             written_nfs: 0,
             others: (0, 0),
             started_blank: false,
@@ -415,7 +426,8 @@ impl NonceStore {
             } else {
                 let (nfs, nlw) = blank_start(s, blank)?;
                 let tag = write_records(s, base, slot, key, &stored, nfs, nlw, Writes::Both)?;
-                store.last_written = Some(tag);
+                store.last_written = tag;
+                store.wrote = true;
                 store.written_nfs = nfs;
                 store.writes = 2;
                 store.started_blank = true;
@@ -628,10 +640,10 @@ impl NonceStore {
         let nlw = self.nlw.max(self.others.1);
         let stored = read_stored(s, self.base, self.slot, self.key)?;
         let lost = self.lost(&stored);
-        let (nfs, nlw) = match (lost, stored.newest, self.last_written) {
-            (Some(lost), _, _) => (lost, lost),
-            (None, Some((_, newest)), Some(mine)) if newest == mine => (nfs, nlw),
-            _ => return Ok(()),
+        let (nfs, nlw) = match lost {
+            Some(lost) => (lost, lost),
+            None if self.newest_is_mine(&stored) => (nfs, nlw),
+            None => return Ok(()),
         };
         let (base, slot, key) = (self.base, self.slot, self.key);
         let tag = write_records(s, base, slot, key, &stored, nfs, nlw, Writes::EachDurable)?;
@@ -671,6 +683,11 @@ impl NonceStore {
         stored_lost(stored, self.seen(), self.own_max(), self.margin())
     }
 
+    /// Whether the newest record in `stored` is the one this store wrote last.
+    fn newest_is_mine(&self, stored: &Stored) -> bool {
+        self.wrote && matches!(stored.newest, Some((_, n)) if n == self.last_written)
+    }
+
     /// Remembers a write of the record `tag` with the NFS mark `nfs_mark` that
     /// found `found` in storage, `lost` being
     /// [`NonceStore::lost`] of it before the write. If the newest record found was not
@@ -679,13 +696,14 @@ impl NonceStore {
     /// this store knew stands for ranges others may hold: no checkpoint may go below
     /// it.
     fn note_write(&mut self, tag: Tag, nfs_mark: u64, found: &Stored, lost: Option<u64>) {
-        let mine = matches!((found.newest, self.last_written), (Some((_, n)), Some(m)) if n == m);
+        let mine = self.newest_is_mine(found);
         if let Some(lost) = lost {
             self.others = (lost, lost);
         } else if !mine {
             self.others = (found.nfs_mark, found.nlw_mark);
         }
-        self.last_written = Some(tag);
+        self.last_written = tag;
+        self.wrote = true;
         self.written_nfs = nfs_mark;
         self.writes = self.writes.saturating_add(1);
     }
@@ -764,7 +782,7 @@ fn read_stored<S: Storage + ?Sized>(
         let tag = Record::tag(&buf);
         // Slot 1 holds the newest record unless slot 0's follows it.
         found.newest = match found.newest {
-            Some((0, a)) if r.seq != a.seq.wrapping_add(1) => Some((0, a)),
+            Some((0, a)) if r.seq != a.seq().wrapping_add(1) => Some((0, a)),
             _ => Some((i, tag)),
         };
         found.nfs_mark = found.nfs_mark.max(r.nfs_mark);
