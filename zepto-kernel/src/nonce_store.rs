@@ -542,8 +542,9 @@ impl NonceStore {
         if n > MAX_NONCE {
             return Err(Error::NonceExhausted);
         }
-        *raised = n
-            .saturating_add(u64::from(self.reserve) - 1)
+        // `n` is at most 2^47 - 1 and the reserve below 2^32: the sum cannot
+        // overflow.
+        *raised = (n + (u64::from(self.reserve) - 1))
             .min(MAX_NONCE)
             .max(floor);
         let [nfs, nlw] = marks;
