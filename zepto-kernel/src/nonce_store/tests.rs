@@ -51,6 +51,63 @@ fn record_layout_is_byte_exact() {
     assert_eq!(Record::decode(&[0xff; RECORD_LEN]), None);
 }
 
+/// A record whose CRC is valid but whose NFS or NLW mark has bit 47 set (above
+/// `MAX_NONCE`) is not a record; `MAX_NONCE` itself is.
+#[test]
+fn a_mark_above_max_nonce_is_refused_even_with_a_valid_crc() {
+    for (nfs_mark, nlw_mark, valid) in [
+        (MAX_NONCE, MAX_NONCE, true),
+        (MAX_NONCE + 1, 0, false),
+        (0, MAX_NONCE + 1, false),
+        (0xffff_ffff_ffff, 5, false),
+        (5, 0xffff_ffff_ffff, false),
+    ] {
+        let rec = Record {
+            seq: 7,
+            nfs_mark,
+            nlw_mark,
+            key: K,
+        };
+        assert_eq!(Record::decode(&rec.encode()).is_some(), valid, "{rec:?}");
+    }
+}
+
+/// Both slots at a start (one flush), one record per mark write (one flush), and
+/// two records per checkpoint, each flushed before the next: the records go to
+/// alternate slots with sequence numbers counting up.
+#[test]
+fn each_write_is_made_durable_as_its_kind_needs() {
+    let seqs = |hal: &TestHal<64>| {
+        let slot = slot_len(hal.granularity);
+        [0, slot].map(|at| {
+            let bytes: [u8; RECORD_LEN] = hal.storage[at..at + RECORD_LEN].try_into().unwrap();
+            Record::decode(&bytes).unwrap().seq
+        })
+    };
+    let mut hal = TestHal::<64>::new(1);
+    NonceStore::provision(&mut hal, 0, K, 0, 0).unwrap();
+    assert_eq!((hal.flushes, seqs(&hal)), (1, [0, 1]));
+    let mut hal = TestHal::<64>::new(1);
+    let mut s = NonceStore::open(&mut hal, 0, RES, K, BlankStart::Floor(100)).unwrap();
+    assert_eq!((hal.flushes, seqs(&hal)), (1, [0, 1]));
+    s.next_send(&mut hal).unwrap();
+    assert_eq!((hal.flushes, seqs(&hal)), (2, [2, 1]));
+    assert_eq!(s.accept_received(&mut hal, 500), Ok(true));
+    assert_eq!((hal.flushes, seqs(&hal)), (3, [2, 3]));
+    s.checkpoint(&mut hal).unwrap();
+    assert_eq!((hal.flushes, seqs(&hal)), (5, [4, 5]));
+    assert_eq!(s.writes(), 6);
+    // A cut at the checkpoint's second record: its first is durable, exact values.
+    let mut hal = fresh();
+    let mut s = open(&mut hal);
+    s.next_send(&mut hal).unwrap();
+    let granules = u32::try_from(slot_len(hal.granularity) / hal.granularity).unwrap();
+    let flushes = hal.flushes;
+    hal.power_cut_after = Some(granules);
+    assert!(s.checkpoint(&mut hal).is_err());
+    assert_eq!(hal.flushes, flushes + 1);
+}
+
 #[test]
 fn key_id_is_a_cmac_of_a_fixed_text() {
     use aes::Aes128;
