@@ -381,7 +381,7 @@ impl<A: ChecksumAes> Saccp<A> {
                     | Error::Malformed => ErrorCode::INVALID_FORMAT,
                     local => return Err(local),
                 };
-                write_error(heap, h, code)?;
+                heap.append_reply_u8(h, short_error_field(code))?;
                 Ok(HandlerOutcome::ReplyDown)
             }
         }
@@ -527,6 +527,19 @@ impl<A: ChecksumAes> Saccp<A> {
         Ok(HandlerOutcome::Pass)
     }
 }
+
+/// The ERROR reply's field for a code below 8, whose Encoded-Unsigned-Int is one
+/// byte (the field itself, below 0x80): what [`write_error`] writes for it.
+const fn short_error_field(code: ErrorCode) -> u8 {
+    (REPLY_ERROR | (code.0 & 0x07) << 4) as u8
+}
+
+const _: () = assert!(
+    short_error_field(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH) < 0x80
+        && short_error_field(ErrorCode::INVALID_FORMAT) < 0x80
+        && ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH.0 < 8
+        && ErrorCode::INVALID_FORMAT.0 < 8
+);
 
 fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Error> {
     if code.0 > ErrorCode::MAX {
