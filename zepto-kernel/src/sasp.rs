@@ -458,13 +458,13 @@ impl<C: SaspCipher> Sasp<C> {
                 crate::count(&mut self.stats.malformed);
                 return Ok(HandlerOutcome::IgnorePacket);
             };
-            let hdr: [u8; HEADER_LEN] = *hdr;
-            let nonce = eax_nonce(&hdr, self.role.other_flag());
+            // The nonce starts with the header: the header's fields are read from it.
+            let nonce = eax_nonce(hdr, self.role.other_flag());
             if self.aead()?.open(&nonce, &[], data, tag).is_err() {
                 crate::count(&mut self.stats.auth_failures);
                 return Ok(HandlerOutcome::IgnorePacket);
             }
-            let (vp, to_sasp) = parse_header(&hdr);
+            let (vp, to_sasp) = nonce.first_chunk().map_or((0, false), parse_header);
             (vp, to_sasp, unpad(data))
         };
         let Ok((at, n)) = payload else {
