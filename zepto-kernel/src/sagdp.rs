@@ -196,10 +196,7 @@ impl Header {
     /// reserved bit is set.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
         let (&first, rest) = bytes.split_first().ok_or(Error::UnexpectedEnd)?;
-        let id: [u8; 6] = rest
-            .get(..6)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(Error::UnexpectedEnd)?;
+        let id = *rest.first_chunk::<6>().ok_or(Error::UnexpectedEnd)?;
         if first & FLAGS_RESERVED != 0 {
             return Err(Error::Malformed);
         }
