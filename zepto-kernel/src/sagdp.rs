@@ -765,9 +765,12 @@ impl<R: RoleKind> Sagdp<R> {
     }
 
     fn relate(&self, ppid: PacketId) -> Relation {
+        // PSPIDR lies below LSPIDR whenever both are set (`send` moves LSPIDR to
+        // PSPIDR and starts LSPIDR above it, resends only raise LSPIDR's top): an
+        // ID within PSPIDR is below LSPIDR's start.
         match (self.lspidr, self.pspidr) {
             (Some(l), _) if l.contains(ppid) => Relation::Last,
-            (Some(l), Some(p)) if ppid < l.lo && p.contains(ppid) => Relation::Previous,
+            (Some(_), Some(p)) if p.contains(ppid) => Relation::Previous,
             _ => Relation::Broken,
         }
     }
