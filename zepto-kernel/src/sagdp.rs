@@ -767,10 +767,10 @@ impl<R: RoleKind> Sagdp<R> {
     fn relate(&self, ppid: PacketId) -> Relation {
         // PSPIDR lies below LSPIDR whenever both are set (`send` moves LSPIDR to
         // PSPIDR and starts LSPIDR above it, resends only raise LSPIDR's top): an
-        // ID within PSPIDR is below LSPIDR's start.
+        // ID within PSPIDR is below LSPIDR's start (and PSPIDR is set only with LSPIDR).
         match (self.lspidr, self.pspidr) {
             (Some(l), _) if l.contains(ppid) => Relation::Last,
-            (Some(_), Some(p)) if p.contains(ppid) => Relation::Previous,
+            (_, Some(p)) if p.contains(ppid) => Relation::Previous,
             _ => Relation::Broken,
         }
     }
