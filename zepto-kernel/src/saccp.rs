@@ -381,7 +381,7 @@ impl<A: ChecksumAes> Saccp<A> {
                     | Error::Malformed => ErrorCode::INVALID_FORMAT,
                     local => return Err(local),
                 };
-                write_error(heap, h, code)?;
+                heap.append_reply_u8(h, short_error_field(code))?;
                 Ok(HandlerOutcome::ReplyDown)
             }
         }
@@ -437,8 +437,7 @@ impl<A: ChecksumAes> Saccp<A> {
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
-                    let len =
-                        usize::try_from(p.uint(heap, 2)?).map_err(|_| Error::ValueOutOfRange)?;
+                    let len = usize::from(uint2(heap, &mut p)?);
                     match tag {
                         FRAGMENT_VERBATIM => {
                             let start = p.position();
@@ -446,8 +445,7 @@ impl<A: ChecksumAes> Saccp<A> {
                             heap.append_reply_from(h, h, Part::Request, start..start + len)?;
                         }
                         FRAGMENT_REFERENCE => {
-                            let off = usize::try_from(p.uint(heap, 2)?)
-                                .map_err(|_| Error::ValueOutOfRange)?;
+                            let off = usize::from(uint2(heap, &mut p)?);
                             let end = off
                                 .checked_add(len)
                                 .filter(|e| *e <= old_len)
@@ -528,6 +526,19 @@ impl<A: ChecksumAes> Saccp<A> {
     }
 }
 
+/// The ERROR reply's field for a code below 8, whose Encoded-Unsigned-Int is one
+/// byte (the field itself, below 0x80): what [`write_error`] writes for it.
+const fn short_error_field(code: ErrorCode) -> u8 {
+    (REPLY_ERROR | (code.0 & 0x07) << 4) as u8
+}
+
+const _: () = assert!(
+    short_error_field(ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH) < 0x80
+        && short_error_field(ErrorCode::INVALID_FORMAT) < 0x80
+        && ErrorCode::OLD_PROGRAM_CHECKSUM_DOESNT_MATCH.0 < 8
+        && ErrorCode::INVALID_FORMAT.0 < 8
+);
+
 fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Error> {
     if code.0 > ErrorCode::MAX {
         return Err(Error::ValueOutOfRange);
@@ -535,14 +546,21 @@ fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Er
     heap.append_reply_uint(h, u64::from(REPLY_ERROR | code.0 << 4), 2)
 }
 
+/// Reads an Encoded-Unsigned-Int<max=2> (at most 0xFFFF). Out of line, its result
+/// comes back in a register.
+#[inline(never)]
+fn uint2(heap: &Heap<'_>, p: &mut Parser) -> Result<u16, Error> {
+    u16::try_from(p.uint(heap, 2)?).map_err(|_| Error::ValueOutOfRange)
+}
+
 /// Parses extra headers up to END_OF_HEADERS. Unknown header types are skipped by
 /// their length.
 fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Error> {
     let mut out = ExtraHeaders::default();
     loop {
-        let v = p.uint(heap, 2)?;
-        let kind = (v & 0x7) as u16;
-        let len = (v >> 3) as usize;
+        let v = uint2(heap, p)?;
+        let kind = v & 0x7;
+        let len = usize::from(v >> 3);
         match kind {
             HDR_END_OF_HEADERS => {
                 return if len == 0 {

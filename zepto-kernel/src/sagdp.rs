@@ -196,10 +196,7 @@ impl Header {
     /// reserved bit is set.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
         let (&first, rest) = bytes.split_first().ok_or(Error::UnexpectedEnd)?;
-        let id: [u8; 6] = rest
-            .get(..6)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(Error::UnexpectedEnd)?;
+        let id = *rest.first_chunk::<6>().ok_or(Error::UnexpectedEnd)?;
         if first & FLAGS_RESERVED != 0 {
             return Err(Error::Malformed);
         }
@@ -574,7 +571,12 @@ impl<R: RoleKind> Sagdp<R> {
         if self.state == State::NotInitialized {
             return Err(Error::InvalidState);
         }
-        let hdr = Header::parse(heap.request(h)?)?;
+        // The packet's digest, computed once: whether it repeats the last one, and
+        // what is kept of it when it is delivered.
+        let (hdr, d) = {
+            let req = heap.request(h)?;
+            (Header::parse(req)?, digest(req))
+        };
         heap.clear_reply(h)?;
         self.received = None;
         let master = matches!(self.role(), Role::Master);
@@ -589,7 +591,7 @@ impl<R: RoleKind> Sagdp<R> {
                 }
             }
             PacketStatus::First => {
-                if Some(hdr.id_field) == self.lrcid && self.is_repeat(heap, h)? {
+                if Some(hdr.id_field) == self.lrcid && self.is_repeat(d) {
                     // The first packet of the current chain again.
                     match self.state {
                         State::WaitLocal => Act::Ignore,
@@ -606,9 +608,7 @@ impl<R: RoleKind> Sagdp<R> {
             }
             PacketStatus::Intermediate => match (self.state, rel) {
                 (State::WaitRemote, Relation::Last) => Act::Deliver(State::WaitLocal, false),
-                (State::Idle | State::WaitRemote, Relation::Previous)
-                    if self.is_repeat(heap, h)? =>
-                {
+                (State::Idle | State::WaitRemote, Relation::Previous) if self.is_repeat(d) => {
                     Act::Duplicate
                 }
                 (State::WaitLocal, Relation::Last) => Act::Ignore,
@@ -625,7 +625,7 @@ impl<R: RoleKind> Sagdp<R> {
                 if drop_chain {
                     self.drop_chain();
                 }
-                self.deliver(heap, h, pid, hdr, next)
+                self.deliver(heap, h, pid, hdr, d, next)
             }
             Act::Duplicate => self.duplicate(heap, h, hdr, now_ms, ids),
             Act::Ignore => Ok(HandlerOutcome::IgnorePacket),
@@ -765,9 +765,12 @@ impl<R: RoleKind> Sagdp<R> {
     }
 
     fn relate(&self, ppid: PacketId) -> Relation {
+        // PSPIDR lies below LSPIDR whenever both are set (`send` moves LSPIDR to
+        // PSPIDR and starts LSPIDR above it, resends only raise LSPIDR's top): an
+        // ID within PSPIDR is below LSPIDR's start (and PSPIDR is set only with LSPIDR).
         match (self.lspidr, self.pspidr) {
             (Some(l), _) if l.contains(ppid) => Relation::Last,
-            (Some(l), Some(p)) if ppid < l.lo && p.contains(ppid) => Relation::Previous,
+            (_, Some(p)) if p.contains(ppid) => Relation::Previous,
             _ => Relation::Broken,
         }
     }
@@ -781,16 +784,16 @@ impl<R: RoleKind> Sagdp<R> {
         }
     }
 
-    /// Passes the payload of the received packet up.
+    /// Passes the payload of the received packet (of digest `d`) up.
     fn deliver(
         &mut self,
         heap: &mut Heap<'_>,
         h: Handle,
         pid: PacketId,
         hdr: Header,
+        d: u32,
         next: State,
     ) -> Result<HandlerOutcome, Error> {
-        let d = digest(heap.request(h)?);
         // The payload after the header becomes the reply in place.
         heap.split_request(h, HEADER_LEN)?;
         if hdr.status == PacketStatus::First {
@@ -804,13 +807,13 @@ impl<R: RoleKind> Sagdp<R> {
         Ok(HandlerOutcome::Pass)
     }
 
-    /// True if the request of `h` is the packet delivered last, sent again: the same
-    /// bytes but for the requested-resend flag. A different packet under the same
-    /// IDs (a peer that lost its state and reused a nonce, or a second client on the
-    /// key) is never answered with the reply to someone else's packet.
-    fn is_repeat(&self, heap: &Heap<'_>, h: Handle) -> Result<bool, Error> {
-        let d = digest(heap.request(h)?);
-        Ok(d != 0 && (d == self.lr_digest || d == self.answered_digest))
+    /// True if the received packet, of digest `d`, is the packet delivered last,
+    /// sent again: the same bytes but for the requested-resend flag. A different
+    /// packet under the same IDs (a peer that lost its state and reused a nonce, or
+    /// a second client on the key) is never answered with the reply to someone
+    /// else's packet.
+    fn is_repeat(&self, d: u32) -> bool {
+        d != 0 && (d == self.lr_digest || d == self.answered_digest)
     }
 
     /// A repeated packet: resend the LSP unless the repetition is itself a requested

@@ -140,10 +140,9 @@ pub fn header(vp: u64, to_sasp: bool) -> [u8; HEADER_LEN] {
 
 /// Splits a header into (nonce VP, destination flag).
 pub fn parse_header(h: &[u8; HEADER_LEN]) -> (u64, bool) {
-    let raw = h
-        .iter()
-        .rev()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    let [b0, b1, b2, b3, b4, b5] = *h;
+    let raw = u64::from(u32::from_le_bytes([b0, b1, b2, b3]))
+        | u64::from(u16::from_le_bytes([b4, b5])) << 32;
     (raw & MAX_NONCE, raw >> 47 != 0)
 }
 
@@ -458,13 +457,13 @@ impl<C: SaspCipher> Sasp<C> {
                 crate::count(&mut self.stats.malformed);
                 return Ok(HandlerOutcome::IgnorePacket);
             };
-            let hdr: [u8; HEADER_LEN] = *hdr;
-            let nonce = eax_nonce(&hdr, self.role.other_flag());
+            // The nonce starts with the header: the header's fields are read from it.
+            let nonce = eax_nonce(hdr, self.role.other_flag());
             if self.aead()?.open(&nonce, &[], data, tag).is_err() {
                 crate::count(&mut self.stats.auth_failures);
                 return Ok(HandlerOutcome::IgnorePacket);
             }
-            let (vp, to_sasp) = parse_header(&hdr);
+            let (vp, to_sasp) = nonce.first_chunk().map_or((0, false), parse_header);
             (vp, to_sasp, unpad(data))
         };
         let Ok((at, n)) = payload else {
