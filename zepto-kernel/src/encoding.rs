@@ -107,6 +107,42 @@ pub fn decode_uint(input: &[u8], max: u8) -> Result<(u64, usize), Error> {
     Err(Error::InvalidEncoding)
 }
 
+/// [`decode_uint`] for `max` in `1..=4`, in 32-bit arithmetic: the same value, length
+/// and errors (a `max` outside `1..=4` is [`Error::InvalidEncoding`]).
+pub fn decode_uint32(input: &[u8], max: u8) -> Result<(u32, usize), Error> {
+    if !matches!(max, 1..=4) {
+        return Err(Error::InvalidEncoding);
+    }
+    let mut value: u32 = 0;
+    for i in 0..=usize::from(max) {
+        let b = *input.get(i).ok_or(Error::UnexpectedEnd)?;
+        let shift = 7 * i as u32;
+        let digit = u32::from(b & 0x7f) + u32::from(i > 0);
+        // Only the fifth byte (max=4) can carry bits beyond 32: before it the
+        // value stays below 2^29.
+        let term = digit << shift;
+        let (sum, carry) = value.overflowing_add(term);
+        value = sum;
+        if b & 0x80 == 0 {
+            if carry || term >> shift != digit || value > u32::MAX >> (32 - 8 * u32::from(max)) {
+                return Err(Error::ValueOutOfRange);
+            }
+            return Ok((value, i + 1));
+        }
+    }
+    Err(Error::InvalidEncoding)
+}
+
+/// [`decode_sint`] for `max` in `1..=2`, in 32-bit arithmetic (the same value, length
+/// and errors; a `max` outside `1..=2` is [`Error::InvalidEncoding`]).
+pub fn decode_sint32(input: &[u8], max: u8) -> Result<(i32, usize), Error> {
+    if max > 2 {
+        return Err(Error::InvalidEncoding);
+    }
+    let (u, n) = decode_uint32(input, max)?;
+    Ok((((u >> 1) as i32) ^ -((u & 1) as i32), n))
+}
+
 /// Zig-zag maps a signed value onto an unsigned one (`0, -1, 1, -2 -> 0, 1, 2, 3`).
 pub const fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -354,7 +390,54 @@ mod tests {
         assert_eq!(read_u32_le(&[1, 0, 0]), Err(Error::UnexpectedEnd));
     }
 
+    /// The 32-bit decoders give what the 64-bit ones give for every short input
+    /// whose bytes are chosen from the boundary values of the encoding.
+    #[test]
+    fn decode_32_matches_64_on_boundaries() {
+        const B: [u8; 8] = [0x00, 0x01, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff];
+        for len in 0..=6u32 {
+            for k in 0..8usize.pow(len) {
+                let mut input = [0u8; 6];
+                let mut x = k;
+                for b in input.iter_mut().take(len as usize) {
+                    *b = B[x % 8];
+                    x /= 8;
+                }
+                let input = &input[..len as usize];
+                for max in 0..=9u8 {
+                    let want = if (1..=4).contains(&max) {
+                        decode_uint(input, max).map(|(v, n)| (v as u32, n))
+                    } else {
+                        Err(Error::InvalidEncoding)
+                    };
+                    assert_eq!(decode_uint32(input, max), want, "{input:02x?} max {max}");
+                    let want = if max <= 2 {
+                        decode_sint(input, max).map(|(v, n)| (v as i32, n))
+                    } else {
+                        Err(Error::InvalidEncoding)
+                    };
+                    assert_eq!(decode_sint32(input, max), want, "{input:02x?} max {max}");
+                }
+            }
+        }
+    }
+
     proptest! {
+        /// The 32-bit decoders agree with the 64-bit ones on any input.
+        #[test]
+        fn decode_32_matches_64(input in proptest::collection::vec(any::<u8>(), 0..7), max in 1u8..=4) {
+            prop_assert_eq!(
+                decode_uint32(&input, max),
+                decode_uint(&input, max).map(|(v, n)| (v as u32, n))
+            );
+            if max <= 2 {
+                prop_assert_eq!(
+                    decode_sint32(&input, max),
+                    decode_sint(&input, max).map(|(v, n)| (v as i32, n))
+                );
+            }
+        }
+
         #[test]
         fn uint_round_trip(v: u64, max in 1u8..=8) {
             let mut buf = [0u8; MAX_ENCODED_LEN];

@@ -437,8 +437,7 @@ impl<A: ChecksumAes> Saccp<A> {
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
-                    let len =
-                        usize::try_from(p.uint(heap, 2)?).map_err(|_| Error::ValueOutOfRange)?;
+                    let len = usize::from(p.uint2(heap)?);
                     match tag {
                         FRAGMENT_VERBATIM => {
                             let start = p.position();
@@ -446,8 +445,7 @@ impl<A: ChecksumAes> Saccp<A> {
                             heap.append_reply_from(h, h, Part::Request, start..start + len)?;
                         }
                         FRAGMENT_REFERENCE => {
-                            let off = usize::try_from(p.uint(heap, 2)?)
-                                .map_err(|_| Error::ValueOutOfRange)?;
+                            let off = usize::from(p.uint2(heap)?);
                             let end = off
                                 .checked_add(len)
                                 .filter(|e| *e <= old_len)
@@ -540,8 +538,8 @@ fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Er
 fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Error> {
     let mut out = ExtraHeaders::default();
     loop {
-        let v = p.uint(heap, 2)?;
-        let kind = (v & 0x7) as u16;
+        let v = p.uint2(heap)?;
+        let kind = v & 0x7;
         let len = (v >> 3) as usize;
         match kind {
             HDR_END_OF_HEADERS => {

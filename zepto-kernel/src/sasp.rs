@@ -687,7 +687,7 @@ fn unpad(data: &mut [u8]) -> Result<(usize, usize), Error> {
     if first & 0x80 == 0 {
         return Ok((0, len));
     }
-    let (c, clen) = encoding::decode_uint(rest, 2)?;
+    let (c, clen) = encoding::decode_uint32(rest, 2)?;
     let c = c as usize;
     if c < clen || c > len - 1 {
         return Err(Error::Malformed);

@@ -296,7 +296,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 frame = Some((at, trunc, None));
             }
             op::SLEEP => {
-                let ms = r.uint(4) as u32;
+                let ms = r.uint(4);
                 new_pc = next(&r)?;
                 if let Some(w) = self.sleep(ti, hal, ms, WAIT_SLEEP)? {
                     return Ok(Run::Waiting(w));
@@ -312,7 +312,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 Self::hal_result(hal.set_transmitter(on))?;
             }
             op::MCUSLEEP => {
-                let secs = r.uint(4) as u32;
+                let secs = r.uint(4);
                 let f = r.u8();
                 if f & !3 != 0 {
                     return Err(r.bail(Exc::InvalidParameter));
@@ -403,11 +403,11 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                     .map_err(exc_of)?
                     .get(span.flags_at..)
                     .ok_or(Exc::InvalidInstruction)?;
-                let (v, l) = crate::encoding::decode_uint(old, 2).map_err(exc_of)?;
-                let size = (v >> 2) + n as u64;
+                let (v, l) = crate::encoding::decode_uint32(old, 2).map_err(exc_of)?;
+                let size = (v >> 2) + n as u32;
                 let nv = (size << 2) | (v & 3);
-                let (enc, el) =
-                    crate::encoding::uint_to_array(nv, 2).map_err(|_| Exc::OutOfMemory)?;
+                let (enc, el) = crate::encoding::uint_to_array(u64::from(nv), 2)
+                    .map_err(|_| Exc::OutOfMemory)?;
                 reply::remove(heap, hr, span.flags_at, l).map_err(exc_of)?;
                 reply::insert(heap, hr, span.flags_at, enc.get(..el).unwrap_or(&[]))
                     .map_err(exc_of)?;

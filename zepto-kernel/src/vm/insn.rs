@@ -184,10 +184,10 @@ impl FieldType {
     pub fn read(self, input: &[u8]) -> Result<(FieldValue, usize), ExceptionCode> {
         let r = match self {
             FieldType::EncodedUint => {
-                encoding::decode_uint(input, 2).map(|(v, n)| (FieldValue::Int(v as i64), n))
+                encoding::decode_uint32(input, 2).map(|(v, n)| (FieldValue::Int(i64::from(v)), n))
             }
             FieldType::EncodedSint => {
-                encoding::decode_sint(input, 2).map(|(v, n)| (FieldValue::Int(v), n))
+                encoding::decode_sint32(input, 2).map(|(v, n)| (FieldValue::Int(i64::from(v)), n))
             }
             FieldType::Byte => input
                 .first()
@@ -705,8 +705,8 @@ impl<'a> Rd<'a> {
             }
         }
     }
-    pub(crate) fn uint(&mut self, max: u8) -> u64 {
-        match encoding::decode_uint(self.rest(), max) {
+    pub(crate) fn uint(&mut self, max: u8) -> u32 {
+        match encoding::decode_uint32(self.rest(), max) {
             Ok((v, n)) => {
                 self.pos += n;
                 v
@@ -721,7 +721,7 @@ impl<'a> Rd<'a> {
         self.uint(2) as u16
     }
     pub(crate) fn sint2(&mut self) -> i16 {
-        match encoding::decode_sint(self.rest(), 2) {
+        match encoding::decode_sint32(self.rest(), 2) {
             Ok((v, n)) => {
                 self.pos += n;
                 v as i16
@@ -858,16 +858,14 @@ impl<'a> Instruction<'a> {
                     data: r.bytes(usize::from(n)),
                 }
             }
-            op::SLEEP => Instruction::Sleep {
-                ms: r.uint(4) as u32,
-            },
+            op::SLEEP => Instruction::Sleep { ms: r.uint(4) },
             op::TRANSMITTER => match r.u8() {
                 0 => Instruction::Transmitter { on: false },
                 1 => Instruction::Transmitter { on: true },
                 _ => return Err(r.bail(ExceptionCode::InvalidParameter)),
             },
             op::MCUSLEEP => {
-                let secs = r.uint(4) as u32;
+                let secs = r.uint(4);
                 let f = r.u8();
                 if f & !3 != 0 {
                     return Err(r.bail(ExceptionCode::InvalidParameter));

@@ -61,7 +61,7 @@ pub(crate) fn frame_span(buf: &[u8], at: usize) -> Result<FrameSpan, Error> {
     let mut pos = at;
     loop {
         let rest = buf.get(pos..).ok_or(Error::Malformed)?;
-        let (v, n) = encoding::decode_uint(rest, 2)?;
+        let (v, n) = encoding::decode_uint32(rest, 2)?;
         // At most 0xFFFF (max=2).
         let v = v as usize;
         if v & 1 == 0 {
