@@ -79,6 +79,36 @@ pub fn encode_uint(value: u64, max: u8, out: &mut [u8]) -> Result<usize, Error> 
     }
 }
 
+/// [`encode_uint`] for `max` in `1..=4`, in 32-bit arithmetic: the same bytes, length
+/// and errors (a `max` outside `1..=4` is [`Error::InvalidEncoding`]).
+pub fn encode_uint32(value: u32, max: u8, out: &mut [u8]) -> Result<usize, Error> {
+    if !matches!(max, 1..=4) {
+        return Err(Error::InvalidEncoding);
+    }
+    if value > u32::MAX >> (32 - 8 * u32::from(max)) {
+        return Err(Error::ValueOutOfRange);
+    }
+    let mut v = value;
+    let mut i = 0;
+    loop {
+        let slot = out.get_mut(i).ok_or(Error::BufferTooSmall)?;
+        if v < 0x80 {
+            *slot = v as u8;
+            return Ok(i + 1);
+        }
+        *slot = 0x80 | (v & 0x7f) as u8;
+        v = (v >> 7) - 1;
+        i += 1;
+    }
+}
+
+/// [`uint_to_array`] for `max` in `1..=4` ([`encode_uint32`] into a 5-byte buffer).
+pub fn uint32_to_array(value: u32, max: u8) -> Result<([u8; 5], usize), Error> {
+    let mut buf = [0u8; 5];
+    let n = encode_uint32(value, max, &mut buf)?;
+    Ok((buf, n))
+}
+
 /// Reads an Encoded-Unsigned-Int<max=`max`> from the start of `input`.
 ///
 /// Returns `(value, bytes consumed)`. Errors: [`Error::UnexpectedEnd`] if `input` ends
@@ -423,6 +453,30 @@ mod tests {
     }
 
     proptest! {
+        /// The 32-bit encoder writes what the 64-bit one writes, with the same
+        /// errors, for any value, `max` and room.
+        #[test]
+        fn encode_32_matches_64(v: u32, small in 0u32..0x20000, max in 0u8..=9, room in 0usize..7) {
+            for v in [v, small] {
+                let (mut a, mut b) = ([0u8; 6], [0u8; 6]);
+                let want = if (1..=4).contains(&max) {
+                    encode_uint(u64::from(v), max, &mut a[..room])
+                } else {
+                    Err(Error::InvalidEncoding)
+                };
+                prop_assert_eq!(encode_uint32(v, max, &mut b[..room]), want);
+                if (1..=4).contains(&max) {
+                    prop_assert_eq!(a, b);
+                }
+                let want = if (1..=4).contains(&max) {
+                    uint_to_array(u64::from(v), max).map(|(a, n)| (a[..n].to_vec(), n))
+                } else {
+                    Err(Error::InvalidEncoding)
+                };
+                prop_assert_eq!(uint32_to_array(v, max).map(|(a, n)| (a[..n].to_vec(), n)), want);
+            }
+        }
+
         /// The 32-bit decoders agree with the 64-bit ones on any input.
         #[test]
         fn decode_32_matches_64(input in proptest::collection::vec(any::<u8>(), 0..7), max in 1u8..=4) {

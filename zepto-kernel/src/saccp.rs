@@ -505,7 +505,7 @@ impl<A: ChecksumAes> Saccp<A> {
         let field = kind | u16::from(t) << t_bit | (n as u16) << (t_bit + 1);
         // The reply buffer stays where it is, the field goes in front of it; what
         // does not fit the size field is cut off behind it.
-        let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
+        let (buf, k) = crate::encoding::uint32_to_array(u32::from(field), 2)?;
         heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
         heap.truncate_reply(h, k + n)?;
         self.flags = None;

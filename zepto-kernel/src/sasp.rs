@@ -657,7 +657,7 @@ impl<C: SaspCipher> Sasp<C> {
         let (d_first, d_size) = d_head.split_first_mut().ok_or(Error::BufferTooSmall)?;
         *d_first = first | if c > 0 { 0x80 } else { 0 };
         if c > 0 {
-            encoding::encode_uint(c as u64, 2, d_size)?;
+            encoding::encode_uint32(c as u32, 2, d_size)?;
         }
         let d_pad = d_rest.get_mut(p - 1..).ok_or(Error::BufferTooSmall)?;
         hal.fill_random(d_pad)?;

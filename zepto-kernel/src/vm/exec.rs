@@ -109,18 +109,18 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     pub(super) fn devicecap(&self, heap: &mut Heap<'_>, hr: Handle, f: u8) -> Result<bool, Exc> {
         let mut out = [0u8; 12];
         let mut n = 0;
-        let put_uint = |v: u64, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
+        let put_uint = |v: u32, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
             let v = if caps {
                 v.min(0x7fff) << 1
             } else {
                 v.min(0xffff)
             };
-            *n += crate::encoding::encode_uint(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
+            *n += crate::encoding::encode_uint32(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
                 .unwrap_or(0);
         };
         match f {
             caps::SACCP_GUARANTEED_PAYLOAD => put_uint(
-                u64::from(self.cfg.guaranteed_payload),
+                u32::from(self.cfg.guaranteed_payload),
                 true,
                 &mut n,
                 &mut out,
@@ -130,14 +130,14 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 n = 1;
             }
             caps::REPLY_BUFFER_AND_EXPR_STACK_BYTE_SIZES => {
-                let r = u64::from(self.cfg.max_reply_buffer);
-                let e = (ES * 2) as u64;
+                let r = u32::from(self.cfg.max_reply_buffer);
+                let e = (ES * 2) as u32;
                 put_uint(r, true, &mut n, &mut out);
                 put_uint(e, false, &mut n, &mut out);
                 put_uint(r + e, false, &mut n, &mut out);
             }
             caps::REPLY_STACK_SIZE => put_uint(
-                if RS == 0 { 255 } else { RS as u64 },
+                if RS == 0 { 255 } else { RS as u32 },
                 true,
                 &mut n,
                 &mut out,
@@ -146,7 +146,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 out[0] = caps::FLOAT_HALF;
                 n = 1;
             }
-            caps::MAX_PSEUDOTHREADS => put_uint(PT as u64, true, &mut n, &mut out),
+            caps::MAX_PSEUDOTHREADS => put_uint(PT as u32, true, &mut n, &mut out),
             _ => {
                 out[0] = caps::UNSUPPORTED;
                 n = 1;
@@ -406,8 +406,8 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 let (v, l) = crate::encoding::decode_uint32(old, 2).map_err(exc_of)?;
                 let size = (v >> 2) + n as u32;
                 let nv = (size << 2) | (v & 3);
-                let (enc, el) = crate::encoding::uint_to_array(u64::from(nv), 2)
-                    .map_err(|_| Exc::OutOfMemory)?;
+                let (enc, el) =
+                    crate::encoding::uint32_to_array(nv, 2).map_err(|_| Exc::OutOfMemory)?;
                 reply::remove(heap, hr, span.flags_at, l).map_err(exc_of)?;
                 reply::insert(heap, hr, span.flags_at, enc.get(..el).unwrap_or(&[]))
                     .map_err(exc_of)?;

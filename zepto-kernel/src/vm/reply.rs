@@ -179,9 +179,9 @@ pub(crate) fn exception_header(
     truncated: bool,
     out: &mut [u8; 6],
 ) -> usize {
-    let mut n = encoding::encode_uint(u64::from(code.code()), 2, out).unwrap_or(0);
-    let fp = (u64::from(position) << 1) | u64::from(truncated);
-    n += encoding::encode_uint(fp, 2, out.get_mut(n..).unwrap_or(&mut [])).unwrap_or(0);
+    let mut n = encoding::encode_uint32(u32::from(code.code()), 2, out).unwrap_or(0);
+    let fp = (u32::from(position) << 1) | u32::from(truncated);
+    n += encoding::encode_uint32(fp, 2, out.get_mut(n..).unwrap_or(&mut [])).unwrap_or(0);
     n
 }
 
@@ -236,26 +236,26 @@ pub(crate) fn close_frame(
     exception: Option<PluginException>,
 ) -> Result<(), Error> {
     let body_len = heap.reply_len(h)?.saturating_sub(body_at);
-    let v = ((body_len as u64) << 2) | 1 | (u64::from(truncated) << 1);
+    let v = ((body_len as u32) << 2) | 1 | (u32::from(truncated) << 1);
     let mut hdr = [0u8; 20];
     let mut n = 0;
     if let Some(e) = exception {
         let mut data = [0u8; 8];
-        let mut d = encoding::encode_uint(u64::from(e.code), 2, &mut data)?;
+        let mut d = encoding::encode_uint32(u32::from(e.code), 2, &mut data)?;
         data.get_mut(d..d + 2)
             .ok_or(Error::BufferTooSmall)?
             .copy_from_slice(&e.file_hash.to_le_bytes());
         d += 2;
-        d += encoding::encode_uint(u64::from(e.line), 2, data.get_mut(d..).unwrap_or(&mut []))?;
-        let hv = (HEADER_PLUGIN_EXCEPTION as u64) << 1 | (d as u64) << 4;
-        n += encoding::encode_uint(hv, 2, &mut hdr)?;
+        d += encoding::encode_uint32(u32::from(e.line), 2, data.get_mut(d..).unwrap_or(&mut []))?;
+        let hv = (HEADER_PLUGIN_EXCEPTION as u32) << 1 | (d as u32) << 4;
+        n += encoding::encode_uint32(hv, 2, &mut hdr)?;
         let data = data.get(..d).ok_or(Error::BufferTooSmall)?;
         hdr.get_mut(n..n + d)
             .ok_or(Error::BufferTooSmall)?
             .copy_from_slice(data);
         n += d;
     }
-    n += encoding::encode_uint(v, 2, hdr.get_mut(n..).unwrap_or(&mut []))?;
+    n += encoding::encode_uint32(v, 2, hdr.get_mut(n..).unwrap_or(&mut []))?;
     insert(heap, h, body_at, hdr.get(..n).unwrap_or(&[]))
 }
 
