@@ -143,24 +143,31 @@ pub fn decode_uint32(input: &[u8], max: u8) -> Result<(u32, usize), Error> {
     if !matches!(max, 1..=4) {
         return Err(Error::InvalidEncoding);
     }
-    let mut value: u32 = 0;
-    for i in 0..=usize::from(max) {
-        let b = *input.get(i).ok_or(Error::UnexpectedEnd)?;
-        let shift = 7 * i as u32;
-        let digit = u32::from(b & 0x7f) + u32::from(i > 0);
-        // Only the fifth byte (max=4) can carry bits beyond 32: before it the
-        // value stays below 2^29.
-        let term = digit << shift;
-        let (sum, carry) = value.overflowing_add(term);
-        value = sum;
+    // The end first, then the value from its last byte back, seven bits at a time.
+    let mut n = 0;
+    loop {
+        let b = *input.get(n).ok_or(Error::UnexpectedEnd)?;
+        n += 1;
         if b & 0x80 == 0 {
-            if carry || term >> shift != digit || value > u32::MAX >> (32 - 8 * u32::from(max)) {
-                return Err(Error::ValueOutOfRange);
-            }
-            return Ok((value, i + 1));
+            break;
+        }
+        if n > usize::from(max) {
+            return Err(Error::InvalidEncoding);
         }
     }
-    Err(Error::InvalidEncoding)
+    let mut value: u32 = 0;
+    for (i, b) in input.iter().take(n).enumerate().rev() {
+        // Each byte after the first adds one (the bijective step).
+        let digit = u32::from(b & 0x7f) + u32::from(i > 0);
+        value = value
+            .checked_mul(0x80)
+            .and_then(|v| v.checked_add(digit))
+            .ok_or(Error::ValueOutOfRange)?;
+    }
+    if value > u32::MAX >> (32 - 8 * u32::from(max)) {
+        return Err(Error::ValueOutOfRange);
+    }
+    Ok((value, n))
 }
 
 /// [`decode_sint`] for `max` in `1..=2`, in 32-bit arithmetic (the same value, length
