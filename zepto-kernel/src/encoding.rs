@@ -156,7 +156,10 @@ pub fn decode_uint32(input: &[u8], max: u8) -> Result<(u32, usize), Error> {
         }
     }
     let mut value: u32 = 0;
-    for (i, b) in input.iter().take(n).enumerate().rev() {
+    let mut i = n;
+    while i > 0 {
+        i -= 1;
+        let b = input.get(i).copied().unwrap_or(0);
         // Each byte after the first adds one (the bijective step).
         let digit = u32::from(b & 0x7f) + u32::from(i > 0);
         value = value
