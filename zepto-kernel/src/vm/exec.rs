@@ -94,9 +94,9 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         let mut rest = fields;
         while let Some((c, tail)) = rest.split_first() {
             let t = FieldType::from_code(*c).ok_or(Exc::InvalidParameter)?;
-            let (v, n) = t.read(body.get(pos..).unwrap_or(&[]))?;
+            let (v, n) = t.read_raw(body.get(pos..).unwrap_or(&[]))?;
             if tail.is_empty() {
-                return Ok(v);
+                return Ok(t.value(v));
             }
             pos += n;
             rest = tail;
