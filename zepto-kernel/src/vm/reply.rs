@@ -57,6 +57,7 @@ pub(crate) struct FrameSpan {
 }
 
 /// Parses the frame at `at` of `buf`.
+#[inline(never)]
 pub(crate) fn frame_span(buf: &[u8], at: usize) -> Result<FrameSpan, Error> {
     let mut pos = at;
     loop {
@@ -263,15 +264,10 @@ pub(crate) fn close_frame(
 pub(crate) fn nth_frame(heap: &Heap<'_>, h: Handle, index: usize) -> Result<FrameSpan, Error> {
     let buf = heap.reply(h)?;
     let mut pos = 0;
-    let mut i = 0;
-    loop {
-        let span = frame_span(buf, pos)?;
-        if i == index {
-            return Ok(span);
-        }
-        i += 1;
-        pos = span.end;
+    for _ in 0..index {
+        pos = frame_span(buf, pos)?.end;
     }
+    frame_span(buf, pos)
 }
 
 /// Resolves REPLY-NUMBER against `count` frames: `n >= 0` is the n-th frame,
