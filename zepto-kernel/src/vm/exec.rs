@@ -108,48 +108,38 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// fit.
     pub(super) fn devicecap(&self, heap: &mut Heap<'_>, hr: Handle, f: u8) -> Result<bool, Exc> {
         let mut out = [0u8; 12];
-        let mut n = 0;
-        let put_uint = |v: u32, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
-            let v = if caps {
-                v.min(0x7fff) << 1
-            } else {
-                v.min(0xffff)
-            };
-            *n += crate::encoding::encode_uint32(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
-                .unwrap_or(0);
-        };
+        // The answer: one byte, or up to three numbers of which the first is a
+        // DEVICE-CAPS-UINT2 (shifted left by one) and the others plain.
+        let mut vals = [0u32; 3];
+        let mut k = 1;
+        let mut byte = None;
         match f {
-            caps::SACCP_GUARANTEED_PAYLOAD => put_uint(
-                u32::from(self.cfg.guaranteed_payload),
-                true,
-                &mut n,
-                &mut out,
-            ),
-            caps::LEVEL => {
-                out[0] = LEVEL;
-                n = 1;
-            }
+            caps::SACCP_GUARANTEED_PAYLOAD => vals[0] = u32::from(self.cfg.guaranteed_payload),
+            caps::LEVEL => byte = Some(LEVEL),
             caps::REPLY_BUFFER_AND_EXPR_STACK_BYTE_SIZES => {
                 let r = u32::from(self.cfg.max_reply_buffer);
                 let e = (ES * 2) as u32;
-                put_uint(r, true, &mut n, &mut out);
-                put_uint(e, false, &mut n, &mut out);
-                put_uint(r + e, false, &mut n, &mut out);
+                vals = [r, e, r + e];
+                k = 3;
             }
-            caps::REPLY_STACK_SIZE => put_uint(
-                if RS == 0 { 255 } else { RS as u32 },
-                true,
-                &mut n,
-                &mut out,
-            ),
-            caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => {
-                out[0] = caps::FLOAT_HALF;
-                n = 1;
-            }
-            caps::MAX_PSEUDOTHREADS => put_uint(PT as u32, true, &mut n, &mut out),
-            _ => {
-                out[0] = caps::UNSUPPORTED;
-                n = 1;
+            caps::REPLY_STACK_SIZE => vals[0] = if RS == 0 { 255 } else { RS as u32 },
+            caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => byte = Some(caps::FLOAT_HALF),
+            caps::MAX_PSEUDOTHREADS => vals[0] = PT as u32,
+            _ => byte = Some(caps::UNSUPPORTED),
+        }
+        let mut n = 0;
+        if let Some(b) = byte {
+            out[0] = b;
+            n = 1;
+        } else {
+            for (i, v) in vals.iter().take(k).enumerate() {
+                let v = if i == 0 {
+                    (*v).min(0x7fff) << 1
+                } else {
+                    (*v).min(0xffff)
+                };
+                n += crate::encoding::encode_uint32(v, 2, out.get_mut(n..).unwrap_or(&mut []))
+                    .unwrap_or(0);
             }
         }
         match heap.append_reply(hr, out.get(..n).unwrap_or(&[])) {
