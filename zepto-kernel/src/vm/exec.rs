@@ -321,7 +321,13 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 } else {
                     WAIT_MCUSLEEP
                 };
-                if let Some(w) = self.sleep(ti, hal, secs.saturating_mul(1000), kind)? {
+                // Saturating, in 32-bit arithmetic (no 64-bit product).
+                let ms = if secs > u32::MAX / 1000 {
+                    u32::MAX
+                } else {
+                    secs * 1000
+                };
+                if let Some(w) = self.sleep(ti, hal, ms, kind)? {
                     return Ok(Run::Waiting(w));
                 }
                 self.flags &= !F_MCU_SLEEPING;
