@@ -734,16 +734,9 @@ impl<'a> Rd<'a> {
         self.uint(2) as u16
     }
     pub(crate) fn sint2(&mut self) -> i16 {
-        match encoding::decode_sint32(self.rest(), 2) {
-            Ok((v, n)) => {
-                self.pos += n;
-                v as i16
-            }
-            Err(e) => {
-                self.fail(enc_err(e));
-                0
-            }
-        }
+        // Zig-zag back from the unsigned form (0 after a failed read).
+        let u = self.uint(2);
+        ((u >> 1) as i16) ^ -((u & 1) as i16)
     }
     pub(crate) fn half(&mut self) -> f16 {
         match encoding::decode_half(self.rest()) {
