@@ -296,9 +296,12 @@ impl Waiter for Board {
                 if gone >= u64::from(t) {
                     return WakeReason::Timeout;
                 }
-                left_us = (u64::from(t) - gone)
-                    .saturating_mul(1000)
-                    .min(u64::from(left_us)) as u32;
+                // Below u32::MAX (gone < t); the product in 32 bits where it is
+                // below the cap.
+                let left = (u64::from(t) - gone) as u32;
+                if left <= left_us / 1000 {
+                    left_us = left * 1000;
+                }
             }
             if !polling {
                 self.timer.events_compare[1].write(|w| unsafe { w.bits(0) });

@@ -79,6 +79,36 @@ pub fn encode_uint(value: u64, max: u8, out: &mut [u8]) -> Result<usize, Error> 
     }
 }
 
+/// [`encode_uint`] for `max` in `1..=4`, in 32-bit arithmetic: the same bytes, length
+/// and errors (a `max` outside `1..=4` is [`Error::InvalidEncoding`]).
+pub fn encode_uint32(value: u32, max: u8, out: &mut [u8]) -> Result<usize, Error> {
+    if !matches!(max, 1..=4) {
+        return Err(Error::InvalidEncoding);
+    }
+    if value > u32::MAX >> (32 - 8 * u32::from(max)) {
+        return Err(Error::ValueOutOfRange);
+    }
+    let mut v = value;
+    let mut i = 0;
+    loop {
+        let slot = out.get_mut(i).ok_or(Error::BufferTooSmall)?;
+        if v < 0x80 {
+            *slot = v as u8;
+            return Ok(i + 1);
+        }
+        *slot = 0x80 | (v & 0x7f) as u8;
+        v = (v >> 7) - 1;
+        i += 1;
+    }
+}
+
+/// [`uint_to_array`] for `max` in `1..=4` ([`encode_uint32`] into a 5-byte buffer).
+pub fn uint32_to_array(value: u32, max: u8) -> Result<([u8; 5], usize), Error> {
+    let mut buf = [0u8; 5];
+    let n = encode_uint32(value, max, &mut buf)?;
+    Ok((buf, n))
+}
+
 /// Reads an Encoded-Unsigned-Int<max=`max`> from the start of `input`.
 ///
 /// Returns `(value, bytes consumed)`. Errors: [`Error::UnexpectedEnd`] if `input` ends
@@ -105,6 +135,52 @@ pub fn decode_uint(input: &[u8], max: u8) -> Result<(u64, usize), Error> {
         }
     }
     Err(Error::InvalidEncoding)
+}
+
+/// [`decode_uint`] for `max` in `1..=4`, in 32-bit arithmetic: the same value, length
+/// and errors (a `max` outside `1..=4` is [`Error::InvalidEncoding`]).
+pub fn decode_uint32(input: &[u8], max: u8) -> Result<(u32, usize), Error> {
+    if !matches!(max, 1..=4) {
+        return Err(Error::InvalidEncoding);
+    }
+    // The end first, then the value from its last byte back, seven bits at a time.
+    let mut n = 0;
+    loop {
+        let b = *input.get(n).ok_or(Error::UnexpectedEnd)?;
+        n += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if n > usize::from(max) {
+            return Err(Error::InvalidEncoding);
+        }
+    }
+    let mut value: u32 = 0;
+    let mut i = n;
+    while i > 0 {
+        i -= 1;
+        let b = input.get(i).copied().unwrap_or(0);
+        // Each byte after the first adds one (the bijective step).
+        let digit = u32::from(b & 0x7f) + u32::from(i > 0);
+        value = value
+            .checked_mul(0x80)
+            .and_then(|v| v.checked_add(digit))
+            .ok_or(Error::ValueOutOfRange)?;
+    }
+    if value > u32::MAX >> (32 - 8 * u32::from(max)) {
+        return Err(Error::ValueOutOfRange);
+    }
+    Ok((value, n))
+}
+
+/// [`decode_sint`] for `max` in `1..=2`, in 32-bit arithmetic (the same value, length
+/// and errors; a `max` outside `1..=2` is [`Error::InvalidEncoding`]).
+pub fn decode_sint32(input: &[u8], max: u8) -> Result<(i32, usize), Error> {
+    if max > 2 {
+        return Err(Error::InvalidEncoding);
+    }
+    let (u, n) = decode_uint32(input, max)?;
+    Ok((((u >> 1) as i32) ^ -((u & 1) as i32), n))
 }
 
 /// Zig-zag maps a signed value onto an unsigned one (`0, -1, 1, -2 -> 0, 1, 2, 3`).
@@ -354,7 +430,78 @@ mod tests {
         assert_eq!(read_u32_le(&[1, 0, 0]), Err(Error::UnexpectedEnd));
     }
 
+    /// The 32-bit decoders give what the 64-bit ones give for every short input
+    /// whose bytes are chosen from the boundary values of the encoding.
+    #[test]
+    fn decode_32_matches_64_on_boundaries() {
+        const B: [u8; 8] = [0x00, 0x01, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff];
+        for len in 0..=6u32 {
+            for k in 0..8usize.pow(len) {
+                let mut input = [0u8; 6];
+                let mut x = k;
+                for b in input.iter_mut().take(len as usize) {
+                    *b = B[x % 8];
+                    x /= 8;
+                }
+                let input = &input[..len as usize];
+                for max in 0..=9u8 {
+                    let want = if (1..=4).contains(&max) {
+                        decode_uint(input, max).map(|(v, n)| (v as u32, n))
+                    } else {
+                        Err(Error::InvalidEncoding)
+                    };
+                    assert_eq!(decode_uint32(input, max), want, "{input:02x?} max {max}");
+                    let want = if max <= 2 {
+                        decode_sint(input, max).map(|(v, n)| (v as i32, n))
+                    } else {
+                        Err(Error::InvalidEncoding)
+                    };
+                    assert_eq!(decode_sint32(input, max), want, "{input:02x?} max {max}");
+                }
+            }
+        }
+    }
+
     proptest! {
+        /// The 32-bit encoder writes what the 64-bit one writes, with the same
+        /// errors, for any value, `max` and room.
+        #[test]
+        fn encode_32_matches_64(v: u32, small in 0u32..0x20000, max in 0u8..=9, room in 0usize..7) {
+            for v in [v, small] {
+                let (mut a, mut b) = ([0u8; 6], [0u8; 6]);
+                let want = if (1..=4).contains(&max) {
+                    encode_uint(u64::from(v), max, &mut a[..room])
+                } else {
+                    Err(Error::InvalidEncoding)
+                };
+                prop_assert_eq!(encode_uint32(v, max, &mut b[..room]), want);
+                if (1..=4).contains(&max) {
+                    prop_assert_eq!(a, b);
+                }
+                let want = if (1..=4).contains(&max) {
+                    uint_to_array(u64::from(v), max).map(|(a, n)| (a[..n].to_vec(), n))
+                } else {
+                    Err(Error::InvalidEncoding)
+                };
+                prop_assert_eq!(uint32_to_array(v, max).map(|(a, n)| (a[..n].to_vec(), n)), want);
+            }
+        }
+
+        /// The 32-bit decoders agree with the 64-bit ones on any input.
+        #[test]
+        fn decode_32_matches_64(input in proptest::collection::vec(any::<u8>(), 0..7), max in 1u8..=4) {
+            prop_assert_eq!(
+                decode_uint32(&input, max),
+                decode_uint(&input, max).map(|(v, n)| (v as u32, n))
+            );
+            if max <= 2 {
+                prop_assert_eq!(
+                    decode_sint32(&input, max),
+                    decode_sint(&input, max).map(|(v, n)| (v as i32, n))
+                );
+            }
+        }
+
         #[test]
         fn uint_round_trip(v: u64, max in 1u8..=8) {
             let mut buf = [0u8; MAX_ENCODED_LEN];

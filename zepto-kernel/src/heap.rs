@@ -777,6 +777,13 @@ impl Parser {
         Ok(v)
     }
 
+    /// Reads an Encoded-Unsigned-Int<max=2> (as [`Parser::uint`] with `max` 2).
+    pub fn uint2(&mut self, heap: &Heap<'_>) -> Result<u16, Error> {
+        let (v, n) = encoding::decode_uint32(self.rest(heap)?, 2)?;
+        self.pos += n as u16;
+        Ok(v as u16)
+    }
+
     /// Reads an Encoded-Signed-Int<max=`max`>.
     pub fn sint(&mut self, heap: &Heap<'_>, max: u8) -> Result<i64, Error> {
         let (v, n) = encoding::decode_sint(self.rest(heap)?, max)?;

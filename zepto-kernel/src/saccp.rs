@@ -437,7 +437,7 @@ impl<A: ChecksumAes> Saccp<A> {
                 let old_len = heap.reply_len(old)?;
                 while !p.is_empty() {
                     let tag = p.u8(heap)?;
-                    let len = usize::from(uint2(heap, &mut p)?);
+                    let len = usize::from(p.uint2(heap)?);
                     match tag {
                         FRAGMENT_VERBATIM => {
                             let start = p.position();
@@ -445,7 +445,7 @@ impl<A: ChecksumAes> Saccp<A> {
                             heap.append_reply_from(h, h, Part::Request, start..start + len)?;
                         }
                         FRAGMENT_REFERENCE => {
-                            let off = usize::from(uint2(heap, &mut p)?);
+                            let off = usize::from(p.uint2(heap)?);
                             let end = off
                                 .checked_add(len)
                                 .filter(|e| *e <= old_len)
@@ -505,7 +505,7 @@ impl<A: ChecksumAes> Saccp<A> {
         let field = kind | u16::from(t) << t_bit | (n as u16) << (t_bit + 1);
         // The reply buffer stays where it is, the field goes in front of it; what
         // does not fit the size field is cut off behind it.
-        let (buf, k) = crate::encoding::uint_to_array(u64::from(field), 2)?;
+        let (buf, k) = crate::encoding::uint32_to_array(u32::from(field), 2)?;
         heap.wrap_request(h, buf.get(..k).ok_or(Error::BufferTooSmall)?)?;
         heap.truncate_reply(h, k + n)?;
         self.flags = None;
@@ -546,21 +546,14 @@ fn write_error(heap: &mut Heap<'_>, h: Handle, code: ErrorCode) -> Result<(), Er
     heap.append_reply_uint(h, u64::from(REPLY_ERROR | code.0 << 4), 2)
 }
 
-/// Reads an Encoded-Unsigned-Int<max=2> (at most 0xFFFF). Out of line, its result
-/// comes back in a register.
-#[inline(never)]
-fn uint2(heap: &Heap<'_>, p: &mut Parser) -> Result<u16, Error> {
-    u16::try_from(p.uint(heap, 2)?).map_err(|_| Error::ValueOutOfRange)
-}
-
 /// Parses extra headers up to END_OF_HEADERS. Unknown header types are skipped by
 /// their length.
 fn parse_extra_headers(heap: &Heap<'_>, p: &mut Parser) -> Result<ExtraHeaders, Error> {
     let mut out = ExtraHeaders::default();
     loop {
-        let v = uint2(heap, p)?;
+        let v = p.uint2(heap)?;
         let kind = v & 0x7;
-        let len = usize::from(v >> 3);
+        let len = (v >> 3) as usize;
         match kind {
             HDR_END_OF_HEADERS => {
                 return if len == 0 {

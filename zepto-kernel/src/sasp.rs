@@ -656,7 +656,7 @@ impl<C: SaspCipher> Sasp<C> {
         let (d_first, d_size) = d_head.split_first_mut().ok_or(Error::BufferTooSmall)?;
         *d_first = first | if c > 0 { 0x80 } else { 0 };
         if c > 0 {
-            encoding::encode_uint(c as u64, 2, d_size)?;
+            encoding::encode_uint32(c as u32, 2, d_size)?;
         }
         let d_pad = d_rest.get_mut(p - 1..).ok_or(Error::BufferTooSmall)?;
         hal.fill_random(d_pad)?;
@@ -686,7 +686,7 @@ fn unpad(data: &mut [u8]) -> Result<(usize, usize), Error> {
     if first & 0x80 == 0 {
         return Ok((0, len));
     }
-    let (c, clen) = encoding::decode_uint(rest, 2)?;
+    let (c, clen) = encoding::decode_uint32(rest, 2)?;
     let c = c as usize;
     if c < clen || c > len - 1 {
         return Err(Error::Malformed);

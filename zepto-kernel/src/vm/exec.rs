@@ -94,9 +94,9 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
         let mut rest = fields;
         while let Some((c, tail)) = rest.split_first() {
             let t = FieldType::from_code(*c).ok_or(Exc::InvalidParameter)?;
-            let (v, n) = t.read(body.get(pos..).unwrap_or(&[]))?;
+            let (v, n) = t.read_raw(body.get(pos..).unwrap_or(&[]))?;
             if tail.is_empty() {
-                return Ok(v);
+                return Ok(t.value(v));
             }
             pos += n;
             rest = tail;
@@ -108,48 +108,38 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
     /// fit.
     pub(super) fn devicecap(&self, heap: &mut Heap<'_>, hr: Handle, f: u8) -> Result<bool, Exc> {
         let mut out = [0u8; 12];
-        let mut n = 0;
-        let put_uint = |v: u64, caps: bool, n: &mut usize, out: &mut [u8; 12]| {
-            let v = if caps {
-                v.min(0x7fff) << 1
-            } else {
-                v.min(0xffff)
-            };
-            *n += crate::encoding::encode_uint(v, 2, out.get_mut(*n..).unwrap_or(&mut []))
-                .unwrap_or(0);
-        };
+        // The answer: one byte, or up to three numbers of which the first is a
+        // DEVICE-CAPS-UINT2 (shifted left by one) and the others plain.
+        let mut vals = [0u32; 3];
+        let mut k = 1;
+        let mut byte = None;
         match f {
-            caps::SACCP_GUARANTEED_PAYLOAD => put_uint(
-                u64::from(self.cfg.guaranteed_payload),
-                true,
-                &mut n,
-                &mut out,
-            ),
-            caps::LEVEL => {
-                out[0] = LEVEL;
-                n = 1;
-            }
+            caps::SACCP_GUARANTEED_PAYLOAD => vals[0] = u32::from(self.cfg.guaranteed_payload),
+            caps::LEVEL => byte = Some(LEVEL),
             caps::REPLY_BUFFER_AND_EXPR_STACK_BYTE_SIZES => {
-                let r = u64::from(self.cfg.max_reply_buffer);
-                let e = (ES * 2) as u64;
-                put_uint(r, true, &mut n, &mut out);
-                put_uint(e, false, &mut n, &mut out);
-                put_uint(r + e, false, &mut n, &mut out);
+                let r = u32::from(self.cfg.max_reply_buffer);
+                let e = (ES * 2) as u32;
+                vals = [r, e, r + e];
+                k = 3;
             }
-            caps::REPLY_STACK_SIZE => put_uint(
-                if RS == 0 { 255 } else { RS as u64 },
-                true,
-                &mut n,
-                &mut out,
-            ),
-            caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => {
-                out[0] = caps::FLOAT_HALF;
-                n = 1;
-            }
-            caps::MAX_PSEUDOTHREADS => put_uint(PT as u64, true, &mut n, &mut out),
-            _ => {
-                out[0] = caps::UNSUPPORTED;
-                n = 1;
+            caps::REPLY_STACK_SIZE => vals[0] = if RS == 0 { 255 } else { RS as u32 },
+            caps::EXPR_FLOAT_TYPE if LEVEL >= SMALL => byte = Some(caps::FLOAT_HALF),
+            caps::MAX_PSEUDOTHREADS => vals[0] = PT as u32,
+            _ => byte = Some(caps::UNSUPPORTED),
+        }
+        let mut n = 0;
+        if let Some(b) = byte {
+            out[0] = b;
+            n = 1;
+        } else {
+            for (i, v) in vals.iter().take(k).enumerate() {
+                let v = if i == 0 {
+                    (*v).min(0x7fff) << 1
+                } else {
+                    (*v).min(0xffff)
+                };
+                n += crate::encoding::encode_uint32(v, 2, out.get_mut(n..).unwrap_or(&mut []))
+                    .unwrap_or(0);
             }
         }
         match heap.append_reply(hr, out.get(..n).unwrap_or(&[])) {
@@ -296,7 +286,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 frame = Some((at, trunc, None));
             }
             op::SLEEP => {
-                let ms = r.uint(4) as u32;
+                let ms = r.uint(4);
                 new_pc = next(&r)?;
                 if let Some(w) = self.sleep(ti, hal, ms, WAIT_SLEEP)? {
                     return Ok(Run::Waiting(w));
@@ -312,7 +302,7 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 Self::hal_result(hal.set_transmitter(on))?;
             }
             op::MCUSLEEP => {
-                let secs = r.uint(4) as u32;
+                let secs = r.uint(4);
                 let f = r.u8();
                 if f & !3 != 0 {
                     return Err(r.bail(Exc::InvalidParameter));
@@ -331,7 +321,13 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                 } else {
                     WAIT_MCUSLEEP
                 };
-                if let Some(w) = self.sleep(ti, hal, secs.saturating_mul(1000), kind)? {
+                // Saturating, in 32-bit arithmetic (no 64-bit product).
+                let ms = if secs > u32::MAX / 1000 {
+                    u32::MAX
+                } else {
+                    secs * 1000
+                };
+                if let Some(w) = self.sleep(ti, hal, ms, kind)? {
                     return Ok(Run::Waiting(w));
                 }
                 self.flags &= !F_MCU_SLEEPING;
@@ -403,11 +399,11 @@ impl<const LEVEL: u8, const RS: usize, const ES: usize, const PT: usize> Vm<LEVE
                     .map_err(exc_of)?
                     .get(span.flags_at..)
                     .ok_or(Exc::InvalidInstruction)?;
-                let (v, l) = crate::encoding::decode_uint(old, 2).map_err(exc_of)?;
-                let size = (v >> 2) + n as u64;
+                let (v, l) = crate::encoding::decode_uint32(old, 2).map_err(exc_of)?;
+                let size = (v >> 2) + n as u32;
                 let nv = (size << 2) | (v & 3);
                 let (enc, el) =
-                    crate::encoding::uint_to_array(nv, 2).map_err(|_| Exc::OutOfMemory)?;
+                    crate::encoding::uint32_to_array(nv, 2).map_err(|_| Exc::OutOfMemory)?;
                 reply::remove(heap, hr, span.flags_at, l).map_err(exc_of)?;
                 reply::insert(heap, hr, span.flags_at, enc.get(..el).unwrap_or(&[]))
                     .map_err(exc_of)?;

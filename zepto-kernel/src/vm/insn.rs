@@ -182,26 +182,39 @@ impl FieldType {
     }
     /// Reads one field of this type from the start of `input`: `(value, length)`.
     pub fn read(self, input: &[u8]) -> Result<(FieldValue, usize), ExceptionCode> {
+        self.read_raw(input).map(|(v, n)| (self.value(v), n))
+    }
+    /// [`FieldType::read`] with the value as an `i32` (a half-float's bits).
+    pub(crate) fn read_raw(self, input: &[u8]) -> Result<(i32, usize), ExceptionCode> {
         let r = match self {
-            FieldType::EncodedUint => {
-                encoding::decode_uint(input, 2).map(|(v, n)| (FieldValue::Int(v as i64), n))
-            }
-            FieldType::EncodedSint => {
-                encoding::decode_sint(input, 2).map(|(v, n)| (FieldValue::Int(v), n))
-            }
+            FieldType::EncodedUint | FieldType::EncodedSint => encoding::decode_uint32(input, 2)
+                .map(|(u, n)| {
+                    if self == FieldType::EncodedSint {
+                        (((u >> 1) as i32) ^ -((u & 1) as i32), n)
+                    } else {
+                        (u as i32, n)
+                    }
+                }),
             FieldType::Byte => input
                 .first()
-                .map(|b| (FieldValue::Int(i64::from(*b)), 1))
+                .map(|b| (i32::from(*b), 1))
                 .ok_or(crate::Error::UnexpectedEnd),
-            FieldType::TwoBytes => {
-                encoding::read_u16_le(input).map(|v| (FieldValue::Int(i64::from(v)), 2))
+            FieldType::TwoBytes | FieldType::HalfFloat => {
+                encoding::read_u16_le(input).map(|v| (i32::from(v), 2))
             }
-            FieldType::HalfFloat => encoding::decode_half(input).map(|v| (FieldValue::Half(v), 2)),
         };
         r.map_err(|e| match e {
             crate::Error::UnexpectedEnd => ExceptionCode::InvalidParameter,
             _ => ExceptionCode::InvalidEncodedSize,
         })
+    }
+    /// The value [`FieldType::read_raw`] read as `v`.
+    pub(crate) fn value(self, v: i32) -> FieldValue {
+        if self == FieldType::HalfFloat {
+            FieldValue::Half(f16::from_bits(v as u16))
+        } else {
+            FieldValue::Int(i64::from(v))
+        }
     }
 }
 
@@ -705,8 +718,8 @@ impl<'a> Rd<'a> {
             }
         }
     }
-    pub(crate) fn uint(&mut self, max: u8) -> u64 {
-        match encoding::decode_uint(self.rest(), max) {
+    pub(crate) fn uint(&mut self, max: u8) -> u32 {
+        match encoding::decode_uint32(self.rest(), max) {
             Ok((v, n)) => {
                 self.pos += n;
                 v
@@ -721,16 +734,9 @@ impl<'a> Rd<'a> {
         self.uint(2) as u16
     }
     pub(crate) fn sint2(&mut self) -> i16 {
-        match encoding::decode_sint(self.rest(), 2) {
-            Ok((v, n)) => {
-                self.pos += n;
-                v as i16
-            }
-            Err(e) => {
-                self.fail(enc_err(e));
-                0
-            }
-        }
+        // Zig-zag back from the unsigned form (0 after a failed read).
+        let u = self.uint(2);
+        ((u >> 1) as i16) ^ -((u & 1) as i16)
     }
     pub(crate) fn half(&mut self) -> f16 {
         match encoding::decode_half(self.rest()) {
@@ -858,16 +864,14 @@ impl<'a> Instruction<'a> {
                     data: r.bytes(usize::from(n)),
                 }
             }
-            op::SLEEP => Instruction::Sleep {
-                ms: r.uint(4) as u32,
-            },
+            op::SLEEP => Instruction::Sleep { ms: r.uint(4) },
             op::TRANSMITTER => match r.u8() {
                 0 => Instruction::Transmitter { on: false },
                 1 => Instruction::Transmitter { on: true },
                 _ => return Err(r.bail(ExceptionCode::InvalidParameter)),
             },
             op::MCUSLEEP => {
-                let secs = r.uint(4) as u32;
+                let secs = r.uint(4);
                 let f = r.u8();
                 if f & !3 != 0 {
                     return Err(r.bail(ExceptionCode::InvalidParameter));
@@ -1482,6 +1486,65 @@ impl fmt::Display for Instruction<'_> {
                     f.write_str(" }")?;
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+    use crate::Error;
+
+    fn exc(e: Error) -> ExceptionCode {
+        match e {
+            Error::UnexpectedEnd => ExceptionCode::InvalidParameter,
+            _ => ExceptionCode::InvalidEncodedSize,
+        }
+    }
+
+    /// Each field type reads what the 64-bit decoders read, with the same errors,
+    /// for every input of up to three bytes chosen from the encoding's boundaries.
+    #[test]
+    fn read_matches_the_64_bit_decoders() {
+        const B: [u8; 8] = [0x00, 0x01, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff];
+        for len in 0..=4u32 {
+            for k in 0..8usize.pow(len) {
+                let mut input = [0u8; 4];
+                let mut x = k;
+                for b in input.iter_mut().take(len as usize) {
+                    *b = B[x % 8];
+                    x /= 8;
+                }
+                let input = &input[..len as usize];
+                for code in 1..=5 {
+                    let t = FieldType::from_code(code).unwrap();
+                    let want =
+                        match t {
+                            FieldType::EncodedUint => encoding::decode_uint(input, 2)
+                                .map(|(v, n)| (FieldValue::Int(v as i64), n)),
+                            FieldType::EncodedSint => encoding::decode_sint(input, 2)
+                                .map(|(v, n)| (FieldValue::Int(v), n)),
+                            FieldType::Byte => input
+                                .first()
+                                .map(|b| (FieldValue::Int(i64::from(*b)), 1))
+                                .ok_or(Error::UnexpectedEnd),
+                            FieldType::TwoBytes => encoding::read_u16_le(input)
+                                .map(|v| (FieldValue::Int(i64::from(v)), 2)),
+                            FieldType::HalfFloat => {
+                                encoding::decode_half(input).map(|v| (FieldValue::Half(v), 2))
+                            }
+                        }
+                        .map_err(exc);
+                    // Half-floats by their bits (NaN is not equal to itself).
+                    let bits = |r: Result<(FieldValue, usize), ExceptionCode>| {
+                        r.map(|(v, n)| match v {
+                            FieldValue::Int(i) => (i, false, n),
+                            FieldValue::Half(h) => (i64::from(h.to_bits()), true, n),
+                        })
+                    };
+                    assert_eq!(bits(t.read(input)), bits(want), "{t:?} {input:02x?}");
+                }
             }
         }
     }

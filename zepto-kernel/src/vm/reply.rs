@@ -57,11 +57,12 @@ pub(crate) struct FrameSpan {
 }
 
 /// Parses the frame at `at` of `buf`.
+#[inline(never)]
 pub(crate) fn frame_span(buf: &[u8], at: usize) -> Result<FrameSpan, Error> {
     let mut pos = at;
     loop {
         let rest = buf.get(pos..).ok_or(Error::Malformed)?;
-        let (v, n) = encoding::decode_uint(rest, 2)?;
+        let (v, n) = encoding::decode_uint32(rest, 2)?;
         // At most 0xFFFF (max=2).
         let v = v as usize;
         if v & 1 == 0 {
@@ -179,9 +180,9 @@ pub(crate) fn exception_header(
     truncated: bool,
     out: &mut [u8; 6],
 ) -> usize {
-    let mut n = encoding::encode_uint(u64::from(code.code()), 2, out).unwrap_or(0);
-    let fp = (u64::from(position) << 1) | u64::from(truncated);
-    n += encoding::encode_uint(fp, 2, out.get_mut(n..).unwrap_or(&mut [])).unwrap_or(0);
+    let mut n = encoding::encode_uint32(u32::from(code.code()), 2, out).unwrap_or(0);
+    let fp = (u32::from(position) << 1) | u32::from(truncated);
+    n += encoding::encode_uint32(fp, 2, out.get_mut(n..).unwrap_or(&mut [])).unwrap_or(0);
     n
 }
 
@@ -236,26 +237,26 @@ pub(crate) fn close_frame(
     exception: Option<PluginException>,
 ) -> Result<(), Error> {
     let body_len = heap.reply_len(h)?.saturating_sub(body_at);
-    let v = ((body_len as u64) << 2) | 1 | (u64::from(truncated) << 1);
+    let v = ((body_len as u32) << 2) | 1 | (u32::from(truncated) << 1);
     let mut hdr = [0u8; 20];
     let mut n = 0;
     if let Some(e) = exception {
         let mut data = [0u8; 8];
-        let mut d = encoding::encode_uint(u64::from(e.code), 2, &mut data)?;
+        let mut d = encoding::encode_uint32(u32::from(e.code), 2, &mut data)?;
         data.get_mut(d..d + 2)
             .ok_or(Error::BufferTooSmall)?
             .copy_from_slice(&e.file_hash.to_le_bytes());
         d += 2;
-        d += encoding::encode_uint(u64::from(e.line), 2, data.get_mut(d..).unwrap_or(&mut []))?;
-        let hv = (HEADER_PLUGIN_EXCEPTION as u64) << 1 | (d as u64) << 4;
-        n += encoding::encode_uint(hv, 2, &mut hdr)?;
+        d += encoding::encode_uint32(u32::from(e.line), 2, data.get_mut(d..).unwrap_or(&mut []))?;
+        let hv = (HEADER_PLUGIN_EXCEPTION as u32) << 1 | (d as u32) << 4;
+        n += encoding::encode_uint32(hv, 2, &mut hdr)?;
         let data = data.get(..d).ok_or(Error::BufferTooSmall)?;
         hdr.get_mut(n..n + d)
             .ok_or(Error::BufferTooSmall)?
             .copy_from_slice(data);
         n += d;
     }
-    n += encoding::encode_uint(v, 2, hdr.get_mut(n..).unwrap_or(&mut []))?;
+    n += encoding::encode_uint32(v, 2, hdr.get_mut(n..).unwrap_or(&mut []))?;
     insert(heap, h, body_at, hdr.get(..n).unwrap_or(&[]))
 }
 
@@ -263,15 +264,10 @@ pub(crate) fn close_frame(
 pub(crate) fn nth_frame(heap: &Heap<'_>, h: Handle, index: usize) -> Result<FrameSpan, Error> {
     let buf = heap.reply(h)?;
     let mut pos = 0;
-    let mut i = 0;
-    loop {
-        let span = frame_span(buf, pos)?;
-        if i == index {
-            return Ok(span);
-        }
-        i += 1;
-        pos = span.end;
+    for _ in 0..index {
+        pos = frame_span(buf, pos)?.end;
     }
+    frame_span(buf, pos)
 }
 
 /// Resolves REPLY-NUMBER against `count` frames: `n >= 0` is the n-th frame,
