@@ -768,6 +768,12 @@ impl<R: RoleKind> Sagdp<R> {
         // PSPIDR lies below LSPIDR whenever both are set (`send` moves LSPIDR to
         // PSPIDR and starts LSPIDR above it, resends only raise LSPIDR's top): an
         // ID within PSPIDR is below LSPIDR's start (and PSPIDR is set only with LSPIDR).
+        // Test builds check this on every packet (the property and lossy-link tests).
+        debug_assert!(match (self.lspidr, self.pspidr) {
+            (Some(l), Some(p)) => p.hi < l.lo,
+            (None, Some(_)) => false,
+            _ => true,
+        });
         match (self.lspidr, self.pspidr) {
             (Some(l), _) if l.contains(ppid) => Relation::Last,
             (_, Some(p)) if p.contains(ppid) => Relation::Previous,
