@@ -304,6 +304,24 @@ pub const fn set_bits(substrate: u64, lo: u32, hi: u32, field: u64) -> u64 {
     (substrate & !(mask << lo)) | ((field & mask) << lo)
 }
 
+/// Calls `f` with every input of up to `max_len` bytes whose bytes are chosen from
+/// the boundary values of the encodings (0, 1, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff).
+#[cfg(test)]
+pub(crate) fn boundary_inputs(max_len: usize, mut f: impl FnMut(&[u8])) {
+    const B: [u8; 8] = [0x00, 0x01, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff];
+    let mut input = [0u8; 8];
+    for len in 0..=max_len.min(input.len()) {
+        for k in 0..8usize.pow(len as u32) {
+            let mut x = k;
+            for b in input.iter_mut().take(len) {
+                *b = B[x % 8];
+                x /= 8;
+            }
+            f(&input[..len]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,32 +452,22 @@ mod tests {
     /// whose bytes are chosen from the boundary values of the encoding.
     #[test]
     fn decode_32_matches_64_on_boundaries() {
-        const B: [u8; 8] = [0x00, 0x01, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff];
-        for len in 0..=6u32 {
-            for k in 0..8usize.pow(len) {
-                let mut input = [0u8; 6];
-                let mut x = k;
-                for b in input.iter_mut().take(len as usize) {
-                    *b = B[x % 8];
-                    x /= 8;
-                }
-                let input = &input[..len as usize];
-                for max in 0..=9u8 {
-                    let want = if (1..=4).contains(&max) {
-                        decode_uint(input, max).map(|(v, n)| (v as u32, n))
-                    } else {
-                        Err(Error::InvalidEncoding)
-                    };
-                    assert_eq!(decode_uint32(input, max), want, "{input:02x?} max {max}");
-                    let want = if max <= 2 {
-                        decode_sint(input, max).map(|(v, n)| (v as i32, n))
-                    } else {
-                        Err(Error::InvalidEncoding)
-                    };
-                    assert_eq!(decode_sint32(input, max), want, "{input:02x?} max {max}");
-                }
+        boundary_inputs(6, |input| {
+            for max in 0..=9u8 {
+                let want = if (1..=4).contains(&max) {
+                    decode_uint(input, max).map(|(v, n)| (v as u32, n))
+                } else {
+                    Err(Error::InvalidEncoding)
+                };
+                assert_eq!(decode_uint32(input, max), want, "{input:02x?} max {max}");
+                let want = if max <= 2 {
+                    decode_sint(input, max).map(|(v, n)| (v as i32, n))
+                } else {
+                    Err(Error::InvalidEncoding)
+                };
+                assert_eq!(decode_sint32(input, max), want, "{input:02x?} max {max}");
             }
-        }
+        });
     }
 
     proptest! {

@@ -1507,45 +1507,37 @@ mod field_tests {
     /// for every input of up to three bytes chosen from the encoding's boundaries.
     #[test]
     fn read_matches_the_64_bit_decoders() {
-        const B: [u8; 8] = [0x00, 0x01, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff];
-        for len in 0..=4u32 {
-            for k in 0..8usize.pow(len) {
-                let mut input = [0u8; 4];
-                let mut x = k;
-                for b in input.iter_mut().take(len as usize) {
-                    *b = B[x % 8];
-                    x /= 8;
+        encoding::boundary_inputs(4, |input| {
+            for code in 1..=5 {
+                let t = FieldType::from_code(code).unwrap();
+                let want = match t {
+                    FieldType::EncodedUint => {
+                        encoding::decode_uint(input, 2).map(|(v, n)| (FieldValue::Int(v as i64), n))
+                    }
+                    FieldType::EncodedSint => {
+                        encoding::decode_sint(input, 2).map(|(v, n)| (FieldValue::Int(v), n))
+                    }
+                    FieldType::Byte => input
+                        .first()
+                        .map(|b| (FieldValue::Int(i64::from(*b)), 1))
+                        .ok_or(Error::UnexpectedEnd),
+                    FieldType::TwoBytes => {
+                        encoding::read_u16_le(input).map(|v| (FieldValue::Int(i64::from(v)), 2))
+                    }
+                    FieldType::HalfFloat => {
+                        encoding::decode_half(input).map(|v| (FieldValue::Half(v), 2))
+                    }
                 }
-                let input = &input[..len as usize];
-                for code in 1..=5 {
-                    let t = FieldType::from_code(code).unwrap();
-                    let want =
-                        match t {
-                            FieldType::EncodedUint => encoding::decode_uint(input, 2)
-                                .map(|(v, n)| (FieldValue::Int(v as i64), n)),
-                            FieldType::EncodedSint => encoding::decode_sint(input, 2)
-                                .map(|(v, n)| (FieldValue::Int(v), n)),
-                            FieldType::Byte => input
-                                .first()
-                                .map(|b| (FieldValue::Int(i64::from(*b)), 1))
-                                .ok_or(Error::UnexpectedEnd),
-                            FieldType::TwoBytes => encoding::read_u16_le(input)
-                                .map(|v| (FieldValue::Int(i64::from(v)), 2)),
-                            FieldType::HalfFloat => {
-                                encoding::decode_half(input).map(|v| (FieldValue::Half(v), 2))
-                            }
-                        }
-                        .map_err(exc);
-                    // Half-floats by their bits (NaN is not equal to itself).
-                    let bits = |r: Result<(FieldValue, usize), ExceptionCode>| {
-                        r.map(|(v, n)| match v {
-                            FieldValue::Int(i) => (i, false, n),
-                            FieldValue::Half(h) => (i64::from(h.to_bits()), true, n),
-                        })
-                    };
-                    assert_eq!(bits(t.read(input)), bits(want), "{t:?} {input:02x?}");
-                }
+                .map_err(exc);
+                // Half-floats by their bits (NaN is not equal to itself).
+                let bits = |r: Result<(FieldValue, usize), ExceptionCode>| {
+                    r.map(|(v, n)| match v {
+                        FieldValue::Int(i) => (i, false, n),
+                        FieldValue::Half(h) => (i64::from(h.to_bits()), true, n),
+                    })
+                };
+                assert_eq!(bits(t.read(input)), bits(want), "{t:?} {input:02x?}");
             }
-        }
+        });
     }
 }
