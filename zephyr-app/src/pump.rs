@@ -332,8 +332,14 @@ pub fn zepto_main_pump(hal: &mut ZephyrHal) -> ! {
                     c.update(&mut dev, hal);
                 }
             }
+            let forged = dev.sasp_stats().auth_failures;
             wait = dev.poll(hal);
             log_events(dev.events());
+            if dev.sasp_stats().auth_failures != forged {
+                // Dropped without an answer: say so, or a client under another key
+                // or cipher sees only its packets arrive.
+                say!("zepto: packet not authentic (another key or cipher?): dropped");
+            }
         }
         if let Some(svc) = local.as_mut() {
             if let Some(w) = svc.poll(hal) {

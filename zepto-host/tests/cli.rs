@@ -93,6 +93,11 @@ fn wrong_key_is_rejected_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no reply") && err.contains("key"), "{err}");
+    // A device under another cipher looks the same: the message names this one.
+    assert!(
+        err.contains(zepto_kernel::sasp::DEFAULT_CIPHER_NAME),
+        "{err}"
+    );
     // The device is unharmed: the right key still works.
     check_ping_echo(&json_reply(&send(
         dir.path(),

@@ -71,6 +71,17 @@ pub type DefaultCipher = aes::Aes128;
 #[cfg(feature = "speck")]
 pub type DefaultCipher = speck_cipher::Speck128_128;
 
+/// The name of [`DefaultCipher`], for messages: both ends of a link must use the
+/// same cipher, and a packet under another one fails authentication like one under
+/// another key.
+#[cfg(not(feature = "speck"))]
+pub const DEFAULT_CIPHER_NAME: &str = "AES-128";
+/// The name of [`DefaultCipher`], for messages: both ends of a link must use the
+/// same cipher, and a packet under another one fails authentication like one under
+/// another key.
+#[cfg(feature = "speck")]
+pub const DEFAULT_CIPHER_NAME: &str = "Speck-128/128";
+
 /// Which end of the link this SASP instance is: decides its peer-distinguishing
 /// flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

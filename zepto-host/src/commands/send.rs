@@ -139,10 +139,11 @@ impl Session {
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
                 return Err(CliError::no_answer(format!(
-                    "no reply from {} within {} ms (is the device running, and is the key right? \
-                     a device drops packets it cannot authenticate)",
+                    "no reply from {} within {} ms (is the device running, and does it use this \
+                     key and {}? a device drops packets it cannot authenticate)",
                     self.hal.link_name(),
-                    timeout.as_millis()
+                    timeout.as_millis(),
+                    sasp::DEFAULT_CIPHER_NAME
                 )));
             }
             let now = self.hal.now_ms();
@@ -203,9 +204,10 @@ impl Session {
                 Ok(None) => {}
                 Err(_) => {
                     return Err(CliError::no_answer(format!(
-                        "no reply from {} after all resends (is the device running, and is the \
-                         key right?)",
-                        self.hal.link_name()
+                        "no reply from {} after all resends (is the device running, and does \
+                         it use this key and {}?)",
+                        self.hal.link_name(),
+                        sasp::DEFAULT_CIPHER_NAME
                     )))
                 }
             }

@@ -676,3 +676,16 @@ fn a_failed_announced_send_still_uses_its_nonce() {
     s.send_announced(&mut heap, h, &mut hal, None).unwrap();
     assert_eq!(s.next_send_nonce(), before + 1);
 }
+
+/// The cipher's name in messages is the cipher the build really uses.
+#[test]
+fn default_cipher_name_names_the_build_cipher() {
+    let ty = std::any::type_name::<DefaultCipher>();
+    let want = if ty.contains("Speck128_128") {
+        "Speck-128/128"
+    } else {
+        assert!(ty.ends_with("Aes128"), "{ty}");
+        "AES-128"
+    };
+    assert_eq!(DEFAULT_CIPHER_NAME, want);
+}
