@@ -316,6 +316,33 @@ fn exhaustion_is_an_error() {
     assert_eq!(s.next_send(&mut hal), Err(Error::NonceExhausted));
 }
 
+/// Mark writes at the top of the nonce space with the largest reserve: a nonce
+/// plus the reserve is summed without saturation (it cannot overflow) and the marks
+/// stop at `MAX_NONCE`; a second store on the same records then finds no nonce left
+/// to send, and a received `MAX_NONCE` is accepted once.
+#[test]
+fn mark_writes_with_the_largest_reserve_stop_at_max_nonce() {
+    let mut hal = TestHal::<64>::new(3);
+    NonceStore::provision(&mut hal, 0, K, MAX_NONCE - 10, MAX_NONCE - 10).unwrap();
+    let mut a = NonceStore::open(&mut hal, 0, u32::MAX, K, BlankStart::Refuse).unwrap();
+    let mut b = NonceStore::open(&mut hal, 0, u32::MAX, K, BlankStart::Refuse).unwrap();
+    assert_eq!(a.next_send(&mut hal), Ok(MAX_NONCE - 9));
+    assert_eq!(stored_marks(&mut hal), (MAX_NONCE, MAX_NONCE - 10));
+    // A's range reaches MAX_NONCE: nothing is left above it for B.
+    let before = hal.storage;
+    assert_eq!(b.next_send(&mut hal), Err(Error::NonceExhausted));
+    assert_eq!(hal.storage, before);
+    for n in MAX_NONCE - 8..=MAX_NONCE {
+        assert_eq!(a.next_send(&mut hal), Ok(n));
+    }
+    assert_eq!(a.next_send(&mut hal), Err(Error::NonceExhausted));
+    assert_eq!(a.reserve_next(&mut hal), Err(Error::NonceExhausted));
+    assert_eq!(b.accept_received(&mut hal, MAX_NONCE - 1), Ok(true));
+    assert_eq!(stored_marks(&mut hal), (MAX_NONCE, MAX_NONCE));
+    assert_eq!(b.accept_received(&mut hal, MAX_NONCE), Ok(true));
+    assert_eq!(b.accept_received(&mut hal, MAX_NONCE), Ok(false));
+}
+
 /// A closed store (and one never opened) sends nothing, accepts nothing and
 /// writes nothing, also on a checkpoint; the records stay as they were.
 #[test]
