@@ -470,6 +470,29 @@ mod tests {
         });
     }
 
+    /// Every value up to 2^16 + 1 and the values around 2^24 and 2^32 (the ends of
+    /// max=3 and max=4), for every `max` in 1..=4: the 32-bit encoder writes the
+    /// 64-bit one's bytes (or fails as it does), and both decoders read them back
+    /// alike, also as signed values.
+    #[test]
+    fn encode_32_matches_64_on_every_short_value() {
+        let ends = [1u32 << 24, u32::MAX].into_iter().flat_map(|e| e - 2..=e);
+        for v in (0..=0x1_0001).chain(ends) {
+            for max in 1..=4u8 {
+                let (mut a, mut b) = ([0u8; 6], [0u8; 6]);
+                let got = encode_uint32(v, max, &mut b);
+                assert_eq!(got, encode_uint(u64::from(v), max, &mut a), "{v} max {max}");
+                assert_eq!(a, b, "{v} max {max}");
+                let Ok(n) = got else { continue };
+                assert_eq!(decode_uint32(&b, max), Ok((v, n)), "{v} max {max}");
+                if max <= 2 {
+                    let want = decode_sint(&b, max).map(|(s, n)| (s as i32, n));
+                    assert_eq!(decode_sint32(&b, max), want, "{v} max {max}");
+                }
+            }
+        }
+    }
+
     proptest! {
         /// The 32-bit encoder writes what the 64-bit one writes, with the same
         /// errors, for any value, `max` and room.
